@@ -1,0 +1,34 @@
+"""Partition math and every key name: the single source of truth for keys."""
+
+from keys.ids import (
+    KIND_EXECUTION,
+    KIND_FLOW,
+    MalformedId,
+    check_lane,
+    new_id,
+    parse_id,
+    partition_of,
+)
+from keys.partitions import DEFAULT_PARTITIONS, partition_of_key, partition_slot, partition_tags
+from keys.schema import DEFAULT_NAMESPACE, KeySpace
+from keys.slots import SLOT_COUNT, crc16, hash_tag, key_slot
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_PARTITIONS",
+    "KIND_EXECUTION",
+    "KIND_FLOW",
+    "KeySpace",
+    "MalformedId",
+    "SLOT_COUNT",
+    "check_lane",
+    "crc16",
+    "hash_tag",
+    "key_slot",
+    "new_id",
+    "parse_id",
+    "partition_of",
+    "partition_of_key",
+    "partition_slot",
+    "partition_tags",
+]

@@ -1,0 +1,136 @@
+"""Python wrappers for the execution FCALLs: the only callers of those functions.
+
+Each builder returns an ``FCall`` (to run alone or pipelined) whose KEYS come
+from ``keys.KeySpace``. ``SIGNATURES`` names the KEYS and ARGV of each Lua
+function; ``tests/unit/test_lua_headers.py`` checks them against the header
+comments in ``lua/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.calls import FCall
+from keys import KeySpace, partition_of
+
+SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "exec_submit": (
+        ("exec", "ready", "delayed", "idem"),
+        ("id", "task", "lane", "payload", "priority", "delay_ms", "max_attempts", "backoff_ms",
+         "backoff_max_ms", "deadline_in_ms", "idem_ttl_ms"),
+    ),
+    "exec_cancel": (("exec",), ("reason",)),
+    "exec_promote": (("delayed",), ("max_count",)),
+    "exec_claim": (("ready",), ("max_count", "lease_ms", "worker_id")),
+    "exec_renew": (("exec",), ("token", "lease_ms")),
+    "exec_complete": (("exec",), ("token", "result")),
+    "exec_fail": (("exec",), ("token", "error_kind", "error_msg", "retryable", "jitter")),
+    "exec_release": (("exec",), ("token",)),
+    "exec_expire_leases": (("leases",), ("max_count", "jitter")),
+    "flowslot_states": ((), ()),
+    "flowslot_version": ((), ()),
+}
+
+
+@dataclass(frozen=True)
+class SubmitSpec:
+    """Everything ``exec_submit`` stores, already validated and encoded."""
+
+    execution_id: str
+    task: str
+    lane: str
+    payload: str
+    priority: int = 0
+    delay_ms: int = 0
+    max_attempts: int = 3
+    backoff_ms: int = 1000
+    backoff_max_ms: int = 300_000
+    deadline_in_ms: int = 0
+    idempotency_key: str | None = None
+    idempotency_ttl_ms: int = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One execution leased by ``exec_claim``."""
+
+    execution_id: str
+    token: str
+    task: str
+    payload: str
+    attempt: int
+    deadline_ms: int
+    lease_expiry_ms: int
+
+
+@dataclass(frozen=True)
+class ClaimReply:
+    remaining: int
+    claimed: list[Claimed]
+    expired: list[str]
+
+
+def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
+    idem = spec.idempotency_key or ""
+    return FCall(
+        "exec_submit",
+        (ks.execution(partition, spec.execution_id), ks.ready(partition, spec.lane),
+         ks.delayed(partition), ks.idempotency(partition, idem)),
+        (spec.execution_id, spec.task, spec.lane, spec.payload, spec.priority, spec.delay_ms,
+         spec.max_attempts, spec.backoff_ms, spec.backoff_max_ms, spec.deadline_in_ms,
+         spec.idempotency_ttl_ms if idem else 0),
+        parse=lambda r: (r[0], r[1], bool(r[2])),
+    )
+
+
+def _parse_claim(reply: Any) -> ClaimReply:
+    claimed = [
+        Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6])) for c in reply[1]
+    ]
+    return ClaimReply(int(reply[0]), claimed, list(reply[2]))
+
+
+def claim(ks: KeySpace, partition: int, lane: str, max_count: int, lease_ms: int,
+          worker_id: str) -> FCall:
+    return FCall("exec_claim", (ks.ready(partition, lane),), (max_count, lease_ms, worker_id),
+                 parse=_parse_claim)
+
+
+def _exec_key(ks: KeySpace, execution_id: str) -> str:
+    return ks.execution(partition_of(execution_id, ks.partitions), execution_id)
+
+
+def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:
+    return FCall("exec_renew", (_exec_key(ks, execution_id),), (token, lease_ms), parse=int)
+
+
+def complete(ks: KeySpace, execution_id: str, token: str, result: str) -> FCall:
+    return FCall("exec_complete", (_exec_key(ks, execution_id),), (token, result),
+                 parse=lambda r: (r[0], bool(r[1])))
+
+
+def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,
+         retryable: bool, jitter: float) -> FCall:
+    return FCall("exec_fail", (_exec_key(ks, execution_id),),
+                 (token, kind, message, int(retryable), f"{jitter:.6f}"),
+                 parse=lambda r: (r[0], bool(r[1])))
+
+
+def release(ks: KeySpace, execution_id: str, token: str) -> FCall:
+    return FCall("exec_release", (_exec_key(ks, execution_id),), (token,))
+
+
+def cancel(ks: KeySpace, execution_id: str, reason: str = "canceled") -> FCall:
+    return FCall("exec_cancel", (_exec_key(ks, execution_id),), (reason,),
+                 parse=lambda r: (r[0], r[1]))
+
+
+def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
+    return FCall("exec_promote", (ks.delayed(partition),), (max_count,),
+                 parse=lambda r: (int(r[0]), list(r[1])))
+
+
+def expire_leases(ks: KeySpace, partition: int, max_count: int, jitter: float) -> FCall:
+    return FCall("exec_expire_leases", (ks.leases(partition),), (max_count, f"{jitter:.6f}"),
+                 parse=lambda r: [(i, s) for i, s in r])

@@ -1,0 +1,299 @@
+"""Route commands by hash slot to the owning node, pipelined per node.
+
+redis-py's ``RedisCluster`` asks the server ``COMMAND GETKEYS`` for every
+FCALL (ARCHITECTURE.md §5: 23x slower pipelined). We know each call's slot
+from its first key, so we keep our own slot map and one connection pool per
+node. A batch is written to every node before any reply is read, so a batch
+spanning three nodes costs one round trip, not three.
+
+Recovery: ``MOVED`` refreshes the slot map and retries; ``ASK`` retries once
+on the named node after ``ASKING``; a dropped connection or ``CLUSTERDOWN``/
+``TRYAGAIN`` refreshes and retries with back-off for up to ``retry_window_s``
+(long enough to ride out a failover); "function not found" reloads the
+library on that node once. Every flowslot transition is atomic, so a call
+that got ``MOVED`` never ran; a call cut off by a dropped connection may have
+run, which is why every wrapper is safe to repeat (same id, same token).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+from redis import exceptions as rexc
+
+from engine.errors import ClusterUnavailable, EngineError, error_from_reply
+from keys import SLOT_COUNT, key_slot
+
+Node = str  # "host:port"
+
+
+class Routable(Protocol):
+    slot: int
+
+    def command(self) -> tuple[Any, ...]: ...
+
+    def parse(self, reply: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Command:
+    """A plain command addressed to the slot of ``key``."""
+
+    args: tuple[Any, ...]
+    key: str
+    parse: Callable[[Any], Any] = field(default=lambda r: r, compare=False)
+    slot: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot", key_slot(self.key))
+
+    def command(self) -> tuple[Any, ...]:
+        return self.args
+
+
+_RETRYABLE_CONN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError,
+                   rexc.TryAgainError, rexc.BusyLoadingError)
+
+
+def _is_missing_function(err: Exception) -> bool:
+    text = str(err).lower()
+    return isinstance(err, rexc.ResponseError) and "function not found" in text
+
+
+def _is_readonly(err: Exception) -> bool:
+    return isinstance(err, rexc.ReadOnlyError) or str(err).startswith("READONLY")
+
+
+class Router:
+    """Slot map + one connection pool per node; standalone servers own every slot."""
+
+    def __init__(self, url: str, *, retry_window_s: float = 10.0,
+                 on_missing_library: Callable[[redis.Redis], None] | None = None,
+                 **client_kwargs: Any) -> None:
+        self.url = url
+        self.retry_window_s = retry_window_s
+        self.on_missing_library = on_missing_library
+        seed = redis.ConnectionPool.from_url(url, decode_responses=True, **client_kwargs)
+        self._connection_class = seed.connection_class
+        self._base_kwargs = dict(seed.connection_kwargs)
+        self._base_kwargs.setdefault("socket_connect_timeout", 5.0)
+        self._seed_node = f"{self._base_kwargs.get('host', 'localhost')}:{self._base_kwargs.get('port', 6379)}"
+        self._clients: dict[Node, redis.Redis] = {}
+        self._lock = threading.Lock()
+        self._slots: list[Node] = []
+        self.cluster = False
+        self.refresh()
+
+    @classmethod
+    def single(cls, client: redis.Redis) -> Router:
+        """A router over one existing client (standalone; used with fakeredis in tests)."""
+        self = cls.__new__(cls)
+        self.url = "client://"
+        self.retry_window_s = 2.0
+        self.on_missing_library = None
+        self._lock = threading.Lock()
+        node = "single:0"
+        self._clients = {node: client}
+        self._seed_node = node
+        self._slots = [node] * SLOT_COUNT
+        self.cluster = False
+        self._static = True
+        return self
+
+    # -- topology --------------------------------------------------------
+    def client(self, node: Node) -> redis.Redis:
+        """The client (connection pool) of one node, created on first use."""
+        found = self._clients.get(node)
+        if found is not None:
+            return found
+        with self._lock:
+            if node not in self._clients:
+                host, _, port = node.rpartition(":")
+                kwargs = {**self._base_kwargs, "host": host, "port": int(port)}
+                pool = redis.ConnectionPool(connection_class=self._connection_class, **kwargs)
+                self._clients[node] = redis.Redis(connection_pool=pool)
+            return self._clients[node]
+
+    def refresh(self) -> None:
+        """Re-read the slot map from any reachable node (seed first)."""
+        if getattr(self, "_static", False):
+            return
+        errors = []
+        for node in [self._seed_node, *self._clients]:
+            try:
+                self._load_slot_map(self.client(node))
+                return
+            except (rexc.RedisError, OSError) as e:
+                errors.append(f"{node}: {e}")
+        raise ClusterUnavailable("no node answered: " + "; ".join(errors))
+
+    def _load_slot_map(self, client: redis.Redis) -> None:
+        info = client.info("cluster")
+        if not info.get("cluster_enabled"):
+            self.cluster = False
+            self._slots = [self._node_of(client)] * SLOT_COUNT
+            return
+        slots: list[Node | None] = [None] * SLOT_COUNT
+        for entry in client.execute_command("CLUSTER SLOTS"):
+            start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+            host = primary[0] or client.connection_pool.connection_kwargs["host"]
+            node = f"{host}:{int(primary[1])}"
+            for slot in range(start, end + 1):
+                slots[slot] = node
+        missing = sum(1 for s in slots if s is None)
+        if missing:
+            raise ClusterUnavailable(f"{missing} slots have no primary (cluster not ready)")
+        self.cluster = True
+        self._slots = slots  # type: ignore[assignment]
+
+    @staticmethod
+    def _node_of(client: redis.Redis) -> Node:
+        kw = client.connection_pool.connection_kwargs
+        return f"{kw['host']}:{kw['port']}"
+
+    def node_for_slot(self, slot: int) -> Node:
+        return self._slots[slot]
+
+    def client_for_key(self, key: str) -> redis.Redis:
+        return self.client(self._slots[key_slot(key)])
+
+    def primaries(self) -> list[Node]:
+        """Every node that owns at least one slot, in slot order."""
+        return list(dict.fromkeys(self._slots))
+
+    # -- single calls ----------------------------------------------------
+    def execute(self, call: Routable) -> Any:
+        """Run one call on its node, following redirects; raise mapped errors."""
+        result = self.execute_many([call])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def blocking(self, key: str, *args: Any) -> Any:
+        """A blocking command (BLMOVE, BLMPOP) on ``key``'s node; retried like any call."""
+        return self.execute(Command(tuple(args), key))
+
+    # -- batches ---------------------------------------------------------
+    def execute_many(self, calls: Sequence[Routable]) -> list[Any]:
+        """Run calls pipelined per node; results (or exceptions) in call order."""
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        deadline = time.monotonic() + self.retry_window_s
+        asking: dict[int, Node] = {}
+        reloaded: set[int] = set()
+        attempt = 0
+        while pending:
+            retry, refresh = self._send_round(calls, pending, results, asking, reloaded)
+            if not retry:
+                break
+            if time.monotonic() > deadline:
+                for i in retry:
+                    results[i] = ClusterUnavailable(f"gave up after {self.retry_window_s}s: {results[i]}")
+                break
+            if refresh:
+                time.sleep(min(0.05 * (2 ** attempt), 0.5))
+                attempt += 1
+                try:
+                    self.refresh()
+                except ClusterUnavailable:
+                    pass
+            pending = retry
+        return [self._finish(calls[i], results[i]) for i in range(len(calls))]
+
+    @staticmethod
+    def _finish(call: Routable, result: Any) -> Any:
+        if isinstance(result, rexc.ResponseError):
+            mapped = error_from_reply(str(result))
+            return mapped if mapped is not None else EngineError(f"{call.command()[:2]}: {result}")
+        if isinstance(result, Exception):
+            return result
+        return call.parse(result)
+
+    def _send_round(self, calls: Sequence[Routable], pending: list[int], results: list[Any],
+                    asking: dict[int, Node], reloaded: set[int]) -> tuple[list[int], bool]:
+        """One pipelined round over every node; returns (indices to retry, refresh first?)."""
+        by_node: dict[Node, list[int]] = {}
+        for i in pending:
+            node = asking.get(i) or self._slots[calls[i].slot if calls[i].slot >= 0 else 0]
+            by_node.setdefault(node, []).append(i)
+        sent: list[tuple[Node, Any, list[int]]] = []
+        retry: list[int] = []
+        refresh = False
+        for node, idx in by_node.items():
+            pool = self.client(node).connection_pool
+            conn = pool.get_connection()
+            try:
+                commands = []
+                for i in idx:
+                    if i in asking:
+                        commands.append(("ASKING",))
+                    commands.append(calls[i].command())
+                conn.send_packed_command(conn.pack_commands(commands))
+                sent.append((node, conn, idx))
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+                conn.disconnect()
+                pool.release(conn)
+                for i in idx:
+                    results[i] = e
+                retry.extend(idx)
+                refresh = True
+        for node, conn, idx in sent:
+            r, f = self._read_replies(node, conn, idx, calls, results, asking, reloaded)
+            retry.extend(r)
+            refresh = refresh or f
+        return retry, refresh
+
+    def _read_replies(self, node: Node, conn: Any, idx: list[int], calls: Sequence[Routable],
+                      results: list[Any], asking: dict[int, Node],
+                      reloaded: set[int]) -> tuple[list[int], bool]:
+        pool = self.client(node).connection_pool
+        retry: list[int] = []
+        refresh = False
+        reloaded_nodes: set[Node] = set()
+        n = 0
+        try:
+            for n, i in enumerate(idx):
+                if i in asking:
+                    self._read_one(conn)  # the ASKING +OK
+                    del asking[i]
+                reply = self._read_one(conn)
+                results[i] = reply
+                if isinstance(reply, rexc.AskError):
+                    asking[i] = f"{reply.host}:{reply.port}"
+                    retry.append(i)
+                elif isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply):
+                    retry.append(i)
+                    refresh = True
+                elif _is_missing_function(reply) and self.on_missing_library and i not in reloaded:
+                    # A failover or FUNCTION FLUSH dropped the library: load it once, retry once.
+                    if node not in reloaded_nodes:
+                        self.on_missing_library(self.client(node))
+                        reloaded_nodes.add(node)
+                    reloaded.add(i)
+                    retry.append(i)
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+            conn.disconnect()
+            for i in idx[n:]:
+                results[i] = e
+                retry.append(i)
+            refresh = True
+        finally:
+            pool.release(conn)
+        return retry, refresh
+
+    @staticmethod
+    def _read_one(conn: Any) -> Any:
+        try:
+            return conn.read_response()
+        except rexc.ResponseError as e:
+            return e
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+            client.connection_pool.disconnect()

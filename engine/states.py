@@ -1,0 +1,69 @@
+"""The state machines of ARCHITECTURE.md §3, once in Python.
+
+``lua/10_states.lua`` holds the same tables for the server; the test
+``tests/lua/test_states_parity.py`` reads them back through
+``flowslot_states`` and asserts equality, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ExecutionState(str, Enum):
+    BLOCKED = "blocked"
+    DELAYED = "delayed"
+    READY = "ready"
+    LEASED = "leased"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_EXECUTION_STATES
+
+
+class FlowState(str, Enum):
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+E = ExecutionState
+F = FlowState
+
+TERMINAL_EXECUTION_STATES = frozenset({E.SUCCEEDED, E.FAILED, E.SKIPPED, E.CANCELED, E.EXPIRED})
+
+EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
+    E.BLOCKED: frozenset({E.READY, E.DELAYED, E.SKIPPED, E.CANCELED, E.EXPIRED}),
+    E.DELAYED: frozenset({E.READY, E.BLOCKED, E.CANCELED, E.EXPIRED}),
+    E.READY: frozenset({E.LEASED, E.BLOCKED, E.CANCELED, E.EXPIRED}),
+    E.LEASED: frozenset({E.SUCCEEDED, E.FAILED, E.DELAYED, E.READY, E.WAITING, E.CANCELED,
+                         E.EXPIRED}),
+    E.WAITING: frozenset({E.READY, E.DELAYED, E.FAILED, E.CANCELED, E.EXPIRED}),
+    E.SUCCEEDED: frozenset(),
+    E.FAILED: frozenset(),
+    E.SKIPPED: frozenset(),
+    E.CANCELED: frozenset(),
+    E.EXPIRED: frozenset(),
+}
+
+FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {
+    F.RUNNING: frozenset({F.PAUSING, F.PAUSED, F.SUCCEEDED, F.FAILED, F.CANCELED}),
+    F.PAUSING: frozenset({F.PAUSED, F.RUNNING, F.SUCCEEDED, F.FAILED, F.CANCELED}),
+    F.PAUSED: frozenset({F.RUNNING, F.SUCCEEDED, F.FAILED, F.CANCELED}),
+    F.SUCCEEDED: frozenset(),
+    F.FAILED: frozenset(),
+    F.CANCELED: frozenset(),
+}
+
+
+def can_move(current: ExecutionState, target: ExecutionState) -> bool:
+    return target in EXECUTION_TRANSITIONS[current]

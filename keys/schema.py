@@ -1,0 +1,100 @@
+"""Every key flowslot writes, spelled once.
+
+A partition's keys all share its hash tag: ``<ns>:{<tag>}:<suffix>``. Lua
+functions that must reach keys they cannot receive in KEYS (an execution
+popped from a ready set, say) rebuild them from a KEYS entry's prefix with
+``pkey`` in ``lua/00_helpers.lua``; ``tests/unit/test_keys.py`` checks that
+both spell the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keys.partitions import DEFAULT_PARTITIONS, check_partition_count, partition_tags
+
+DEFAULT_NAMESPACE = "fs"
+DEFAULT_HINT_LISTS = 4
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """Key builder for one deployment (namespace, partition count)."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    partitions: int = DEFAULT_PARTITIONS
+    hint_lists: int = DEFAULT_HINT_LISTS
+    tags: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_partition_count(self.partitions)
+        if not self.namespace or any(c in self.namespace for c in "{}: "):
+            raise ValueError(f"invalid namespace {self.namespace!r}: no braces, colons or spaces")
+        if not 1 <= self.hint_lists <= self.partitions:
+            raise ValueError(f"hint_lists must be in 1..{self.partitions}")
+        object.__setattr__(self, "tags", partition_tags(self.partitions))
+
+    # -- deployment-wide --------------------------------------------------
+    def config(self) -> str:
+        """HASH: deployment settings checked at every connect (partition count)."""
+        return f"{self.namespace}:config"
+
+    def hint(self, lane: str, index: int) -> str:
+        """LIST: partitions with ready work in ``lane``; list ``index`` of ``hint_lists``."""
+        return f"{self.prefix(self.hint_partition(index))}hint:{lane}"
+
+    def hint_partition(self, index: int) -> int:
+        """Hint list ``index`` shares the slot of this partition (spreads lists over nodes)."""
+        return (index * self.partitions) // self.hint_lists
+
+    def hint_index(self, partition: int) -> int:
+        """Which hint list announces work in ``partition``."""
+        return partition % self.hint_lists
+
+    # -- per partition ----------------------------------------------------
+    def prefix(self, partition: int) -> str:
+        return f"{self.namespace}:{{{self.tags[partition]}}}:"
+
+    def execution(self, partition: int, execution_id: str) -> str:
+        """HASH: one execution (state, task, payload, attempts, lease, result...)."""
+        return f"{self.prefix(partition)}x:{execution_id}"
+
+    def done(self, partition: int, execution_id: str) -> str:
+        """LIST: pushed once by the terminal transition; result waiters block on it."""
+        return f"{self.prefix(partition)}done:{execution_id}"
+
+    def idempotency(self, partition: int, idem_key: str) -> str:
+        """STRING: idempotency key → execution id."""
+        return f"{self.prefix(partition)}idem:{idem_key}"
+
+    def ready(self, partition: int, lane: str) -> str:
+        """ZSET: claimable executions of a lane, score = priority band then age."""
+        return f"{self.prefix(partition)}ready:{lane}"
+
+    def delayed(self, partition: int) -> str:
+        """ZSET: delayed / backing-off executions, score = due time (ms)."""
+        return f"{self.prefix(partition)}delayed"
+
+    def leases(self, partition: int) -> str:
+        """ZSET: leased executions, score = lease expiry (ms)."""
+        return f"{self.prefix(partition)}leases"
+
+    def deadlines(self, partition: int) -> str:
+        """ZSET: non-terminal executions with a deadline, score = deadline (ms)."""
+        return f"{self.prefix(partition)}deadlines"
+
+    def terminal(self, partition: int) -> str:
+        """ZSET: terminal executions, score = finish time (ms), for retention."""
+        return f"{self.prefix(partition)}terminal"
+
+    def counts(self, partition: int) -> str:
+        """HASH: ``<lane>:<state>`` → number of executions, kept by every transition."""
+        return f"{self.prefix(partition)}counts"
+
+    def events(self, partition: int) -> str:
+        """STREAM: one entry per transition, trimmed with MAXLEN ~."""
+        return f"{self.prefix(partition)}events"
+
+    def pending_dispatch(self, partition: int) -> str:
+        """ZSET: terminal executions whose outgoing edges are not all resolved yet."""
+        return f"{self.prefix(partition)}pending_dispatch"

@@ -1,0 +1,115 @@
+--[[ Execution lifecycle outside a lease: submit, cancel, promote delayed. ]]
+local function rcall(...) return redis.call(...) end
+
+local MAX_PAYLOAD = 64 * 1024 * 1024
+
+--[[ exec_submit: create one execution, ready now or delayed; idempotent.
+  KEYS[1] exec     HASH   the new execution
+  KEYS[2] ready    ZSET   ready set of its lane
+  KEYS[3] delayed  ZSET   delayed executions by due time
+  KEYS[4] idem     STRING idempotency key -> id (ignored when ARGV[11] is 0)
+  ARGV[1] id  ARGV[2] task  ARGV[3] lane  ARGV[4] payload  ARGV[5] priority
+  ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms
+  ARGV[9] backoff_max_ms  ARGV[10] deadline_in_ms  ARGV[11] idem_ttl_ms
+  Reply:  {id, state, created (1 new, 0 existing)}
+  Errors: BAD_ARGS ]]
+local function exec_submit(keys, args)
+  local id = str_arg(args[1], 'id', 64)
+  local task = str_arg(args[2], 'task', 256)
+  local lane = str_arg(args[3], 'lane', 64)
+  local payload = args[4] or ''
+  if #payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
+  local priority = int_arg(args[5], 'priority', 0, 255)
+  local delay_ms = int_arg(args[6], 'delay_ms', 0, 1e13)
+  local max_attempts = int_arg(args[7], 'max_attempts', 1, 1000)
+  local backoff_ms = int_arg(args[8], 'backoff_ms', 0, 1e10)
+  local backoff_max_ms = int_arg(args[9], 'backoff_max_ms', 0, 1e10)
+  local deadline_in_ms = int_arg(args[10], 'deadline_in_ms', 0, 1e13)
+  local idem_ttl_ms = int_arg(args[11], 'idem_ttl_ms', 0, 1e13)
+  local prefix = prefix_of(keys[1])
+
+  if idem_ttl_ms > 0 then
+    local existing = rcall('GET', keys[4])
+    if existing then
+      local state = rcall('HGET', exec_key(prefix, existing), 'state')
+      if state then return {existing, state, 0} end
+    end
+  end
+  local current = rcall('HGET', keys[1], 'state')
+  if current then return {id, current, 0} end
+
+  local now = now_ms()
+  local state = 'ready'
+  if delay_ms > 0 then state = 'delayed' end
+  local deadline = 0
+  if deadline_in_ms > 0 then deadline = now + deadline_in_ms end
+  rcall('HSET', keys[1], 'id', id, 'task', task, 'lane', lane, 'payload', payload,
+    'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
+    'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms,
+    'created_ms', now, 'deadline_ms', deadline, 'epoch', 0)
+  if state == 'ready' then
+    rcall('HSET', keys[1], 'ready_ms', now)
+    rcall('ZADD', keys[2], ready_score(priority, now), id)
+  else
+    rcall('HSET', keys[1], 'due_ms', now + delay_ms)
+    rcall('ZADD', keys[3], now + delay_ms, id)
+  end
+  if deadline > 0 then rcall('ZADD', pkey(prefix, 'deadlines'), deadline, id) end
+  if idem_ttl_ms > 0 then
+    rcall('SET', keys[4], id, 'PX', idem_ttl_ms)
+    rcall('HSET', keys[1], 'idem', keys[4])
+  end
+  move(prefix, id, lane, '', state)
+  return {id, state, 1}
+end
+register('exec_submit', exec_submit)
+
+--[[ exec_cancel: cancel a non-terminal execution (a leased one too: its
+  worker learns it at the next renew, and its late result is refused).
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] reason
+  Reply:  {previous_state, lane}; previous_state 'canceled' when it already was
+  Errors: NOT_FOUND, INVALID_STATE ]]
+local function exec_cancel(keys, args)
+  local reason = args[1] or 'canceled'
+  local state, lane = unpack(rcall('HMGET', keys[1], 'state', 'lane'))
+  if not state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  if state == 'canceled' then return {'canceled', lane} end
+  local prefix = prefix_of(keys[1])
+  local id = rcall('HGET', keys[1], 'id')
+  check_move(id, state, 'canceled')
+
+  local now = now_ms()
+  rcall('ZREM', ready_key(prefix, lane), id)
+  rcall('ZREM', pkey(prefix, 'delayed'), id)
+  move(prefix, id, lane, state, 'canceled', {'finished_ms', now, 'error_kind', 'canceled',
+    'error_msg', reason}, reason)
+  finish(prefix, id, now)
+  return {state, lane}
+end
+register('exec_cancel', exec_cancel)
+
+--[[ exec_promote: make due delayed executions ready.
+  KEYS[1] delayed  ZSET   delayed executions by due time
+  ARGV[1] max_count
+  Reply:  {promoted_count, {lane, ...}}  lanes that received work (to hint)
+  Errors: BAD_ARGS ]]
+local function exec_promote(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
+  local lanes, seen, promoted = {}, {}, 0
+  for _, id in ipairs(due) do
+    local state, lane, priority = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane', 'priority'))
+    rcall('ZREM', keys[1], id)
+    if state == 'delayed' then
+      rcall('ZADD', ready_key(prefix, lane), ready_score(tonumber(priority), now), id)
+      move(prefix, id, lane, 'delayed', 'ready', {'ready_ms', now})
+      promoted = promoted + 1
+      if not seen[lane] then seen[lane] = 1; lanes[#lanes + 1] = lane end
+    end
+  end
+  return {promoted, lanes}
+end
+register('exec_promote', exec_promote)

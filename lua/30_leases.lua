@@ -1,0 +1,193 @@
+--[[ Leases: claim, renew, complete, fail, release, and lease expiry.
+  A lease token is the execution's claim epoch: every claim increments it, so
+  a worker whose lease was lost (and re-granted) holds a stale token and every
+  call it makes with it is refused with STALE_LEASE. ]]
+local function rcall(...) return redis.call(...) end
+
+local MAX_ERROR_MSG = 8192
+
+-- Check that `token` is the live lease of the execution at `key`; returns its
+-- fields. Read-only, so callers may use it before their first write.
+local function leased_execution(key, token)
+  local f = hash_table(rcall('HGETALL', key))
+  if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
+  if f.state == 'canceled' and f.epoch == token then
+    raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
+  end
+  if f.epoch ~= token then
+    raise('STALE_LEASE', 'execution ' .. f.id .. ' lease ' .. token .. ' is not the current lease ' .. f.epoch)
+  end
+  return f
+end
+
+-- Retry with exponential back-off and jitter, or fail for good.
+local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
+  local attempts = tonumber(f.attempts)
+  local id, lane = f.id, f.lane
+  rcall('ZREM', pkey(prefix, 'leases'), id)
+  if retryable and attempts < tonumber(f.max_attempts) then
+    local base = tonumber(f.backoff_ms) * (2 ^ (attempts - 1))
+    local delay = math.min(base, tonumber(f.backoff_max_ms))
+    delay = math.floor(delay / 2 + delay * jitter / 2)
+    if delay <= 0 then
+      rcall('ZADD', ready_key(prefix, lane), ready_score(tonumber(f.priority), now), id)
+      move(prefix, id, lane, f.state, 'ready', {'ready_ms', now, 'error_kind', kind,
+        'error_msg', msg}, kind)
+      return 'ready'
+    end
+    rcall('ZADD', pkey(prefix, 'delayed'), now + delay, id)
+    move(prefix, id, lane, f.state, 'delayed', {'due_ms', now + delay, 'error_kind', kind,
+      'error_msg', msg}, kind)
+    return 'delayed'
+  end
+  move(prefix, id, lane, f.state, 'failed', {'finished_ms', now, 'error_kind', kind,
+    'error_msg', msg}, kind)
+  finish(prefix, id, now)
+  return 'failed'
+end
+
+--[[ exec_claim: lease up to ARGV[1] ready executions of one lane.
+  KEYS[1] ready    ZSET   ready set of the lane, by priority then age
+  ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
+  Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
+           lease_expiry_ms}, ...}, {expired_id, ...}}
+  Errors: BAD_ARGS ]]
+local function exec_claim(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local lease_ms = int_arg(args[2], 'lease_ms', 100, 86400000)
+  local worker = str_arg(args[3], 'worker_id', 200)
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local ids = rcall('ZRANGE', keys[1], 0, max_count - 1)
+  local claimed, expired = {}, {}
+  for _, id in ipairs(ids) do
+    local key = exec_key(prefix, id)
+    rcall('ZREM', keys[1], id)
+    local f = hash_table(rcall('HGETALL', key))
+    if f.state == 'ready' then
+      local deadline = tonumber(f.deadline_ms)
+      if deadline > 0 and deadline <= now then
+        move(prefix, id, f.lane, 'ready', 'expired', {'finished_ms', now,
+          'error_kind', 'deadline', 'error_msg', 'deadline passed before a worker started it'}, 'deadline')
+        finish(prefix, id, now)
+        expired[#expired + 1] = id
+      else
+        local epoch = rcall('HINCRBY', key, 'epoch', 1)
+        local attempt = tonumber(f.attempts) + 1
+        local expiry = now + lease_ms
+        move(prefix, id, f.lane, 'ready', 'leased', {'attempts', attempt, 'worker', worker,
+          'started_ms', now, 'lease_expiry_ms', expiry}, worker)
+        rcall('ZADD', pkey(prefix, 'leases'), expiry, id)
+        claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry}
+      end
+    end
+  end
+  return {rcall('ZCARD', keys[1]), claimed, expired}
+end
+register('exec_claim', exec_claim)
+
+--[[ exec_renew: extend a live lease.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] token  ARGV[2] lease_ms
+  Reply:  new lease expiry (ms)
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED ]]
+local function exec_renew(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local lease_ms = int_arg(args[2], 'lease_ms', 100, 86400000)
+  local f = leased_execution(keys[1], token)
+  if f.state ~= 'leased' then
+    raise('STALE_LEASE', 'execution ' .. f.id .. ' is ' .. f.state .. ', no longer leased')
+  end
+  local expiry = now_ms() + lease_ms
+  rcall('HSET', keys[1], 'lease_expiry_ms', expiry)
+  rcall('ZADD', pkey(prefix_of(keys[1]), 'leases'), expiry, f.id)
+  return expiry
+end
+register('exec_renew', exec_renew)
+
+--[[ exec_complete: record success and the result; idempotent per token.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] token  ARGV[2] result (JSON)
+  Reply:  {state, first (1 when this call made the transition, 0 on a repeat)}
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
+local function exec_complete(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local result = args[2] or ''
+  local f = leased_execution(keys[1], token)
+  if f.state == 'succeeded' then return {'succeeded', 0} end
+  check_move(f.id, f.state, 'succeeded')
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  move(prefix, f.id, f.lane, f.state, 'succeeded', {'result', result, 'finished_ms', now})
+  finish(prefix, f.id, now)
+  return {'succeeded', 1}
+end
+register('exec_complete', exec_complete)
+
+--[[ exec_fail: record a failed attempt; retry with back-off or fail for good.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
+  ARGV[5] jitter (0..1, the caller's random draw)
+  Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat)}
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
+local function exec_fail(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local kind = str_arg(args[2], 'error_kind', 200)
+  local msg = string.sub(args[3] or '', 1, MAX_ERROR_MSG)
+  local retryable = int_arg(args[4], 'retryable', 0, 1) == 1
+  local jitter = num_arg(args[5], 'jitter', 0, 1)
+  local f = leased_execution(keys[1], token)
+  if f.state ~= 'leased' then
+    if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0} end
+  end
+  check_move(f.id, f.state, 'failed')
+  local state = retry_or_fail(prefix_of(keys[1]), f, kind, msg, retryable, jitter, now_ms())
+  return {state, 1}
+end
+register('exec_fail', exec_fail)
+
+--[[ exec_release: hand a leased execution back (worker shutdown); the attempt
+  does not count.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] token
+  Reply:  lane (to hint)
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
+local function exec_release(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local f = leased_execution(keys[1], token)
+  check_move(f.id, f.state, 'ready')
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  rcall('ZREM', pkey(prefix, 'leases'), f.id)
+  rcall('ZADD', ready_key(prefix, f.lane), ready_score(tonumber(f.priority), now), f.id)
+  move(prefix, f.id, f.lane, 'leased', 'ready', {'attempts', tonumber(f.attempts) - 1,
+    'ready_ms', now}, 'released')
+  return f.lane
+end
+register('exec_release', exec_release)
+
+--[[ exec_expire_leases: fail the attempts whose lease expired (lease_lost).
+  KEYS[1] leases   ZSET   lease expiries
+  ARGV[1] max_count  ARGV[2] jitter (0..1)
+  Reply:  {{id, new_state}, ...}
+  Errors: BAD_ARGS ]]
+local function exec_expire_leases(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local jitter = num_arg(args[2], 'jitter', 0, 1)
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local ids = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local f = hash_table(rcall('HGETALL', exec_key(prefix, id)))
+    if f.state == 'leased' then
+      local state = retry_or_fail(prefix, f, 'lease_lost', 'lease expired at ' .. f.lease_expiry_ms,
+        true, jitter, now)
+      out[#out + 1] = {id, state}
+    else
+      rcall('ZREM', keys[1], id)
+    end
+  end
+  return out
+end
+register('exec_expire_leases', exec_expire_leases)
