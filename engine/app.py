@@ -1,0 +1,198 @@
+"""The application object: task registration and submission.
+
+``App`` connects lazily, so a module can declare ``app = App(url)`` and
+decorate its tasks at import time without a server being up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import executions
+from engine.client import Client
+from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
+from engine.errors import ContractError
+from engine.handle import Handle, read_execution
+from engine.hints import hint_commands
+from engine.policy import Retry
+from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, check_lane, new_id, partition_of_key
+
+DEFAULT_LANE = "default"
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """A registered handler and its defaults."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: Retry = field(default_factory=Retry)
+    lane: str = DEFAULT_LANE
+    priority: int = 0
+    deadline_s: float | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def _check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255:
+        raise ContractError(f"priority must be an integer in 0..255 (higher runs first), got {priority!r}")
+    return priority
+
+
+def _seconds_to_ms(value: float | None, name: str, *, positive: bool = False) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value > 1e10:
+        raise ContractError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    if positive and value == 0:
+        raise ContractError(f"{name} must be > 0")
+    return int(value * 1000)
+
+
+class App:
+    """Registry of tasks plus a lazily connected client."""
+
+    def __init__(self, url: str | None = None, *, namespace: str = DEFAULT_NAMESPACE,
+                 partitions: int = DEFAULT_PARTITIONS, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 default_lane: str = DEFAULT_LANE, client: Client | None = None) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.partitions = partitions
+        self.max_payload_bytes = max_payload_bytes
+        self.default_lane = check_lane(default_lane)
+        self.tasks: dict[str, TaskDef] = {}
+        self._client = client
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = Client(self.url, namespace=self.namespace,
+                                          partitions=self.partitions)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    # -- registration ----------------------------------------------------
+    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+             retry: Retry | None = None, lane: str | None = None, priority: int = 0,
+             deadline_s: float | None = None) -> Any:
+        """Register a handler (plain or ``async def``); usable with or without arguments."""
+
+        def register(f: Callable[..., Any]) -> TaskDef:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].fn is not f:
+                raise ContractError(f"task name {task_name!r} is already registered")
+            definition = TaskDef(task_name, f, retry or Retry(), check_lane(lane or self.default_lane),
+                                 _check_priority(priority), deadline_s)
+            self.tasks[task_name] = definition
+            return definition
+
+        return register(fn) if fn is not None else register
+
+    def _resolve(self, task: TaskDef | str | Callable[..., Any]) -> TaskDef:
+        if isinstance(task, TaskDef):
+            return task
+        if isinstance(task, str):
+            return self.tasks.get(task) or TaskDef(task, _unregistered)
+        for definition in self.tasks.values():
+            if definition.fn is task:
+                return definition
+        raise ContractError(f"{task!r} is not a registered task; decorate it with @app.task")
+
+    # -- submission ------------------------------------------------------
+    def prepare(self, task: TaskDef | str | Callable[..., Any], args: Sequence[Any] = (),
+                kwargs: dict[str, Any] | None = None, *, lane: str | None = None,
+                priority: int | None = None, delay_s: float | None = None,
+                deadline_s: float | None = None, idempotency_key: str | None = None,
+                retry: Retry | None = None) -> tuple[executions.SubmitSpec, int]:
+        """Validate and encode one submission; raises before anything is written."""
+        definition = self._resolve(task)
+        policy = retry or definition.retry
+        if not isinstance(policy, Retry):
+            raise ContractError(f"retry must be a Retry, got {policy!r}")
+        payload = encode({"args": list(args), "kwargs": kwargs or {}},
+                         limit_bytes=self.max_payload_bytes, what=f"payload of {definition.name}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+        ):
+            raise ContractError(f"idempotency_key must be a string of 1..{MAX_IDEMPOTENCY_KEY} characters")
+        partitions = self.partitions
+        partition = (partition_of_key(idempotency_key, partitions) if idempotency_key
+                     else random.randrange(partitions))
+        spec = executions.SubmitSpec(
+            execution_id=new_id("e", partition),
+            task=definition.name,
+            lane=check_lane(lane or definition.lane),
+            payload=payload,
+            priority=_check_priority(definition.priority if priority is None else priority),
+            delay_ms=_seconds_to_ms(delay_s, "delay_s"),
+            max_attempts=policy.max_attempts,
+            backoff_ms=int(policy.backoff_s * 1000),
+            backoff_max_ms=int(policy.backoff_max_s * 1000),
+            deadline_in_ms=_seconds_to_ms(deadline_s if deadline_s is not None else definition.deadline_s,
+                                          "deadline_s", positive=True),
+            idempotency_key=idempotency_key,
+        )
+        return spec, partition
+
+    def submit(self, task: TaskDef | str | Callable[..., Any], *args: Any,
+               kwargs: dict[str, Any] | None = None, **options: Any) -> Handle:
+        """Submit one execution (``exec_submit``), then hint it if it is ready."""
+        try:
+            prepared = self.prepare(task, args, kwargs, **options)
+        except (ValueError, TypeError) as e:
+            if isinstance(e, ContractError):
+                raise
+            raise ContractError(str(e)) from e
+        return self._submit_prepared([prepared])[0]
+
+    def submit_many(self, task: TaskDef | str | Callable[..., Any],
+                    arg_list: Iterable[Sequence[Any]], **options: Any) -> list[Handle]:
+        """Submit many executions of one task, pipelined per node: two round trips in all."""
+        prepared = [self.prepare(task, args, None, **options) for args in arg_list]
+        return self._submit_prepared(prepared)
+
+    def _submit_prepared(self, prepared: list[tuple[executions.SubmitSpec, int]]) -> list[Handle]:
+        ks = self.client.keys
+        replies = self.client.run_many([executions.submit(ks, spec, p) for spec, p in prepared])
+        handles, ready = [], []
+        for (spec, partition), reply in zip(prepared, replies):
+            if isinstance(reply, Exception):
+                raise reply
+            execution_id, state, created = reply
+            handles.append(Handle(self.client, execution_id, created))
+            if state == "ready" and created:
+                ready.append((partition, spec.lane))
+        if ready:
+            self.client.run_many(hint_commands(ks, ready))
+        return handles
+
+    # -- inspection ------------------------------------------------------
+    def handle(self, execution_id: str) -> Handle:
+        read_execution(self.client, execution_id)
+        return Handle(self.client, execution_id, created=False)
+
+    def cancel(self, execution_id: str, reason: str = "canceled") -> str:
+        return Handle(self.client, execution_id, created=False).cancel(reason)
+
+
+def _unregistered(*args: Any, **kwargs: Any) -> Any:
+    raise ContractError("this task is not registered in this process")

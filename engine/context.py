@@ -1,0 +1,65 @@
+"""The running handler's view of its execution: id, attempt, cancellation.
+
+Handlers reach it with ``engine.current_task()`` (a context variable, so it
+works in worker threads and in asyncio tasks alike). Cancellation is
+cooperative: the renewer sets ``canceled`` when the cluster says the
+execution was canceled or the lease was lost; long handlers should check it.
+An ``async def`` handler is also cancelled through its asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+from engine.errors import EngineError
+
+
+class CancelRequested(EngineError):
+    """Raised by ``TaskContext.check()`` once the execution was canceled."""
+
+
+class TaskContext:
+    def __init__(self, execution_id: str, attempt: int, deadline_ms: int, worker: Any) -> None:
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.deadline_ms = deadline_ms
+        self.worker = worker
+        self.cancel_reason = ""
+        self._canceled = threading.Event()
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def canceled(self) -> bool:
+        return self._canceled.is_set()
+
+    def check(self) -> None:
+        """Raise CancelRequested if the execution was canceled (a cooperative checkpoint)."""
+        if self.canceled:
+            raise CancelRequested(f"execution {self.execution_id}: {self.cancel_reason}")
+
+    def wait_canceled(self, timeout_s: float | None = None) -> bool:
+        """Sleep until canceled or ``timeout_s``; True when canceled."""
+        return self._canceled.wait(timeout_s)
+
+    def _cancel(self, reason: str) -> None:
+        if self._canceled.is_set():
+            return
+        self.cancel_reason = reason
+        self._canceled.set()
+        task = self._task
+        if task is not None:
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+_current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("flowslot_task")
+
+
+def current_task() -> TaskContext:
+    """The context of the execution this handler runs for."""
+    try:
+        return _current.get()
+    except LookupError as e:
+        raise EngineError("current_task() called outside a flowslot handler") from e

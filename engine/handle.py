@@ -1,0 +1,77 @@
+"""Handles on submitted executions: state, cancel, and a blocking ``result``.
+
+``result`` never polls: the terminal transition pushes one element to the
+execution's ``done`` list, and waiters block on ``BLMOVE done done`` — a
+rotation, so the element stays for every other waiter.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from engine import executions
+from engine.codec import decode
+from engine.errors import NotFound, ResultTimeout, TaskCanceled, TaskFailed
+from engine.router import Command
+from engine.states import ExecutionState
+from keys import partition_of
+
+if TYPE_CHECKING:
+    from engine.client import Client
+
+
+def read_execution(client: Client, execution_id: str) -> dict[str, str]:
+    """HGETALL of one execution; NotFound when it does not exist."""
+    key = client.keys.execution(partition_of(execution_id, client.keys.partitions), execution_id)
+    fields = client.run(Command(("HGETALL", key), key))
+    if not fields:
+        raise NotFound(f"no execution {execution_id}")
+    return dict(fields)
+
+
+class Handle:
+    """A submitted execution."""
+
+    def __init__(self, client: Client, execution_id: str, created: bool = True) -> None:
+        self.client = client
+        self.id = execution_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"Handle({self.id!r})"
+
+    def info(self) -> dict[str, str]:
+        return read_execution(self.client, self.id)
+
+    def state(self) -> ExecutionState:
+        return ExecutionState(self.info()["state"])
+
+    def cancel(self, reason: str = "canceled") -> str:
+        """Cancel (``exec_cancel``); returns the state it was in."""
+        previous, _ = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        return str(previous)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until terminal; return the result or raise TaskFailed / TaskCanceled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.client.keys.done(partition_of(self.id, self.client.keys.partitions), self.id)
+        while True:
+            info = self.info()
+            state = ExecutionState(info["state"])
+            if state.terminal:
+                return _outcome(self.id, state, info)
+            wait_s = 0.0 if deadline is None else deadline - time.monotonic()
+            if deadline is not None and wait_s <= 0:
+                raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
+            self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT",
+                                        round(max(wait_s, 0.001), 3) if deadline else 0)
+
+
+def _outcome(execution_id: str, state: ExecutionState, info: dict[str, str]) -> Any:
+    if state is ExecutionState.SUCCEEDED:
+        return decode(info.get("result"))
+    if state is ExecutionState.CANCELED:
+        raise TaskCanceled(execution_id)
+    raise TaskFailed(execution_id, info.get("error_kind", state.value), info.get("error_msg", ""),
+                     state.value)

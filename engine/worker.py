@@ -1,0 +1,428 @@
+"""The worker runtime: hints in, claims in batches, handlers, results out.
+
+Threads, each with one job:
+  * hint listeners (one per lane × hint list) block on ``BLMPOP`` only while
+    the worker has free capacity, so a busy worker never swallows a hint;
+  * the claim loop turns wake-ups into ``exec_claim`` calls sized to the free
+    capacity, and re-queues a partition that still has ready work;
+  * handlers run in a thread pool (plain functions) or on one event loop
+    (``async def``);
+  * the completer records outcomes in batches (one pipelined round per batch);
+  * the renewer extends every held lease at a third of the lease and passes
+    cancellations to the handlers.
+
+SIGTERM stops claiming, lets running handlers finish for ``grace_s``, hands
+back the leases of those that did not (``exec_release``), and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import executions
+from engine.app import App, TaskDef
+from engine.codec import decode, encode
+from engine.context import TaskContext, _current
+from engine.errors import Canceled, EngineError, NotFound, StaleLease, TransitionRejected
+from engine.hints import hint_commands, pop_hints
+from keys import partition_of
+
+log = logging.getLogger("flowslot.worker")
+
+MAX_ERROR_KIND = 200
+MAX_ERROR_MESSAGE = 4096
+
+
+@dataclass
+class Outcome:
+    """What a handler produced, waiting to be recorded."""
+
+    claimed: executions.Claimed
+    lane: str
+    ok: bool
+    result: str = ""
+    kind: str = ""
+    message: str = ""
+    retryable: bool = True
+
+
+@dataclass
+class Held:
+    """A lease this worker holds."""
+
+    claimed: executions.Claimed
+    lane: str
+    context: TaskContext
+    future: Any = None
+    done: bool = False
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    empty_claims: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """Runs the tasks registered on ``app`` for the given lanes."""
+
+    def __init__(self, app: App, lanes: Sequence[str] = ("default",), *, concurrency: int = 16,
+                 lease_ms: int = 30_000, batch_max: int = 64, grace_s: float = 30.0,
+                 poll_s: float = 1.0, worker_id: str | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.app = app
+        self.client = app.client
+        self.keys = self.client.keys
+        self.lanes = list(lanes)
+        self.concurrency = concurrency
+        self.lease_ms = lease_ms
+        self.batch_max = batch_max
+        self.grace_s = grace_s
+        self.poll_s = poll_s
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
+        self.stats = WorkerStats()
+        self._held: dict[str, Held] = {}
+        self._held_lock = threading.Lock()
+        self._capacity = threading.Condition()
+        self._inflight = 0
+        self._wakeups: deque[tuple[int, str]] = deque()
+        self._wakeup_set: set[tuple[int, str]] = set()
+        self._wakeup_cv = threading.Condition()
+        self._outcomes: queue.Queue[Outcome | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="flowslot-task")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    def run(self, install_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``), then shut down gracefully."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        self.start()
+        self._stopping.wait()
+        self._shutdown()
+
+    def start(self) -> Worker:
+        """Start every thread and return (the caller owns the lifetime)."""
+        self._spawn(self._claim_loop, "claim")
+        self._spawn(self._complete_loop, "complete")
+        self._spawn(self._renew_loop, "renew")
+        for lane in self.lanes:
+            for index in range(self.keys.hint_lists):
+                self._spawn(self._listen_loop, f"hints-{lane}-{index}", lane, index)
+        self._sweep()
+        log.info("worker %s started: lanes=%s concurrency=%d", self.id, self.lanes, self.concurrency)
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to stop claiming; ``run`` then finishes the shutdown."""
+        self._stopping.set()
+        with self._wakeup_cv:
+            self._wakeup_cv.notify_all()
+        with self._capacity:
+            self._capacity.notify_all()
+
+    def stop_and_wait(self) -> None:
+        """Stop and shut down from another thread (for embedded workers)."""
+        self.stop()
+        self._shutdown()
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        thread = threading.Thread(target=self._guard, args=(target, *args), name=f"flowslot-{name}",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _guard(self, target: Callable[..., None], *args: Any) -> None:
+        while not self._stopped.is_set():
+            try:
+                target(*args)
+                return
+            except Exception:
+                log.exception("worker thread %s crashed; restarting it", target.__name__)
+                time.sleep(0.5)
+
+    def _shutdown(self) -> None:
+        if self._stopped.is_set():
+            return
+        deadline = time.monotonic() + self.grace_s
+        with self._capacity:
+            while self._inflight > 0 and time.monotonic() < deadline:
+                self._capacity.wait(timeout=0.1)
+        self._release_held()
+        self._outcomes.put(None)
+        self._stopped.set()
+        for thread in self._threads:
+            if thread.name.startswith("flowslot-complete"):
+                thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        log.info("worker %s stopped: %s", self.id, self.stats)
+
+    def _release_held(self) -> None:
+        with self._held_lock:
+            held = [h for h in self._held.values() if not h.done]
+        if not held:
+            return
+        for h in held:
+            h.context._cancel("worker shutting down")
+        calls = [executions.release(self.keys, h.claimed.execution_id, h.claimed.token) for h in held]
+        replies = self.client.run_many(calls)
+        hints = []
+        for h, reply in zip(held, replies):
+            if isinstance(reply, Exception):
+                log.warning("could not release %s: %s", h.claimed.execution_id, reply)
+                continue
+            self.stats.released += 1
+            hints.append((partition_of(h.claimed.execution_id, self.keys.partitions), h.lane))
+        if hints:
+            self.client.run_many(hint_commands(self.keys, hints))
+
+    # -- capacity --------------------------------------------------------
+    def _free(self) -> int:
+        return self.concurrency - self._inflight
+
+    def _wait_for_capacity(self) -> bool:
+        with self._capacity:
+            while self._free() <= 0 and not self._stopping.is_set():
+                self._capacity.wait(timeout=self.poll_s)
+            return not self._stopping.is_set()
+
+    def _release_capacity(self) -> None:
+        with self._capacity:
+            self._inflight -= 1
+            self._capacity.notify_all()
+
+    # -- wake-ups --------------------------------------------------------
+    def _wake(self, partition: int, lane: str) -> None:
+        with self._wakeup_cv:
+            if (partition, lane) not in self._wakeup_set:
+                self._wakeup_set.add((partition, lane))
+                self._wakeups.append((partition, lane))
+                self._wakeup_cv.notify()
+
+    def _next_wakeup(self) -> tuple[int, str] | None:
+        with self._wakeup_cv:
+            while not self._wakeups and not self._stopping.is_set():
+                self._wakeup_cv.wait(timeout=self.poll_s)
+            if self._stopping.is_set() or not self._wakeups:
+                return None
+            item = self._wakeups.popleft()
+            self._wakeup_set.discard(item)
+            return item
+
+    def _listen_loop(self, lane: str, index: int) -> None:
+        while not self._stopping.is_set():
+            if not self._wait_for_capacity():
+                return
+            partitions = self.client.run(pop_hints(self.keys, lane, index, self.poll_s, self.batch_max))
+            for partition in partitions:
+                if 0 <= partition < self.keys.partitions:
+                    self._wake(partition, lane)
+
+    def _sweep(self) -> None:
+        """At start, look for ready work whose hints were lost (one pipelined round)."""
+        from engine.router import Command
+
+        calls = [Command(("ZCARD", self.keys.ready(p, lane)), self.keys.ready(p, lane))
+                 for lane in self.lanes for p in range(self.keys.partitions)]
+        counts = self.client.run_many(calls)
+        targets = [(p, lane) for lane in self.lanes for p in range(self.keys.partitions)]
+        for (p, lane), n in zip(targets, counts):
+            if isinstance(n, int) and n > 0:
+                self._wake(p, lane)
+
+    # -- claiming --------------------------------------------------------
+    def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            wakeup = self._next_wakeup()
+            if wakeup is None or not self._wait_for_capacity():
+                continue
+            partition, lane = wakeup
+            self._claim(partition, lane)
+
+    def _claim(self, partition: int, lane: str) -> None:
+        count = min(self._free(), self.batch_max)
+        if count <= 0:
+            self._wake(partition, lane)
+            return
+        reply = self.client.run(executions.claim(self.keys, partition, lane, count, self.lease_ms, self.id))
+        if not reply.claimed:
+            self.stats.empty_claims += 1
+        for claimed in reply.claimed:
+            self._start(claimed, lane)
+        if reply.remaining > 0:
+            if self._free() > 0:
+                self._wake(partition, lane)
+            else:
+                self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
+
+    def _start(self, claimed: executions.Claimed, lane: str) -> None:
+        self.stats.claimed += 1
+        with self._capacity:
+            self._inflight += 1
+        context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self)
+        held = Held(claimed, lane, context)
+        with self._held_lock:
+            self._held[claimed.execution_id] = held
+        definition = self.app.tasks.get(claimed.task)
+        if definition is None:
+            self._finish(held, Outcome(claimed, lane, False, kind="unknown_task",
+                                       message=f"no handler registered for task {claimed.task!r} "
+                                               f"in worker {self.id}", retryable=False))
+            return
+        if definition.is_async:
+            future = asyncio.run_coroutine_threadsafe(self._run_async(definition, held), self._event_loop())
+        else:
+            future = self._pool.submit(self._run_sync, definition, held)
+        held.future = future
+
+    # -- running handlers ------------------------------------------------
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="flowslot-asyncio", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+    def _run_sync(self, definition: TaskDef, held: Held) -> None:
+        token = _current.set(held.context)
+        try:
+            args, kwargs = self._arguments(held)
+            outcome = self._success(held, definition.fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - a handler's failure is data, recorded below
+            outcome = self._failure(definition, held, e)
+        finally:
+            _current.reset(token)
+        self._finish(held, outcome)
+
+    async def _run_async(self, definition: TaskDef, held: Held) -> None:
+        _current.set(held.context)
+        held.context._task = asyncio.current_task()
+        try:
+            args, kwargs = self._arguments(held)
+            outcome = self._success(held, await definition.fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - includes CancelledError from cooperative cancel
+            outcome = self._failure(definition, held, e)
+        self._finish(held, outcome)
+
+    @staticmethod
+    def _arguments(held: Held) -> tuple[list[Any], dict[str, Any]]:
+        payload = decode(held.claimed.payload) or {}
+        return list(payload.get("args", [])), dict(payload.get("kwargs", {}))
+
+    def _success(self, held: Held, value: Any) -> Outcome:
+        try:
+            text = encode(value, limit_bytes=self.app.max_payload_bytes,
+                          what=f"result of {held.claimed.task}")
+        except EngineError as e:
+            return Outcome(held.claimed, held.lane, False, kind=type(e).__name__, message=str(e),
+                           retryable=False)
+        return Outcome(held.claimed, held.lane, True, result=text)
+
+    def _failure(self, definition: TaskDef, held: Held, error: BaseException) -> Outcome:
+        policy = definition.retry
+        kind = type(error).__qualname__[:MAX_ERROR_KIND]
+        message = f"{error}"[:MAX_ERROR_MESSAGE]
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message = (message + "\n" + tb[-(MAX_ERROR_MESSAGE - len(message)):])[:2 * MAX_ERROR_MESSAGE]
+        retryable = policy.retryable(error) and not held.context.canceled
+        return Outcome(held.claimed, held.lane, False, kind=kind, message=message, retryable=retryable)
+
+    def _finish(self, held: Held, outcome: Outcome) -> None:
+        held.done = True
+        self._outcomes.put(outcome)
+        self._release_capacity()
+
+    # -- recording outcomes ----------------------------------------------
+    def _complete_loop(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[Outcome] = []
+            item = self._outcomes.get()
+            while True:
+                if item is None:
+                    closing = True
+                else:
+                    batch.append(item)
+                if len(batch) >= 256:
+                    break
+                try:
+                    item = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._record(batch)
+
+    def _record(self, batch: list[Outcome]) -> None:
+        calls = []
+        for o in batch:
+            c = o.claimed
+            if o.ok:
+                calls.append(executions.complete(self.keys, c.execution_id, c.token, o.result))
+            else:
+                calls.append(executions.fail(self.keys, c.execution_id, c.token, o.kind, o.message,
+                                             o.retryable, random.random()))
+        replies = self.client.run_many(calls)
+        hints = []
+        for o, reply in zip(batch, replies):
+            with self._held_lock:
+                self._held.pop(o.claimed.execution_id, None)
+            if isinstance(reply, (Canceled, StaleLease, NotFound)):
+                log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
+                continue
+            if isinstance(reply, Exception):
+                log.error("could not record %s: %s", o.claimed.execution_id, reply)
+                continue
+            state, _ = reply
+            if o.ok:
+                self.stats.succeeded += 1
+            elif state == "failed":
+                self.stats.failed += 1
+            else:
+                self.stats.retried += 1
+                if state == "ready":
+                    hints.append((partition_of(o.claimed.execution_id, self.keys.partitions), o.lane))
+        if hints:
+            self.client.run_many(hint_commands(self.keys, hints))
+
+    # -- lease renewal ---------------------------------------------------
+    def _renew_loop(self) -> None:
+        interval_s = self.lease_ms / 3000
+        while not self._stopped.wait(interval_s):
+            with self._held_lock:
+                held = [h for h in self._held.values() if not h.done]
+            if not held:
+                continue
+            calls = [executions.renew(self.keys, h.claimed.execution_id, h.claimed.token, self.lease_ms)
+                     for h in held]
+            for h, reply in zip(held, self.client.run_many(calls)):
+                if isinstance(reply, Canceled):
+                    h.context._cancel("canceled")
+                elif isinstance(reply, TransitionRejected):
+                    h.context._cancel(f"lease lost: {reply}")
+
