@@ -133,4 +133,4 @@ def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
 
 def expire_leases(ks: KeySpace, partition: int, max_count: int, jitter: float) -> FCall:
     return FCall("exec_expire_leases", (ks.leases(partition),), (max_count, f"{jitter:.6f}"),
-                 parse=lambda r: [(i, s) for i, s in r])
+                 parse=lambda r: [(i, s, lane) for i, s, lane in r])

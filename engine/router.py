@@ -226,8 +226,9 @@ class Router:
         refresh = False
         for node, idx in by_node.items():
             pool = self.client(node).connection_pool
-            conn = pool.get_connection()
+            conn = None
             try:
+                conn = pool.get_connection()
                 commands = []
                 for i in idx:
                     if i in asking:
@@ -236,8 +237,9 @@ class Router:
                 conn.send_packed_command(conn.pack_commands(commands))
                 sent.append((node, conn, idx))
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
-                conn.disconnect()
-                pool.release(conn)
+                if conn is not None:
+                    conn.disconnect()
+                    pool.release(conn)
                 for i in idx:
                     results[i] = e
                 retry.extend(idx)

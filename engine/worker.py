@@ -161,13 +161,18 @@ class Worker:
             try:
                 target(*args)
                 return
-            except Exception:
-                log.exception("worker thread %s crashed; restarting it", target.__name__)
-                time.sleep(0.5)
+            except Exception as e:
+                if self._stopping.is_set():
+                    return
+                log.warning("worker thread %s failed (%s); restarting it in 0.5s", target.__name__, e)
+                self._stopping.wait(0.5)
 
     def _shutdown(self) -> None:
         if self._stopped.is_set():
             return
+        for thread in self._threads:  # claim loop and hint listeners first: nothing new starts
+            if thread.name.startswith(("flowslot-claim", "flowslot-hints")):
+                thread.join(timeout=self.poll_s + 10)
         deadline = time.monotonic() + self.grace_s
         with self._capacity:
             while self._inflight > 0 and time.monotonic() < deadline:
@@ -176,8 +181,7 @@ class Worker:
         self._outcomes.put(None)
         self._stopped.set()
         for thread in self._threads:
-            if thread.name.startswith("flowslot-complete"):
-                thread.join(timeout=10)
+            thread.join(timeout=self.poll_s + 10)
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -169,7 +169,7 @@ register('exec_release', exec_release)
 --[[ exec_expire_leases: fail the attempts whose lease expired (lease_lost).
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)
-  Reply:  {{id, new_state}, ...}
+  Reply:  {{id, new_state, lane}, ...}
   Errors: BAD_ARGS ]]
 local function exec_expire_leases(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -183,7 +183,7 @@ local function exec_expire_leases(keys, args)
     if f.state == 'leased' then
       local state = retry_or_fail(prefix, f, 'lease_lost', 'lease expired at ' .. f.lease_expiry_ms,
         true, jitter, now)
-      out[#out + 1] = {id, state}
+      out[#out + 1] = {id, state, f.lane}
     else
       rcall('ZREM', keys[1], id)
     end
