@@ -7,7 +7,7 @@ local MAX_PAYLOAD = 64 * 1024 * 1024
   KEYS[1] exec     HASH   the new execution
   KEYS[2] ready    ZSET   ready set of its lane
   KEYS[3] delayed  ZSET   delayed executions by due time
-  KEYS[4] idem     STRING idempotency key -> id (ignored when ARGV[11] is 0)
+  KEYS[4] idem     STRING idempotency key -> id (unused when idem_ttl_ms is 0)
   ARGV[1] id  ARGV[2] task  ARGV[3] lane  ARGV[4] payload  ARGV[5] priority
   ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms
   ARGV[9] backoff_max_ms  ARGV[10] deadline_in_ms  ARGV[11] idem_ttl_ms
