@@ -46,7 +46,7 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   return 'failed'
 end
 
---[[ exec_claim: lease up to ARGV[1] ready executions of one lane.
+--[[ exec_claim: lease up to max_count ready executions of one lane.
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
