@@ -64,8 +64,9 @@ class Handle:
             wait_s = 0.0 if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait_s <= 0:
                 raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
-            self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT",
-                                        round(max(wait_s, 0.001), 3) if deadline else 0)
+            block_s = round(max(wait_s, 0.001), 3) if deadline is not None else 0
+            self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
+                                        block_s=block_s)
 
 
 def _outcome(execution_id: str, state: ExecutionState, info: dict[str, str]) -> Any:

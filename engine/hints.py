@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.router import Command
+from engine.router import BLOCK_MARGIN_S, Command
 from keys import KeySpace
 
 HINT_LIST_CAP = 10_000
@@ -37,4 +37,5 @@ def pop_hints(ks: KeySpace, lane: str, index: int, timeout_s: float, count: int)
         _, values = reply  # type: ignore[misc]
         return [int(v) for v in values]
 
-    return Command(("BLMPOP", timeout_s, 1, key, "RIGHT", "COUNT", count), key, parse)
+    return Command(("BLMPOP", timeout_s, 1, key, "RIGHT", "COUNT", count), key, parse,
+                   read_timeout_s=timeout_s + BLOCK_MARGIN_S)

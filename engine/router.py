@@ -25,11 +25,13 @@ from typing import Any, Protocol
 
 import redis
 from redis import exceptions as rexc
+from redis.utils import SENTINEL
 
 from engine.errors import ClusterUnavailable, EngineError, error_from_reply
 from keys import SLOT_COUNT, key_slot
 
 Node = str  # "host:port"
+BLOCK_MARGIN_S = 5.0
 
 
 class Routable(Protocol):
@@ -47,6 +49,7 @@ class Command:
     args: tuple[Any, ...]
     key: str
     parse: Callable[[Any], Any] = field(default=lambda r: r, compare=False)
+    read_timeout_s: Any = field(default=SENTINEL, compare=False)
     slot: int = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,9 +177,15 @@ class Router:
             raise result
         return result
 
-    def blocking(self, key: str, *args: Any) -> Any:
-        """A blocking command (BLMOVE, BLMPOP) on ``key``'s node; retried like any call."""
-        return self.execute(Command(tuple(args), key))
+    def blocking(self, key: str, *args: Any, block_s: float,
+                 parse: Callable[[Any], Any] = lambda r: r) -> Any:
+        """A blocking command (BLMOVE, BLMPOP) that blocks up to ``block_s`` (0: forever).
+
+        redis-py's default socket timeout (5 s) would cut a longer block short,
+        so the read waits ``block_s`` plus a margin instead.
+        """
+        timeout = None if block_s == 0 else block_s + BLOCK_MARGIN_S
+        return self.execute(Command(tuple(args), key, parse, read_timeout_s=timeout))
 
     # -- batches ---------------------------------------------------------
     def execute_many(self, calls: Sequence[Routable]) -> list[Any]:
@@ -263,7 +272,7 @@ class Router:
                 if i in asking:
                     self._read_one(conn)  # the ASKING +OK
                     del asking[i]
-                reply = self._read_one(conn)
+                reply = self._read_one(conn, getattr(calls[i], "read_timeout_s", SENTINEL))
                 results[i] = reply
                 if isinstance(reply, rexc.AskError):
                     asking[i] = f"{reply.host}:{reply.port}"
@@ -289,9 +298,9 @@ class Router:
         return retry, refresh
 
     @staticmethod
-    def _read_one(conn: Any) -> Any:
+    def _read_one(conn: Any, timeout: Any = SENTINEL) -> Any:
         try:
-            return conn.read_response()
+            return conn.read_response(timeout=timeout)
         except rexc.ResponseError as e:
             return e
 

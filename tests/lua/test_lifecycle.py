@@ -1,0 +1,244 @@
+"""Every execution transition, refusal and error reply, against fakeredis and real Valkey.
+
+The same bodies run on both backends (``lua_client`` is parametrized); where
+they disagree, the real server is right.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine import executions as X
+from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
+from engine.router import Command
+from keys import new_id
+from tests.conftest import snapshot
+
+P = 3  # the partition these tests use
+
+
+def submit(client, *, lane="default", priority=0, delay_ms=0, max_attempts=3, backoff_ms=0,
+           deadline_in_ms=0, idem=None, eid=None):
+    eid = eid or new_id("e", P)
+    spec = X.SubmitSpec(eid, "t.task", lane, '{"args":[1],"kwargs":{}}', priority, delay_ms,
+                        max_attempts, backoff_ms, backoff_ms * 10, deadline_in_ms, idem)
+    return client.run(X.submit(client.keys, spec, P))
+
+
+def info(client, eid):
+    key = client.keys.execution(P, eid)
+    return client.run(Command(("HGETALL", key), key))
+
+
+def claim(client, n=10, lane="default", lease_ms=30_000):
+    return client.run(X.claim(client.keys, P, lane, n, lease_ms, "w-test"))
+
+
+def counts(client):
+    key = client.keys.counts(P)
+    return {k: int(v) for k, v in client.run(Command(("HGETALL", key), key)).items() if int(v)}
+
+
+def events(client):
+    key = client.keys.events(P)
+    entries = client.run(Command(("XRANGE", key, "-", "+"), key))
+    fields = [dict(zip(flat[::2], flat[1::2])) for _, flat in entries]
+    return [(f["from"], f["to"]) for f in fields]
+
+
+def test_submit_makes_a_ready_execution_and_counts_it(lua_client):
+    eid, state, created = submit(lua_client)
+    assert (state, created) == ("ready", True)
+    assert info(lua_client, eid)["state"] == "ready"
+    assert counts(lua_client) == {"default:ready": 1}
+    assert events(lua_client) == [("", "ready")]
+
+
+def test_submit_with_a_delay_is_delayed(lua_client):
+    eid, state, _ = submit(lua_client, delay_ms=60_000)
+    assert state == "delayed"
+    assert claim(lua_client).claimed == []
+
+
+def test_resubmitting_the_same_id_creates_nothing(lua_client):
+    eid, _, _ = submit(lua_client)
+    before = snapshot(lua_client)
+    assert submit(lua_client, eid=eid) == (eid, "ready", False)
+    assert snapshot(lua_client) == before
+
+
+def test_an_idempotency_key_returns_the_first_execution(lua_client):
+    first, _, created = submit(lua_client, idem="order-1")
+    second, _, created_again = submit(lua_client, idem="order-1")
+    assert created and not created_again and first == second
+    assert counts(lua_client) == {"default:ready": 1}
+
+
+def test_claim_leases_by_priority_then_age_and_reports_what_remains(lua_client):
+    low = submit(lua_client, priority=1)[0]
+    high = submit(lua_client, priority=9)[0]
+    older_low = low
+    submit(lua_client, priority=1)
+    reply = claim(lua_client, n=2)
+    assert [c.execution_id for c in reply.claimed] == [high, older_low]
+    assert reply.remaining == 1
+    assert all(c.attempt == 1 and c.token == "1" for c in reply.claimed)
+    assert info(lua_client, high)["state"] == "leased"
+    assert counts(lua_client) == {"default:leased": 2, "default:ready": 1}
+
+
+def test_claim_is_per_lane(lua_client):
+    submit(lua_client, lane="images")
+    assert claim(lua_client, lane="default").claimed == []
+    assert len(claim(lua_client, lane="images").claimed) == 1
+
+
+def test_renew_extends_a_live_lease_and_refuses_a_stale_token(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    expiry = lua_client.run(X.renew(lua_client.keys, eid, token, 60_000))
+    assert expiry > time.time() * 1000 + 50_000
+    with pytest.raises(StaleLease):
+        lua_client.run(X.renew(lua_client.keys, eid, "7", 60_000))
+
+
+def test_complete_records_the_result_wakes_waiters_and_is_idempotent(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", True)
+    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", False)
+    fields = info(lua_client, eid)
+    assert (fields["state"], fields["result"]) == ("succeeded", "42")
+    done = lua_client.keys.done(P, eid)
+    assert lua_client.run(Command(("LLEN", done), done)) == 1
+    assert counts(lua_client) == {"default:succeeded": 1}
+    assert events(lua_client) == [("", "ready"), ("ready", "leased"), ("leased", "succeeded")]
+
+
+def test_complete_with_a_stale_token_is_refused_and_writes_nothing(lua_client):
+    eid = submit(lua_client)[0]
+    claim(lua_client)
+    before = snapshot(lua_client)
+    with pytest.raises(StaleLease):
+        lua_client.run(X.complete(lua_client.keys, eid, "99", "1"))
+    assert snapshot(lua_client) == before
+
+
+def test_a_retryable_failure_backs_off_into_delayed(lua_client):
+    eid = submit(lua_client, backoff_ms=10_000)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "IOError", "x", True, 0.5)) == ("delayed", True)
+    fields = info(lua_client, eid)
+    delay = int(fields["due_ms"]) - int(fields["started_ms"])
+    assert 5_000 <= delay <= 10_000  # half the back-off plus jitter
+    assert fields["error_kind"] == "IOError"
+
+
+def test_a_retry_without_back_off_is_ready_at_once(lua_client):
+    eid = submit(lua_client, backoff_ms=0)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0))[0] == "ready"
+    again = claim(lua_client).claimed[0]
+    assert (again.execution_id, again.attempt, again.token) == (eid, 2, "2")
+
+
+def test_the_last_attempt_fails_for_good(lua_client):
+    eid = submit(lua_client, max_attempts=1)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0)) == ("failed", True)
+    assert counts(lua_client) == {"default:failed": 1}
+
+
+def test_a_non_retryable_failure_fails_for_good(lua_client):
+    eid = submit(lua_client, max_attempts=5)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", False, 0.0))[0] == "failed"
+
+
+def test_cancel_removes_a_ready_execution_from_its_ready_set(lua_client):
+    eid = submit(lua_client)[0]
+    assert lua_client.run(X.cancel(lua_client.keys, eid)) == ("ready", "default")
+    assert claim(lua_client).claimed == []
+    assert lua_client.run(X.cancel(lua_client.keys, eid))[0] == "canceled"  # idempotent
+
+
+def test_cancel_of_a_leased_execution_refuses_its_late_result(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    lua_client.run(X.cancel(lua_client.keys, eid))
+    with pytest.raises(Canceled):
+        lua_client.run(X.renew(lua_client.keys, eid, token, 1000))
+    with pytest.raises(Canceled):
+        lua_client.run(X.complete(lua_client.keys, eid, token, "1"))
+    assert info(lua_client, eid)["state"] == "canceled"
+
+
+def test_cancel_of_a_finished_execution_is_refused(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    lua_client.run(X.complete(lua_client.keys, eid, token, "1"))
+    with pytest.raises(InvalidState, match="succeeded, cannot become canceled"):
+        lua_client.run(X.cancel(lua_client.keys, eid))
+
+
+def test_cancel_of_an_unknown_execution_is_not_found(lua_client):
+    with pytest.raises(NotFound):
+        lua_client.run(X.cancel(lua_client.keys, new_id("e", P)))
+
+
+def test_promote_moves_due_delayed_executions_to_ready(lua_client):
+    eid = submit(lua_client, delay_ms=1)[0]
+    time.sleep(0.01)
+    assert lua_client.run(X.promote(lua_client.keys, P, 10)) == (1, ["default"])
+    assert claim(lua_client).claimed[0].execution_id == eid
+
+
+def test_expired_leases_are_retried_or_failed(lua_client):
+    retried = submit(lua_client, max_attempts=2)[0]
+    claim(lua_client, lease_ms=100)
+    time.sleep(0.15)
+    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "ready", "default")]
+    claim(lua_client, lease_ms=100)
+    time.sleep(0.15)
+    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "failed", "default")]
+    assert info(lua_client, retried)["error_kind"] == "lease_lost"
+
+
+def test_a_deadline_passed_while_ready_expires_at_claim(lua_client):
+    eid = submit(lua_client, deadline_in_ms=1)[0]
+    time.sleep(0.01)
+    reply = claim(lua_client)
+    assert (reply.claimed, reply.expired) == ([], [eid])
+    assert info(lua_client, eid)["state"] == "expired"
+
+
+def test_release_hands_the_execution_back_without_counting_the_attempt(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.release(lua_client.keys, eid, token)) == "default"
+    again = claim(lua_client).claimed[0]
+    assert again.attempt == 1 and again.token == "2"
+
+
+@pytest.mark.parametrize("call", [
+    lambda ks: X.claim(ks, P, "default", 0, 1000, "w"),
+    lambda ks: X.claim(ks, P, "default", 5, 1, "w"),
+    lambda ks: X.promote(ks, P, 100_000),
+    lambda ks: X.expire_leases(ks, P, 10, 2.0),
+])
+def test_bad_arguments_are_refused_before_any_write(lua_client, call):
+    submit(lua_client)
+    before = snapshot(lua_client)
+    with pytest.raises(BadArguments):
+        lua_client.run(call(lua_client.keys))
+    assert snapshot(lua_client) == before
+
+
+def test_submit_with_bad_numbers_is_refused_and_writes_nothing(lua_client):
+    before = snapshot(lua_client)
+    spec = X.SubmitSpec(new_id("e", P), "t", "default", "{}", priority=999)
+    with pytest.raises(BadArguments, match="priority"):
+        lua_client.run(X.submit(lua_client.keys, spec, P))
+    assert snapshot(lua_client) == before
