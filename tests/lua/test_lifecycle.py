@@ -77,7 +77,9 @@ def test_an_idempotency_key_returns_the_first_execution(lua_client):
 
 
 def test_claim_leases_by_priority_then_age_and_reports_what_remains(lua_client):
+    # Age has millisecond resolution (ties within one millisecond are in id order).
     low = submit(lua_client, priority=1)[0]
+    time.sleep(0.002)
     high = submit(lua_client, priority=9)[0]
     older_low = low
     submit(lua_client, priority=1)
