@@ -114,7 +114,7 @@ def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,
          retryable: bool, jitter: float) -> FCall:
     return FCall("exec_fail", (_exec_key(ks, execution_id),),
                  (token, kind, message, int(retryable), f"{jitter:.6f}"),
-                 parse=lambda r: (r[0], bool(r[1])))
+                 parse=lambda r: (r[0], bool(r[1]), int(r[2])))
 
 
 def release(ks: KeySpace, execution_id: str, token: str) -> FCall:

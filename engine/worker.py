@@ -18,6 +18,7 @@ back the leases of those that did not (``exec_release``), and returns.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import queue
@@ -114,6 +115,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="flowslot-task")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: list[tuple[float, int]] = []
+        self._timers_cv = threading.Condition()
 
     # -- lifecycle -------------------------------------------------------
     def run(self, install_signals: bool = True) -> None:
@@ -130,6 +133,7 @@ class Worker:
         self._spawn(self._claim_loop, "claim")
         self._spawn(self._complete_loop, "complete")
         self._spawn(self._renew_loop, "renew")
+        self._spawn(self._promote_loop, "promote")
         for lane in self.lanes:
             for index in range(self.keys.hint_lists):
                 self._spawn(self._listen_loop, f"hints-{lane}-{index}", lane, index)
@@ -180,6 +184,8 @@ class Worker:
         self._release_held()
         self._outcomes.put(None)
         self._stopped.set()
+        with self._timers_cv:
+            self._timers_cv.notify_all()
         for thread in self._threads:
             thread.join(timeout=self.poll_s + 10)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -402,17 +408,46 @@ class Worker:
             if isinstance(reply, Exception):
                 log.error("could not record %s: %s", o.claimed.execution_id, reply)
                 continue
-            state, _ = reply
+            state = reply[0]
             if o.ok:
                 self.stats.succeeded += 1
             elif state == "failed":
                 self.stats.failed += 1
             else:
                 self.stats.retried += 1
+                partition = partition_of(o.claimed.execution_id, self.keys.partitions)
                 if state == "ready":
-                    hints.append((partition_of(o.claimed.execution_id, self.keys.partitions), o.lane))
+                    hints.append((partition, o.lane))
+                elif state == "delayed":
+                    self._schedule_promotion(partition, reply[2])
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
+
+    # -- delayed retries -------------------------------------------------
+    def _schedule_promotion(self, partition: int, delay_ms: int) -> None:
+        """Promote this partition when the retry is due, so retries do not wait for the
+        reconciler's next pass (which still promotes them if this worker dies first)."""
+        with self._timers_cv:
+            heapq.heappush(self._timers, (time.monotonic() + delay_ms / 1000, partition))
+            self._timers_cv.notify()
+
+    def _promote_loop(self) -> None:
+        while not self._stopped.is_set():
+            with self._timers_cv:
+                while not self._stopped.is_set() and (
+                    not self._timers or self._timers[0][0] > time.monotonic()
+                ):
+                    wait_s = self._timers[0][0] - time.monotonic() if self._timers else self.poll_s
+                    self._timers_cv.wait(timeout=max(min(wait_s, self.poll_s), 0.001))
+                due = set()
+                while self._timers and self._timers[0][0] <= time.monotonic():
+                    due.add(heapq.heappop(self._timers)[1])
+            if due:
+                replies = self.client.run_many([executions.promote(self.keys, p, 1000) for p in due])
+                hints = [(p, lane) for p, reply in zip(due, replies)
+                         if not isinstance(reply, Exception) for lane in reply[1]]
+                if hints:
+                    self.client.run_many(hint_commands(self.keys, hints))
 
     # -- lease renewal ---------------------------------------------------
     def _renew_loop(self) -> None:

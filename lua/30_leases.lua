@@ -38,7 +38,7 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
     rcall('ZADD', pkey(prefix, 'delayed'), now + delay, id)
     move(prefix, id, lane, f.state, 'delayed', {'due_ms', now + delay, 'error_kind', kind,
       'error_msg', msg}, kind)
-    return 'delayed'
+    return 'delayed', delay
   end
   move(prefix, id, lane, f.state, 'failed', {'finished_ms', now, 'error_kind', kind,
     'error_msg', msg}, kind)
@@ -128,7 +128,8 @@ register('exec_complete', exec_complete)
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
   ARGV[5] jitter (0..1, the caller's random draw)
-  Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat)}
+  Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat),
+           delay_ms (until a delayed retry is due; 0 otherwise)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_fail(keys, args)
   local token = str_arg(args[1], 'token', 32)
@@ -138,11 +139,11 @@ local function exec_fail(keys, args)
   local jitter = num_arg(args[5], 'jitter', 0, 1)
   local f = leased_execution(keys[1], token)
   if f.state ~= 'leased' then
-    if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0} end
+    if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0, 0} end
   end
   check_move(f.id, f.state, 'failed')
-  local state = retry_or_fail(prefix_of(keys[1]), f, kind, msg, retryable, jitter, now_ms())
-  return {state, 1}
+  local state, delay = retry_or_fail(prefix_of(keys[1]), f, kind, msg, retryable, jitter, now_ms())
+  return {state, 1, delay or 0}
 end
 register('exec_fail', exec_fail)
 

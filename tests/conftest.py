@@ -83,3 +83,39 @@ def snapshot(client: Client) -> dict[str, object]:
                 value = r.get(key)
             out[key] = (kind, value)
     return out
+
+
+@pytest.fixture
+def spawn_worker():
+    """Start real worker processes; every one is killed at teardown."""
+    from tests.integration.workers import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def spawn(url: str, namespace: str, **kwargs: object) -> WorkerProcess:
+        worker = WorkerProcess(url, namespace, TEST_PARTITIONS, **kwargs)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def make_app():
+    """An App on a real deployment, in the test's namespace, closed at teardown."""
+    from engine import App
+    import tests.apps.basic as basic
+
+    apps = []
+
+    def make(url: str, namespace: str) -> App:
+        app = App(url, namespace=namespace, partitions=TEST_PARTITIONS)
+        app.tasks.update(basic.app.tasks)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()

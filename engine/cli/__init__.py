@@ -1,29 +1,42 @@
-"""The ``flowslot`` command line: one click group, one module per noun."""
+"""The ``flowslot`` command line: one click group, one module per noun.
+
+Commands are imported when used, so ``flowslot worker`` does not pay for
+importing the benchmark harness or the demo.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
+COMMANDS: dict[str, str] = {
+    "cluster": "engine.cli.cluster:cluster",
+    "worker": "engine.cli.worker:worker",
+    "daemon": "engine.cli.daemon:daemon",
+    "reconcile": "engine.cli.daemon:reconcile",
+    "functions": "engine.cli.functions:functions",
+    "exec": "engine.cli.executions:exec_group",
+    "demo": "engine.cli.demo:demo",
+    "bench": "bench.cli:bench",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: Any = getattr(importlib.import_module(module), attr)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="flowslot")
 def main() -> None:
     """flowslot: durable execution inside a Redis Cluster."""
-
-
-def _register() -> None:
-    from engine.cli import cluster, daemon, demo, executions, functions, worker
-
-    main.add_command(cluster.cluster)
-    main.add_command(worker.worker)
-    main.add_command(daemon.daemon)
-    main.add_command(daemon.reconcile)
-    main.add_command(functions.functions)
-    main.add_command(executions.exec_group)
-    main.add_command(demo.demo)
-    from bench.cli import bench  # noqa: E402
-
-    main.add_command(bench)
-
-
-_register()

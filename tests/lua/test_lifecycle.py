@@ -131,7 +131,8 @@ def test_complete_with_a_stale_token_is_refused_and_writes_nothing(lua_client):
 def test_a_retryable_failure_backs_off_into_delayed(lua_client):
     eid = submit(lua_client, backoff_ms=10_000)[0]
     token = claim(lua_client).claimed[0].token
-    assert lua_client.run(X.fail(lua_client.keys, eid, token, "IOError", "x", True, 0.5)) == ("delayed", True)
+    state, first, delay_ms = lua_client.run(X.fail(lua_client.keys, eid, token, "IOError", "x", True, 0.5))
+    assert (state, first) == ("delayed", True) and 5_000 <= delay_ms <= 10_000
     fields = info(lua_client, eid)
     delay = int(fields["due_ms"]) - int(fields["started_ms"])
     assert 5_000 <= delay <= 10_000  # half the back-off plus jitter
@@ -149,7 +150,7 @@ def test_a_retry_without_back_off_is_ready_at_once(lua_client):
 def test_the_last_attempt_fails_for_good(lua_client):
     eid = submit(lua_client, max_attempts=1)[0]
     token = claim(lua_client).claimed[0].token
-    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0)) == ("failed", True)
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0)) == ("failed", True, 0)
     assert counts(lua_client) == {"default:failed": 1}
 
 
