@@ -274,12 +274,13 @@ class Router:
                     del asking[i]
                 reply = self._read_one(conn, getattr(calls[i], "read_timeout_s", SENTINEL))
                 results[i] = reply
-                if isinstance(reply, rexc.AskError):
-                    asking[i] = f"{reply.host}:{reply.port}"
-                    retry.append(i)
-                elif isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply):
+                # MovedError subclasses AskError in redis-py: test it first.
+                if isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply):
                     retry.append(i)
                     refresh = True
+                elif isinstance(reply, rexc.AskError):
+                    asking[i] = f"{reply.host}:{reply.port}"
+                    retry.append(i)
                 elif _is_missing_function(reply) and self.on_missing_library and i not in reloaded:
                     # A failover or FUNCTION FLUSH dropped the library: load it once, retry once.
                     if node not in reloaded_nodes:
