@@ -140,7 +140,7 @@ class App:
         spec = executions.SubmitSpec(
             execution_id=new_id("e", partition),
             task=definition.name,
-            lane=check_lane(lane or definition.lane),
+            lane=check_lane(definition.lane if lane is None else lane),
             payload=payload,
             priority=_check_priority(definition.priority if priority is None else priority),
             delay_ms=_seconds_to_ms(delay_s, "delay_s"),

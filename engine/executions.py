@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.calls import FCall
-from keys import KeySpace, partition_of
+from engine.errors import ContractError
+from keys import KIND_EXECUTION, KeySpace, MalformedId, parse_id, partition_of
 
 SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec_submit": (
@@ -97,8 +98,17 @@ def claim(ks: KeySpace, partition: int, lane: str, max_count: int, lease_ms: int
                  parse=_parse_claim)
 
 
+def execution_partition(ks: KeySpace, execution_id: str) -> int:
+    """The partition of an execution id; ContractError naming the problem if malformed."""
+    try:
+        parse_id(execution_id, kind=KIND_EXECUTION)
+        return partition_of(execution_id, ks.partitions)
+    except MalformedId as e:
+        raise ContractError(str(e)) from e
+
+
 def _exec_key(ks: KeySpace, execution_id: str) -> str:
-    return ks.execution(partition_of(execution_id, ks.partitions), execution_id)
+    return ks.execution(execution_partition(ks, execution_id), execution_id)
 
 
 def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:

@@ -15,7 +15,6 @@ from engine.codec import decode
 from engine.errors import NotFound, ResultTimeout, TaskCanceled, TaskFailed
 from engine.router import Command
 from engine.states import ExecutionState
-from keys import partition_of
 
 if TYPE_CHECKING:
     from engine.client import Client
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
     """HGETALL of one execution; NotFound when it does not exist."""
-    key = client.keys.execution(partition_of(execution_id, client.keys.partitions), execution_id)
+    key = client.keys.execution(executions.execution_partition(client.keys, execution_id), execution_id)
     fields = client.run(Command(("HGETALL", key), key))
     if not fields:
         raise NotFound(f"no execution {execution_id}")
@@ -55,7 +54,7 @@ class Handle:
     def result(self, timeout: float | None = None) -> Any:
         """Block until terminal; return the result or raise TaskFailed / TaskCanceled."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        done = self.client.keys.done(partition_of(self.id, self.client.keys.partitions), self.id)
+        done = self.client.keys.done(executions.execution_partition(self.client.keys, self.id), self.id)
         while True:
             info = self.info()
             state = ExecutionState(info["state"])
