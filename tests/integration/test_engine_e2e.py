@@ -8,6 +8,7 @@ import time
 import pytest
 
 from engine import TaskCanceled, TaskFailed
+from engine import executions as X
 from engine.client import Client
 from engine.errors import ConfigMismatch
 from tests.conftest import TEST_PARTITIONS
@@ -98,3 +99,26 @@ def test_the_library_is_reloaded_after_function_flush(server_url, namespace, mak
     spawn_worker(server_url, namespace)
     assert handle.result(timeout=20) == 42
     assert None not in client.library_status().values()
+
+
+def test_urls_with_acl_credentials_reach_every_node(server_url, namespace, make_app):
+    from urllib.parse import urlsplit
+
+    from engine.client import Client
+
+    seed = Client(server_url, namespace=namespace, partitions=TEST_PARTITIONS)
+    user = f"u{namespace}"
+    for node in seed.router.primaries():  # ACLs are per node, not replicated by the cluster
+        seed.router.client(node).execute_command("ACL", "SETUSER", user, "on", ">s3cret", "~*", "&*", "+@all")
+    parts = urlsplit(server_url)
+    client = Client(f"redis://{user}:s3cret@{parts.hostname}:{parts.port}", namespace=namespace,
+                    partitions=TEST_PARTITIONS)
+    replies = client.run_many([X.promote(client.keys, p, 1) for p in range(TEST_PARTITIONS)])
+    assert replies == [(0, [])] * TEST_PARTITIONS  # one call on every partition, so every node
+    with pytest.raises(Exception, match="(?i)invalid username-password|WRONGPASS"):
+        Client(f"redis://{user}:wrong@{parts.hostname}:{parts.port}", namespace=namespace,
+               partitions=TEST_PARTITIONS)
+    for node in seed.router.primaries():
+        seed.router.client(node).execute_command("ACL", "DELUSER", user)
+    client.close()
+    seed.close()
