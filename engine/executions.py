@@ -8,7 +8,7 @@ comments in ``lua/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.calls import FCall
@@ -63,6 +63,7 @@ class Claimed:
     attempt: int
     deadline_ms: int
     lease_expiry_ms: int
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
 
 def _parse_claim(reply: Any) -> ClaimReply:
     claimed = [
-        Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6])) for c in reply[1]
+        Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]),
+                dict(zip(c[7][::2], c[7][1::2])))
+        for c in reply[1]
     ]
     return ClaimReply(int(reply[0]), claimed, list(reply[2]))
 

@@ -49,30 +49,112 @@ local function check_move(id, from, to)
   end
 end
 
--- Write the new state, keep counters and the event stream. `fields` is an
+local FLOW_TERMINAL = {succeeded = 1, failed = 1, canceled = 1}
+local function flow_key(prefix, fid) return prefix .. 'f:' .. fid end
+
+local function emit_flow(prefix, fid, from, to, detail)
+  rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    'flow', fid, 'from', from, 'to', to, 'detail', detail or '')
+end
+
+local function set_flow_state(prefix, fid, from, to, now, detail)
+  local fkey = flow_key(prefix, fid)
+  rcall('HSET', fkey, 'state', to)
+  emit_flow(prefix, fid, from, to, detail)
+  if FLOW_TERMINAL[to] then
+    rcall('HSET', fkey, 'finished_ms', now)
+    rcall('ZADD', pkey(prefix, 'flows_done'), now, fid)
+    local done = fkey .. ':done'
+    rcall('RPUSH', done, to)
+    rcall('PEXPIRE', done, DONE_TTL_MS)
+  end
+end
+
+-- Write the new state of execution `e` (its HGETALL table, updated in place),
+-- keep the per-lane and per-flow counters, append the event. `fields` is an
 -- optional flat list of extra HSET field/value pairs.
-local function move(prefix, id, lane, from, to, fields, detail)
-  local key = exec_key(prefix, id)
+local function move(prefix, e, to, fields, detail)
+  local from = e.state or ''
+  local key = exec_key(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
   else
     rcall('HSET', key, 'state', to)
   end
+  e.state = to
   local counts = pkey(prefix, 'counts')
-  if from ~= '' then rcall('HINCRBY', counts, lane .. ':' .. from, -1) end
-  rcall('HINCRBY', counts, lane .. ':' .. to, 1)
-  emit(prefix, id, from, to, detail)
+  if from ~= '' then rcall('HINCRBY', counts, e.lane .. ':' .. from, -1) end
+  rcall('HINCRBY', counts, e.lane .. ':' .. to, 1)
+  if detail then
+    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail)
+  else
+    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '')
+  end
+  if e.flow then
+    local fkey = flow_key(prefix, e.flow)
+    if from ~= '' then rcall('HINCRBY', fkey, 'c:' .. from, -1) end
+    local leased = rcall('HINCRBY', fkey, 'c:' .. to, 1)
+    if from == 'leased' then
+      leased = tonumber(rcall('HGET', fkey, 'c:leased'))
+      if leased == 0 and rcall('HGET', fkey, 'state') == 'pausing' then
+        set_flow_state(prefix, e.flow, 'pausing', 'paused', 0, 'last running step finished')
+      end
+    end
+  end
 end
 
--- Terminal bookkeeping shared by complete, fail, cancel and expiry: leave the
--- time indexes, enter the retention index, wake result waiters.
-local function finish(prefix, id, now)
+-- Put a ready execution where claims find it: its lane's ready set, or its
+-- flow's held set while the flow is paused or pausing.
+local function enqueue_ready(prefix, e, now)
+  local score = ready_score(tonumber(e.priority), now)
+  if e.flow then
+    local fstate = rcall('HGET', flow_key(prefix, e.flow), 'state')
+    if fstate == 'paused' or fstate == 'pausing' then
+      rcall('ZADD', flow_key(prefix, e.flow) .. ':held', score, e.id)
+      return false
+    end
+  end
+  rcall('ZADD', ready_key(prefix, e.lane), score, e.id)
+  return true
+end
+
+-- A sealed flow whose every step is terminal gets its outcome.
+local function maybe_finish_flow(prefix, fid, now)
+  local fkey = flow_key(prefix, fid)
+  local st, total, terminal, bad, sealed = unpack(rcall('HMGET', fkey, 'state', 'total', 'terminal',
+    'bad', 'sealed'))
+  if st == nil or FLOW_TERMINAL[st] or sealed ~= '1' then return end
+  if tonumber(terminal or 0) < tonumber(total or 0) then return end
+  local outcome = 'succeeded'
+  if tonumber(bad or 0) > 0 then outcome = 'failed' end
+  set_flow_state(prefix, fid, st, outcome, now, 'every step is terminal')
+end
+
+-- Terminal bookkeeping shared by complete, fail, cancel, skip and expiry:
+-- leave the time indexes, enter the retention index, wake result waiters,
+-- record the dispatch intent, and account the flow.
+local function finish(prefix, e, now)
+  local id = e.id
   rcall('ZREM', pkey(prefix, 'leases'), id)
   rcall('ZREM', pkey(prefix, 'deadlines'), id)
   rcall('ZADD', pkey(prefix, 'terminal'), now, id)
   local done = done_key(prefix, id)
   rcall('RPUSH', done, '1')
   rcall('PEXPIRE', done, DONE_TTL_MS)
+  if e.flow then
+    local fkey = flow_key(prefix, e.flow)
+    rcall('HINCRBY', fkey, 'terminal', 1)
+    local to = e.state
+    if e.optional ~= '1' and (to == 'failed' or to == 'skipped' or to == 'expired') then
+      rcall('HINCRBY', fkey, 'bad', 1)
+    end
+    if rcall('LLEN', prefix .. 'out:' .. id) > 0 then
+      rcall('ZADD', pkey(prefix, 'pending_dispatch'), now, id)
+    end
+    maybe_finish_flow(prefix, e.flow, now)
+  end
 end
 
 --[[ flowslot_states: both transition tables, for the parity test.

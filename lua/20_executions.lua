@@ -59,10 +59,20 @@ local function exec_submit(keys, args)
     rcall('SET', keys[4], id, 'PX', idem_ttl_ms)
     rcall('HSET', keys[1], 'idem', keys[4])
   end
-  move(prefix, id, lane, '', state)
+  move(prefix, {id = id, lane = lane}, state)
   return {id, state, 1}
 end
 register('exec_submit', exec_submit)
+
+-- Cancel any non-terminal execution (checked by the caller): leave every
+-- index, become terminal. Shared by exec_cancel and flow_cancel.
+local function cancel_execution(prefix, e, reason, now)
+  rcall('ZREM', ready_key(prefix, e.lane), e.id)
+  rcall('ZREM', pkey(prefix, 'delayed'), e.id)
+  if e.flow then rcall('ZREM', flow_key(prefix, e.flow) .. ':held', e.id) end
+  move(prefix, e, 'canceled', {'finished_ms', now, 'error_kind', 'canceled', 'error_msg', reason}, reason)
+  finish(prefix, e, now)
+end
 
 --[[ exec_cancel: cancel a non-terminal execution (a leased one too: its
   worker learns it at the next renew, and its late result is refused).
@@ -72,20 +82,13 @@ register('exec_submit', exec_submit)
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)
   local reason = args[1] or 'canceled'
-  local state, lane = unpack(rcall('HMGET', keys[1], 'state', 'lane'))
-  if not state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
-  if state == 'canceled' then return {'canceled', lane} end
-  local prefix = prefix_of(keys[1])
-  local id = rcall('HGET', keys[1], 'id')
-  check_move(id, state, 'canceled')
-
-  local now = now_ms()
-  rcall('ZREM', ready_key(prefix, lane), id)
-  rcall('ZREM', pkey(prefix, 'delayed'), id)
-  move(prefix, id, lane, state, 'canceled', {'finished_ms', now, 'error_kind', 'canceled',
-    'error_msg', reason}, reason)
-  finish(prefix, id, now)
-  return {state, lane}
+  local e = hash_table(rcall('HGETALL', keys[1]))
+  if not e.state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  if e.state == 'canceled' then return {'canceled', e.lane} end
+  check_move(e.id, e.state, 'canceled')
+  local previous = e.state
+  cancel_execution(prefix_of(keys[1]), e, reason, now_ms())
+  return {previous, e.lane}
 end
 register('exec_cancel', exec_cancel)
 
@@ -101,13 +104,15 @@ local function exec_promote(keys, args)
   local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
   local lanes, seen, promoted = {}, {}, 0
   for _, id in ipairs(due) do
-    local state, lane, priority = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane', 'priority'))
+    local e = hash_table(rcall('HGETALL', exec_key(prefix, id)))
     rcall('ZREM', keys[1], id)
-    if state == 'delayed' then
-      rcall('ZADD', ready_key(prefix, lane), ready_score(tonumber(priority), now), id)
-      move(prefix, id, lane, 'delayed', 'ready', {'ready_ms', now})
+    if e.state == 'delayed' then
+      move(prefix, e, 'ready', {'ready_ms', now})
       promoted = promoted + 1
-      if not seen[lane] then seen[lane] = 1; lanes[#lanes + 1] = lane end
+      if enqueue_ready(prefix, e, now) and not seen[e.lane] then
+        seen[e.lane] = 1
+        lanes[#lanes + 1] = e.lane
+      end
     end
   end
   return {promoted, lanes}

@@ -23,26 +23,22 @@ end
 -- Retry with exponential back-off and jitter, or fail for good.
 local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   local attempts = tonumber(f.attempts)
-  local id, lane = f.id, f.lane
-  rcall('ZREM', pkey(prefix, 'leases'), id)
+  rcall('ZREM', pkey(prefix, 'leases'), f.id)
   if retryable and attempts < tonumber(f.max_attempts) then
     local base = tonumber(f.backoff_ms) * (2 ^ (attempts - 1))
     local delay = math.min(base, tonumber(f.backoff_max_ms))
     delay = math.floor(delay / 2 + delay * jitter / 2)
     if delay <= 0 then
-      rcall('ZADD', ready_key(prefix, lane), ready_score(tonumber(f.priority), now), id)
-      move(prefix, id, lane, f.state, 'ready', {'ready_ms', now, 'error_kind', kind,
-        'error_msg', msg}, kind)
+      move(prefix, f, 'ready', {'ready_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
+      enqueue_ready(prefix, f, now)
       return 'ready'
     end
-    rcall('ZADD', pkey(prefix, 'delayed'), now + delay, id)
-    move(prefix, id, lane, f.state, 'delayed', {'due_ms', now + delay, 'error_kind', kind,
-      'error_msg', msg}, kind)
+    rcall('ZADD', pkey(prefix, 'delayed'), now + delay, f.id)
+    move(prefix, f, 'delayed', {'due_ms', now + delay, 'error_kind', kind, 'error_msg', msg}, kind)
     return 'delayed', delay
   end
-  move(prefix, id, lane, f.state, 'failed', {'finished_ms', now, 'error_kind', kind,
-    'error_msg', msg}, kind)
-  finish(prefix, id, now)
+  move(prefix, f, 'failed', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
+  finish(prefix, f, now)
   return 'failed'
 end
 
@@ -50,7 +46,7 @@ end
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
-           lease_expiry_ms}, ...}, {expired_id, ...}}
+           lease_expiry_ms, {upstream_step, input_json, ...}}, ...}, {expired_id, ...}}
   Errors: BAD_ARGS ]]
 local function exec_claim(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -64,21 +60,32 @@ local function exec_claim(keys, args)
     local key = exec_key(prefix, id)
     rcall('ZREM', keys[1], id)
     local f = hash_table(rcall('HGETALL', key))
-    if f.state == 'ready' then
+    local fstate = nil
+    if f.flow then fstate = rcall('HGET', flow_key(prefix, f.flow), 'state') end
+    if f.state ~= 'ready' then
+      -- index drift: nothing to lease
+    elseif fstate == 'paused' or fstate == 'pausing' then
+      rcall('ZADD', flow_key(prefix, f.flow) .. ':held', ready_score(tonumber(f.priority), now), id)
+    elseif fstate == 'canceled' then
+      cancel_execution(prefix, f, 'flow canceled', now)
+    else
       local deadline = tonumber(f.deadline_ms)
       if deadline > 0 and deadline <= now then
-        move(prefix, id, f.lane, 'ready', 'expired', {'finished_ms', now,
-          'error_kind', 'deadline', 'error_msg', 'deadline passed before a worker started it'}, 'deadline')
-        finish(prefix, id, now)
+        move(prefix, f, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
+          'error_msg', 'deadline passed before a worker started it'}, 'deadline')
+        finish(prefix, f, now)
         expired[#expired + 1] = id
       else
         local epoch = rcall('HINCRBY', key, 'epoch', 1)
         local attempt = tonumber(f.attempts) + 1
         local expiry = now + lease_ms
-        move(prefix, id, f.lane, 'ready', 'leased', {'attempts', attempt, 'worker', worker,
+        move(prefix, f, 'leased', {'attempts', attempt, 'worker', worker,
           'started_ms', now, 'lease_expiry_ms', expiry}, worker)
         rcall('ZADD', pkey(prefix, 'leases'), expiry, id)
-        claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry}
+        local inputs = {}
+        if f.flow then inputs = rcall('HGETALL', prefix .. 'inp:' .. id) end
+        claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry,
+          inputs}
       end
     end
   end
@@ -118,8 +125,8 @@ local function exec_complete(keys, args)
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
-  move(prefix, f.id, f.lane, f.state, 'succeeded', {'result', result, 'finished_ms', now})
-  finish(prefix, f.id, now)
+  move(prefix, f, 'succeeded', {'result', result, 'finished_ms', now})
+  finish(prefix, f, now)
   return {'succeeded', 1}
 end
 register('exec_complete', exec_complete)
@@ -160,9 +167,8 @@ local function exec_release(keys, args)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   rcall('ZREM', pkey(prefix, 'leases'), f.id)
-  rcall('ZADD', ready_key(prefix, f.lane), ready_score(tonumber(f.priority), now), f.id)
-  move(prefix, f.id, f.lane, 'leased', 'ready', {'attempts', tonumber(f.attempts) - 1,
-    'ready_ms', now}, 'released')
+  move(prefix, f, 'ready', {'attempts', tonumber(f.attempts) - 1, 'ready_ms', now}, 'released')
+  enqueue_ready(prefix, f, now)
   return f.lane
 end
 register('exec_release', exec_release)
