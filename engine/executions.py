@@ -1,5 +1,8 @@
 """Python wrappers for the execution FCALLs: the only callers of those functions.
 
+``SIGNATURES`` covers every function of the library (the flow wrappers live
+in ``engine/flowcalls.py``).
+
 Each builder returns an ``FCall`` (to run alone or pipelined) whose KEYS come
 from ``keys.KeySpace``. ``SIGNATURES`` names the KEYS and ARGV of each Lua
 function; ``tests/unit/test_lua_headers.py`` checks them against the header
@@ -29,6 +32,12 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec_fail": (("exec",), ("token", "error_kind", "error_msg", "retryable", "jitter")),
     "exec_release": (("exec",), ("token",)),
     "exec_expire_leases": (("leases",), ("max_count", "jitter")),
+    "flow_submit": (("flow",), ("flow_id", "name", "labels", "steps", "final", "parent")),
+    "flow_seal": (("flow",), ("max_count",)),
+    "flow_resolve": (("exec",), ("max_count",)),
+    "flow_cancel": (("flow",), ("max_count", "reason")),
+    "flow_pause": (("flow",), ()),
+    "flow_resume": (("flow",), ("max_count",)),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
 }
@@ -64,6 +73,8 @@ class Claimed:
     deadline_ms: int
     lease_expiry_ms: int
     inputs: dict[str, str] = field(default_factory=dict)
+    flow: str = ""
+    step: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
 def _parse_claim(reply: Any) -> ClaimReply:
     claimed = [
         Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]),
-                dict(zip(c[7][::2], c[7][1::2])))
+                dict(zip(c[7][::2], c[7][1::2])), c[8], c[9])
         for c in reply[1]
     ]
     return ClaimReply(int(reply[0]), claimed, list(reply[2]))
@@ -120,14 +131,14 @@ def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:
 
 def complete(ks: KeySpace, execution_id: str, token: str, result: str) -> FCall:
     return FCall("exec_complete", (_exec_key(ks, execution_id),), (token, result),
-                 parse=lambda r: (r[0], bool(r[1])))
+                 parse=lambda r: (r[0], bool(r[1]), bool(r[2])))
 
 
 def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,
          retryable: bool, jitter: float) -> FCall:
     return FCall("exec_fail", (_exec_key(ks, execution_id),),
                  (token, kind, message, int(retryable), f"{jitter:.6f}"),
-                 parse=lambda r: (r[0], bool(r[1]), int(r[2])))
+                 parse=lambda r: (r[0], bool(r[1]), int(r[2]), bool(r[3])))
 
 
 def release(ks: KeySpace, execution_id: str, token: str) -> FCall:
@@ -136,7 +147,7 @@ def release(ks: KeySpace, execution_id: str, token: str) -> FCall:
 
 def cancel(ks: KeySpace, execution_id: str, reason: str = "canceled") -> FCall:
     return FCall("exec_cancel", (_exec_key(ks, execution_id),), (reason,),
-                 parse=lambda r: (r[0], r[1]))
+                 parse=lambda r: (r[0], r[1], bool(r[2])))
 
 
 def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
@@ -146,4 +157,4 @@ def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
 
 def expire_leases(ks: KeySpace, partition: int, max_count: int, jitter: float) -> FCall:
     return FCall("exec_expire_leases", (ks.leases(partition),), (max_count, f"{jitter:.6f}"),
-                 parse=lambda r: [(i, s, lane) for i, s, lane in r])
+                 parse=lambda r: [(i, s, lane, bool(d)) for i, s, lane, d in r])

@@ -48,7 +48,11 @@ class Handle:
 
     def cancel(self, reason: str = "canceled") -> str:
         """Cancel (``exec_cancel``); returns the state it was in."""
-        previous, _ = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        previous, _, needs_dispatch = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        if needs_dispatch:
+            from engine.dispatcher import dispatch
+
+            dispatch(self.client, [self.id])
         return str(previous)
 
     def result(self, timeout: float | None = None) -> Any:

@@ -38,6 +38,7 @@ from engine import executions
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
+from engine.dispatcher import dispatch
 from engine.errors import Canceled, EngineError, NotFound, StaleLease, TransitionRejected
 from engine.hints import hint_commands, pop_hints
 from keys import partition_of
@@ -283,6 +284,8 @@ class Worker:
         reply = self.client.run(executions.claim(self.keys, partition, lane, count, self.lease_ms, self.id))
         if not reply.claimed:
             self.stats.empty_claims += 1
+        if reply.expired:
+            dispatch(self.client, reply.expired)
         for claimed in reply.claimed:
             self._start(claimed, lane)
         if reply.remaining > 0:
@@ -398,7 +401,8 @@ class Worker:
                 calls.append(executions.fail(self.keys, c.execution_id, c.token, o.kind, o.message,
                                              o.retryable, random.random()))
         replies = self.client.run_many(calls)
-        hints = []
+        hints: list[tuple[int, str]] = []
+        to_dispatch: list[str] = []
         for o, reply in zip(batch, replies):
             with self._held_lock:
                 self._held.pop(o.claimed.execution_id, None)
@@ -409,6 +413,8 @@ class Worker:
                 log.error("could not record %s: %s", o.claimed.execution_id, reply)
                 continue
             state = reply[0]
+            if (o.ok and reply[2]) or (not o.ok and reply[3]):
+                to_dispatch.append(o.claimed.execution_id)
             if o.ok:
                 self.stats.succeeded += 1
             elif state == "failed":
@@ -422,6 +428,8 @@ class Worker:
                     self._schedule_promotion(partition, reply[2])
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
+        if to_dispatch:
+            dispatch(self.client, to_dispatch)
 
     # -- delayed retries -------------------------------------------------
     def _schedule_promotion(self, partition: int, delay_ms: int) -> None:

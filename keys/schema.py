@@ -98,3 +98,52 @@ class KeySpace:
     def pending_dispatch(self, partition: int) -> str:
         """ZSET: terminal executions whose outgoing edges are not all resolved yet."""
         return f"{self.prefix(partition)}pending_dispatch"
+
+    def flows(self, partition: int) -> str:
+        """ZSET: flows of the partition by creation time."""
+        return f"{self.prefix(partition)}flows"
+
+    def flows_done(self, partition: int) -> str:
+        """ZSET: terminal flows by finish time, for retention."""
+        return f"{self.prefix(partition)}flows_done"
+
+    # -- flows (see lua/40_flows.lua for what each holds) ----------------
+    def flow(self, partition: int, flow_id: str) -> str:
+        """HASH: a flow's state, name, labels and per-state step counters."""
+        return f"{self.prefix(partition)}f:{flow_id}"
+
+    def flow_steps(self, partition: int, flow_id: str) -> str:
+        """HASH: step id → execution id."""
+        return f"{self.flow(partition, flow_id)}:steps"
+
+    def flow_order(self, partition: int, flow_id: str) -> str:
+        """LIST: execution ids in creation order."""
+        return f"{self.flow(partition, flow_id)}:order"
+
+    def flow_done(self, partition: int, flow_id: str) -> str:
+        """LIST: pushed when the flow is terminal; waiters block on it."""
+        return f"{self.flow(partition, flow_id)}:done"
+
+    def flow_held(self, partition: int, flow_id: str) -> str:
+        """ZSET: ready steps held while the flow is paused."""
+        return f"{self.flow(partition, flow_id)}:held"
+
+    def flow_roots(self, partition: int, flow_id: str) -> str:
+        """LIST: root steps waiting for a batched submit to be sealed."""
+        return f"{self.flow(partition, flow_id)}:roots"
+
+    def edges_in(self, partition: int, execution_id: str) -> str:
+        """HASH: upstream step → "kind|state" of each incoming edge."""
+        return f"{self.prefix(partition)}in:{execution_id}"
+
+    def edges_out(self, partition: int, execution_id: str) -> str:
+        """LIST: child execution ids."""
+        return f"{self.prefix(partition)}out:{execution_id}"
+
+    def inputs(self, partition: int, execution_id: str) -> str:
+        """HASH: upstream step → JSON input passed by a resolved edge."""
+        return f"{self.prefix(partition)}inp:{execution_id}"
+
+    def defaults(self, partition: int, execution_id: str) -> str:
+        """HASH: upstream step → JSON default of a ref_or_default edge."""
+        return f"{self.prefix(partition)}def:{execution_id}"

@@ -134,7 +134,8 @@ end
 
 -- Terminal bookkeeping shared by complete, fail, cancel, skip and expiry:
 -- leave the time indexes, enter the retention index, wake result waiters,
--- record the dispatch intent, and account the flow.
+-- record the dispatch intent, and account the flow. Returns 1 when the
+-- execution has outgoing edges for the dispatcher to resolve, else 0.
 local function finish(prefix, e, now)
   local id = e.id
   rcall('ZREM', pkey(prefix, 'leases'), id)
@@ -143,6 +144,7 @@ local function finish(prefix, e, now)
   local done = done_key(prefix, id)
   rcall('RPUSH', done, '1')
   rcall('PEXPIRE', done, DONE_TTL_MS)
+  local dispatch = 0
   if e.flow then
     local fkey = flow_key(prefix, e.flow)
     rcall('HINCRBY', fkey, 'terminal', 1)
@@ -150,11 +152,14 @@ local function finish(prefix, e, now)
     if e.optional ~= '1' and (to == 'failed' or to == 'skipped' or to == 'expired') then
       rcall('HINCRBY', fkey, 'bad', 1)
     end
-    if rcall('LLEN', prefix .. 'out:' .. id) > 0 then
+    -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
+    if rcall('LLEN', prefix .. 'out:' .. id) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
       rcall('ZADD', pkey(prefix, 'pending_dispatch'), now, id)
+      dispatch = 1
     end
     maybe_finish_flow(prefix, e.flow, now)
   end
+  return dispatch
 end
 
 --[[ flowslot_states: both transition tables, for the parity test.

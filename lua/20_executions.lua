@@ -71,24 +71,24 @@ local function cancel_execution(prefix, e, reason, now)
   rcall('ZREM', pkey(prefix, 'delayed'), e.id)
   if e.flow then rcall('ZREM', flow_key(prefix, e.flow) .. ':held', e.id) end
   move(prefix, e, 'canceled', {'finished_ms', now, 'error_kind', 'canceled', 'error_msg', reason}, reason)
-  finish(prefix, e, now)
+  return finish(prefix, e, now)
 end
 
 --[[ exec_cancel: cancel a non-terminal execution (a leased one too: its
   worker learns it at the next renew, and its late result is refused).
   KEYS[1] exec     HASH   the execution
   ARGV[1] reason
-  Reply:  {previous_state, lane}; previous_state 'canceled' when it already was
+  Reply:  {previous_state, lane, dispatch (1|0)}; previous_state 'canceled' when it already was
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)
   local reason = args[1] or 'canceled'
   local e = hash_table(rcall('HGETALL', keys[1]))
   if not e.state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
-  if e.state == 'canceled' then return {'canceled', e.lane} end
+  if e.state == 'canceled' then return {'canceled', e.lane, 0} end
   check_move(e.id, e.state, 'canceled')
   local previous = e.state
-  cancel_execution(prefix_of(keys[1]), e, reason, now_ms())
-  return {previous, e.lane}
+  local dispatch = cancel_execution(prefix_of(keys[1]), e, reason, now_ms())
+  return {previous, e.lane, dispatch}
 end
 register('exec_cancel', exec_cancel)
 

@@ -38,15 +38,15 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
     return 'delayed', delay
   end
   move(prefix, f, 'failed', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
-  finish(prefix, f, now)
-  return 'failed'
+  return 'failed', 0, finish(prefix, f, now)
 end
 
 --[[ exec_claim: lease up to max_count ready executions of one lane.
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
-           lease_expiry_ms, {upstream_step, input_json, ...}}, ...}, {expired_id, ...}}
+           lease_expiry_ms, {upstream_step, input_json, ...}, flow_id, step_id}, ...},
+           {expired_id, ...}}
   Errors: BAD_ARGS ]]
 local function exec_claim(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -74,7 +74,7 @@ local function exec_claim(keys, args)
         move(prefix, f, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
           'error_msg', 'deadline passed before a worker started it'}, 'deadline')
         finish(prefix, f, now)
-        expired[#expired + 1] = id
+        expired[#expired + 1] = id  -- the caller dispatches these
       else
         local epoch = rcall('HINCRBY', key, 'epoch', 1)
         local attempt = tonumber(f.attempts) + 1
@@ -85,7 +85,7 @@ local function exec_claim(keys, args)
         local inputs = {}
         if f.flow then inputs = rcall('HGETALL', prefix .. 'inp:' .. id) end
         claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry,
-          inputs}
+          inputs, f.flow or '', f.step or ''}
       end
     end
   end
@@ -115,19 +115,19 @@ register('exec_renew', exec_renew)
 --[[ exec_complete: record success and the result; idempotent per token.
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] result (JSON)
-  Reply:  {state, first (1 when this call made the transition, 0 on a repeat)}
+  Reply:  {state, first (1 when this call made the transition, 0 on a repeat),
+           dispatch (1 when the dispatcher must resolve its outgoing edges)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
   local f = leased_execution(keys[1], token)
-  if f.state == 'succeeded' then return {'succeeded', 0} end
+  if f.state == 'succeeded' then return {'succeeded', 0, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   move(prefix, f, 'succeeded', {'result', result, 'finished_ms', now})
-  finish(prefix, f, now)
-  return {'succeeded', 1}
+  return {'succeeded', 1, finish(prefix, f, now)}
 end
 register('exec_complete', exec_complete)
 
@@ -136,7 +136,7 @@ register('exec_complete', exec_complete)
   ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
   ARGV[5] jitter (0..1, the caller's random draw)
   Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat),
-           delay_ms (until a delayed retry is due; 0 otherwise)}
+           delay_ms (until a delayed retry is due; 0 otherwise), dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_fail(keys, args)
   local token = str_arg(args[1], 'token', 32)
@@ -146,11 +146,11 @@ local function exec_fail(keys, args)
   local jitter = num_arg(args[5], 'jitter', 0, 1)
   local f = leased_execution(keys[1], token)
   if f.state ~= 'leased' then
-    if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0, 0} end
+    if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0, 0, 0} end
   end
   check_move(f.id, f.state, 'failed')
-  local state, delay = retry_or_fail(prefix_of(keys[1]), f, kind, msg, retryable, jitter, now_ms())
-  return {state, 1, delay or 0}
+  local state, delay, dispatch = retry_or_fail(prefix_of(keys[1]), f, kind, msg, retryable, jitter, now_ms())
+  return {state, 1, delay or 0, dispatch or 0}
 end
 register('exec_fail', exec_fail)
 
@@ -176,7 +176,7 @@ register('exec_release', exec_release)
 --[[ exec_expire_leases: fail the attempts whose lease expired (lease_lost).
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)
-  Reply:  {{id, new_state, lane}, ...}
+  Reply:  {{id, new_state, lane, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 local function exec_expire_leases(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -188,9 +188,9 @@ local function exec_expire_leases(keys, args)
   for _, id in ipairs(ids) do
     local f = hash_table(rcall('HGETALL', exec_key(prefix, id)))
     if f.state == 'leased' then
-      local state = retry_or_fail(prefix, f, 'lease_lost', 'lease expired at ' .. f.lease_expiry_ms,
-        true, jitter, now)
-      out[#out + 1] = {id, state, f.lane}
+      local state, _, dispatch = retry_or_fail(prefix, f, 'lease_lost',
+        'lease expired at ' .. f.lease_expiry_ms, true, jitter, now)
+      out[#out + 1] = {id, state, f.lane, dispatch or 0}
     else
       rcall('ZREM', keys[1], id)
     end

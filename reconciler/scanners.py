@@ -16,6 +16,7 @@ from typing import Any
 from engine import executions
 from engine.calls import FCall
 from engine.client import Client
+from engine.dispatcher import dispatch
 from engine.hints import hint_commands
 
 
@@ -85,13 +86,25 @@ class LeaseExpiry(Scanner):
 
     name = "lease_expiry"
 
+    def __init__(self, batch: int = 200) -> None:
+        super().__init__(batch)
+        self.to_dispatch: list[str] = []
+
+    def run(self, client: Client, partitions: Sequence[int], max_rounds: int = 10) -> ScanResult:
+        self.to_dispatch = []
+        result = super().run(client, partitions, max_rounds)
+        if self.to_dispatch:  # a flow step failed for good: resolve its children now
+            dispatch(client, self.to_dispatch)
+        return result
+
     def call(self, client: Client, partition: int) -> FCall:
         return executions.expire_leases(client.keys, partition, self.batch, random.random())
 
     def digest(self, partition: int, reply: Any) -> tuple[int, list[tuple[int, str]], bool]:
         # A lease_lost retry with zero back-off is ready at once and needs a hint;
         # one with back-off is delayed and the promoter hints it when due.
-        hints = [(partition, lane) for _, state, lane in reply if state == "ready"]
+        hints = [(partition, lane) for _, state, lane, _ in reply if state == "ready"]
+        self.to_dispatch.extend(eid for eid, _, _, needs in reply if needs)
         return len(reply), hints, len(reply) >= self.batch
 
 

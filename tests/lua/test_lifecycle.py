@@ -109,8 +109,8 @@ def test_renew_extends_a_live_lease_and_refuses_a_stale_token(lua_client):
 def test_complete_records_the_result_wakes_waiters_and_is_idempotent(lua_client):
     eid = submit(lua_client)[0]
     token = claim(lua_client).claimed[0].token
-    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", True)
-    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", False)
+    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", True, False)
+    assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", False, False)
     fields = info(lua_client, eid)
     assert (fields["state"], fields["result"]) == ("succeeded", "42")
     done = lua_client.keys.done(P, eid)
@@ -131,7 +131,7 @@ def test_complete_with_a_stale_token_is_refused_and_writes_nothing(lua_client):
 def test_a_retryable_failure_backs_off_into_delayed(lua_client):
     eid = submit(lua_client, backoff_ms=10_000)[0]
     token = claim(lua_client).claimed[0].token
-    state, first, delay_ms = lua_client.run(X.fail(lua_client.keys, eid, token, "IOError", "x", True, 0.5))
+    state, first, delay_ms, _ = lua_client.run(X.fail(lua_client.keys, eid, token, "IOError", "x", True, 0.5))
     assert (state, first) == ("delayed", True) and 5_000 <= delay_ms <= 10_000
     fields = info(lua_client, eid)
     delay = int(fields["due_ms"]) - int(fields["started_ms"])
@@ -150,7 +150,7 @@ def test_a_retry_without_back_off_is_ready_at_once(lua_client):
 def test_the_last_attempt_fails_for_good(lua_client):
     eid = submit(lua_client, max_attempts=1)[0]
     token = claim(lua_client).claimed[0].token
-    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0)) == ("failed", True, 0)
+    assert lua_client.run(X.fail(lua_client.keys, eid, token, "E", "x", True, 0.0)) == ("failed", True, 0, False)
     assert counts(lua_client) == {"default:failed": 1}
 
 
@@ -162,7 +162,7 @@ def test_a_non_retryable_failure_fails_for_good(lua_client):
 
 def test_cancel_removes_a_ready_execution_from_its_ready_set(lua_client):
     eid = submit(lua_client)[0]
-    assert lua_client.run(X.cancel(lua_client.keys, eid)) == ("ready", "default")
+    assert lua_client.run(X.cancel(lua_client.keys, eid)) == ("ready", "default", False)
     assert claim(lua_client).claimed == []
     assert lua_client.run(X.cancel(lua_client.keys, eid))[0] == "canceled"  # idempotent
 
@@ -202,10 +202,10 @@ def test_expired_leases_are_retried_or_failed(lua_client):
     retried = submit(lua_client, max_attempts=2)[0]
     claim(lua_client, lease_ms=100)
     time.sleep(0.15)
-    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "ready", "default")]
+    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "ready", "default", False)]
     claim(lua_client, lease_ms=100)
     time.sleep(0.15)
-    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "failed", "default")]
+    assert lua_client.run(X.expire_leases(lua_client.keys, P, 10, 0.0)) == [(retried, "failed", "default", False)]
     assert info(lua_client, retried)["error_kind"] == "lease_lost"
 
 

@@ -1,0 +1,64 @@
+"""The dispatcher: after a terminal transition, resolve the step's outgoing edges.
+
+Runs in whichever process made the transition (worker, CLI, reconciler). It
+walks breadth-first: one pipelined round resolves a batch of edges of every
+execution in the frontier (``flow_resolve``), children that became ready are
+hinted, children that were skipped form the next frontier. There is no depth
+limit and no recursion. A crash anywhere leaves each unfinished execution in
+its partition's ``pending_dispatch`` index, and calling ``dispatch`` again on
+it is safe: an edge resolves once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from engine.calls import FCall
+from engine.client import Client
+from engine.errors import NotFound
+from engine.executions import _exec_key, execution_partition
+from engine.hints import hint_commands
+
+DISPATCH_BATCH = 500
+
+
+@dataclass
+class DispatchStats:
+    rounds: int = 0
+    edges: int = 0
+    ready: int = 0
+    skipped: int = 0
+
+
+def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BATCH) -> FCall:
+    return FCall("flow_resolve", (_exec_key(client.keys, execution_id),), (max_count,),
+                 parse=lambda r: (bool(r[0]), [(i, lane) for i, lane in r[1]], list(r[2]), int(r[3])))
+
+
+def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISPATCH_BATCH) -> DispatchStats:
+    """Resolve every outgoing edge of these terminal executions, cascading through skips."""
+    stats = DispatchStats()
+    frontier = list(dict.fromkeys(execution_ids))
+    while frontier:
+        stats.rounds += 1
+        replies = client.run_many([resolve_call(client, eid, max_count) for eid in frontier])
+        following: list[str] = []
+        hints: list[tuple[int, str]] = []
+        for eid, reply in zip(frontier, replies):
+            if isinstance(reply, NotFound):
+                continue  # deleted by retention meanwhile: nothing left to resolve
+            if isinstance(reply, Exception):
+                raise reply
+            done, ready, skipped, resolved = reply
+            stats.edges += resolved
+            stats.ready += len(ready)
+            stats.skipped += len(skipped)
+            hints.extend((execution_partition(client.keys, rid), lane) for rid, lane in ready)
+            following.extend(skipped)
+            if not done:
+                following.append(eid)
+        if hints:
+            client.run_many(hint_commands(client.keys, hints))
+        frontier = list(dict.fromkeys(following))
+    return stats

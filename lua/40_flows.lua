@@ -1,0 +1,372 @@
+--[[ Flows: DAGs of executions in one partition (ARCHITECTURE.md §3, §7).
+
+  Keys of a flow F and its step executions E (all under one hash tag):
+    f:F         HASH  state, name, labels, sealed, total, terminal, bad, c:<state> counters
+    f:F:steps   HASH  step id -> execution id
+    f:F:order   LIST  execution ids in creation order (cancel walks it)
+    f:F:roots   LIST  steps with no edges, waiting for the flow to be sealed
+    f:F:held    ZSET  ready steps held while the flow is paused
+    f:F:done    LIST  pushed when the flow is terminal (waiters block on it)
+    in:E        HASH  upstream step -> "kind|pending|satisfied|impossible"
+    out:E       LIST  child execution ids (resolved by flow_resolve, cursor dispatch_pos)
+    inp:E       HASH  upstream step -> JSON input (result or default)
+    def:E       HASH  upstream step -> JSON default of a ref_or_default edge
+
+  Edge kinds: ref and after are required (upstream must succeed);
+  ref_or_default and after_any are soft (satisfied by any terminal upstream).
+  Group policy over required edges: all (default), any, quorum(n).
+]]
+local function rcall(...) return redis.call(...) end
+
+local REQUIRED_EDGE = {ref = 1, after = 1}
+local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
+local POLICIES = {all = 1, any = 1, quorum = 1}
+local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
+  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum'}
+
+local function gate_fields(prefix, id)
+  local values = rcall('HMGET', exec_key(prefix, id), unpack(GATE_FIELDS))
+  local e = {}
+  for i, name in ipairs(GATE_FIELDS) do e[name] = values[i] end
+  return e
+end
+
+-- 'ready', 'skip' or 'wait' for a blocked step, from its edge counters.
+local function gate(e)
+  local total = tonumber(e.req_total or 0)
+  local ok, bad = tonumber(e.req_ok or 0), tonumber(e.req_bad or 0)
+  local need = total
+  if e.policy == 'any' then need = math.min(1, total)
+  elseif e.policy == 'quorum' then need = math.min(tonumber(e.quorum or total), total) end
+  if total - bad < need then return 'skip' end
+  if ok >= need and tonumber(e.soft_done or 0) >= tonumber(e.soft_total or 0) then return 'ready' end
+  return 'wait'
+end
+
+-- Apply the gate to a blocked step: make it ready, skip it, or leave it.
+local function settle(prefix, e, now, out, why)
+  if e.state ~= 'blocked' then return end
+  local verdict = gate(e)
+  if verdict == 'ready' then
+    move(prefix, e, 'ready', {'ready_ms', now})
+    if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
+  elseif verdict == 'skip' then
+    move(prefix, e, 'skipped', {'finished_ms', now, 'error_kind', 'upstream_failed',
+      'error_msg', why or 'a required upstream step did not succeed'}, why)
+    finish(prefix, e, now)
+    out.skipped[#out.skipped + 1] = e.id
+  end
+end
+
+local function edge_outcome(kind, upstream_state)
+  if upstream_state == 'succeeded' then return 'satisfied' end
+  if REQUIRED_EDGE[kind] then return 'impossible' end
+  return 'satisfied'
+end
+
+-- Resolve the edge up -> child (up is terminal). Returns 'resolved' or 'already'.
+local function resolve_edge(prefix, up, child_id, now, out, settle_child)
+  local in_key = prefix .. 'in:' .. child_id
+  local value = rcall('HGET', in_key, up.step)
+  if not value then return 'already' end
+  local kind, state = string.match(value, '^([%w_]+)|(%w+)$')
+  if state ~= 'pending' then return 'already' end
+  local outcome = edge_outcome(kind, up.state)
+  rcall('HSET', in_key, up.step, kind .. '|' .. outcome)
+  if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
+    local input = up.result
+    if up.state ~= 'succeeded' then input = rcall('HGET', prefix .. 'def:' .. child_id, up.step) end
+    if input == nil or input == false or input == '' then input = 'null' end
+    rcall('HSET', prefix .. 'inp:' .. child_id, up.step, input)
+  end
+  local key = exec_key(prefix, child_id)
+  local e = gate_fields(prefix, child_id)
+  if REQUIRED_EDGE[kind] then
+    if outcome == 'satisfied' then e.req_ok = rcall('HINCRBY', key, 'req_ok', 1)
+    else e.req_bad = rcall('HINCRBY', key, 'req_bad', 1) end
+  else
+    e.soft_done = rcall('HINCRBY', key, 'soft_done', 1)
+  end
+  if settle_child then
+    settle(prefix, e, now, out, 'upstream ' .. up.step .. ' ' .. up.state)
+  end
+  return 'resolved'
+end
+
+-- Validate one decoded step spec; returns nothing, raises BAD_ARGS.
+local function check_step(s, index)
+  local where = 'step #' .. index
+  if type(s) ~= 'table' then raise('BAD_ARGS', where .. ' is not an object') end
+  if type(s.step) ~= 'string' or s.step == '' or #s.step > 200 then raise('BAD_ARGS', where .. ': bad step id') end
+  where = 'step ' .. s.step
+  if type(s.id) ~= 'string' or #s.id > 64 then raise('BAD_ARGS', where .. ': bad execution id') end
+  if type(s.task) ~= 'string' or s.task == '' then raise('BAD_ARGS', where .. ': bad task') end
+  if type(s.lane) ~= 'string' or s.lane == '' then raise('BAD_ARGS', where .. ': bad lane') end
+  if type(s.payload) ~= 'string' then raise('BAD_ARGS', where .. ': bad payload') end
+  int_arg(s.priority, where .. ' priority', 0, 255)
+  int_arg(s.max_attempts, where .. ' max_attempts', 1, 1000)
+  int_arg(s.backoff_ms, where .. ' backoff_ms', 0, 1e10)
+  int_arg(s.backoff_max_ms, where .. ' backoff_max_ms', 0, 1e10)
+  int_arg(s.deadline_in_ms, where .. ' deadline_in_ms', 0, 1e13)
+  if not POLICIES[s.policy] then raise('BAD_ARGS', where .. ': unknown group policy ' .. tostring(s.policy)) end
+  if type(s.edges) ~= 'table' then raise('BAD_ARGS', where .. ': edges must be a list') end
+  for _, edge in ipairs(s.edges) do
+    if type(edge) ~= 'table' or type(edge[1]) ~= 'string' or not EDGE_KINDS[edge[2]] then
+      raise('BAD_ARGS', where .. ': malformed edge')
+    end
+  end
+end
+
+-- Write one step (state blocked) and its incoming edges. Edges from upstream
+-- steps that are already terminal are resolved on the spot.
+local function create_step(prefix, fid, s, steps_key, now, out)
+  local key = exec_key(prefix, s.id)
+  local deadline = 0
+  if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
+  local req_total, soft_total = 0, 0
+  for _, edge in ipairs(s.edges) do
+    if REQUIRED_EDGE[edge[2]] then req_total = req_total + 1 else soft_total = soft_total + 1 end
+  end
+  rcall('HSET', key, 'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
+    'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
+    'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
+    'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
+    'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
+    'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
+  if deadline > 0 then rcall('ZADD', pkey(prefix, 'deadlines'), deadline, s.id) end
+  rcall('HSET', steps_key, s.step, s.id)
+  rcall('RPUSH', flow_key(prefix, fid) .. ':order', s.id)
+  rcall('HINCRBY', flow_key(prefix, fid), 'total', 1)
+  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked')
+  for _, edge in ipairs(s.edges) do
+    local up_step, kind, default = edge[1], edge[2], edge[3]
+    rcall('HSET', prefix .. 'in:' .. s.id, up_step, kind .. '|pending')
+    if kind == 'ref_or_default' then
+      rcall('HSET', prefix .. 'def:' .. s.id, up_step, default or 'null')
+    end
+    local up_id = rcall('HGET', steps_key, up_step)
+    local up = hash_table(rcall('HGETALL', exec_key(prefix, up_id)))
+    if TERMINAL[up.state] then
+      resolve_edge(prefix, up, s.id, now, out, false)
+    else
+      rcall('RPUSH', prefix .. 'out:' .. up_id, s.id)
+    end
+  end
+end
+
+--[[ flow_submit: create a flow with a batch of steps, append a batch, or add
+  dynamic steps from a running step. Idempotent: resubmitting a sealed flow,
+  or re-adding a dynamic step with the same task, writes nothing.
+  KEYS[1] flow     HASH   the flow
+  ARGV[1] flow_id  ARGV[2] name  ARGV[3] labels (JSON)  ARGV[4] steps (JSON list)
+  ARGV[5] final (1: seal the flow)  ARGV[6] parent (execution id adding steps, or '')
+  Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
+  Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
+local function flow_submit(keys, args)
+  local fid = str_arg(args[1], 'flow_id', 64)
+  local name = args[2] or ''
+  local labels = args[3] or '{}'
+  local final = int_arg(args[5], 'final', 0, 1) == 1
+  local parent = args[6] or ''
+  local ok, steps = pcall(cjson.decode, args[4] or '')
+  if not ok or type(steps) ~= 'table' then raise('BAD_ARGS', 'steps must be a JSON list') end
+  if #steps > MAX_BATCH then raise('BAD_ARGS', 'more than ' .. MAX_BATCH .. ' steps in one call') end
+  local prefix = prefix_of(keys[1])
+  local steps_key = keys[1] .. ':steps'
+  local fstate, sealed = unpack(rcall('HMGET', keys[1], 'state', 'sealed'))
+  local out = {ready = {}, skipped = {}}
+
+  if parent ~= '' then
+    if not fstate then raise('NOT_FOUND', 'no flow ' .. fid) end
+    if rcall('HGET', exec_key(prefix, parent), 'flow') ~= fid then
+      raise('BAD_ARGS', 'execution ' .. parent .. ' is not a step of flow ' .. fid)
+    end
+    if FLOW_TERMINAL[fstate] then raise('INVALID_STATE', 'flow ' .. fid .. ' is ' .. fstate .. ', cannot add steps') end
+  elseif fstate and sealed == '1' then
+    return {fstate, 0, {}, {}, rcall('LLEN', keys[1] .. ':roots')}
+  end
+
+  -- Validate the whole batch before the first write.
+  local fresh, seen = {}, {}
+  for i, s in ipairs(steps) do
+    check_step(s, i)
+    local existing = rcall('HGET', steps_key, s.step)
+    if existing then
+      local task = rcall('HGET', exec_key(prefix, existing), 'task')
+      if parent == '' or task ~= s.task then
+        raise('ALREADY_EXISTS', 'flow ' .. fid .. ' already has a step ' .. s.step)
+      end
+    elseif seen[s.step] then
+      raise('BAD_ARGS', 'duplicate step id ' .. s.step)
+    else
+      for _, edge in ipairs(s.edges) do
+        if not seen[edge[1]] and not rcall('HEXISTS', steps_key, edge[1]) then
+          raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. edge[1])
+        end
+      end
+      if rcall('EXISTS', exec_key(prefix, s.id)) == 1 then
+        raise('ALREADY_EXISTS', 'execution ' .. s.id .. ' exists')
+      end
+      seen[s.step] = 1
+      fresh[#fresh + 1] = s
+    end
+  end
+
+  local now = now_ms()
+  local created = 0
+  if not fstate then
+    rcall('HSET', keys[1], 'id', fid, 'name', name, 'labels', labels, 'state', 'running',
+      'sealed', 0, 'total', 0, 'terminal', 0, 'bad', 0, 'created_ms', now)
+    rcall('ZADD', pkey(prefix, 'flows'), now, fid)
+    emit_flow(prefix, fid, '', 'running', name)
+    fstate, sealed, created = 'running', '0', 1
+  end
+  for _, s in ipairs(fresh) do create_step(prefix, fid, s, steps_key, now, out) end
+  if sealed ~= '1' and not final then
+    for _, s in ipairs(fresh) do
+      if #s.edges == 0 then rcall('RPUSH', keys[1] .. ':roots', s.id) end
+    end
+  else
+    if sealed ~= '1' then rcall('HSET', keys[1], 'sealed', 1) end
+    for _, s in ipairs(fresh) do settle(prefix, gate_fields(prefix, s.id), now, out) end
+    maybe_finish_flow(prefix, fid, now)
+  end
+  return {rcall('HGET', keys[1], 'state'), created, out.ready, out.skipped,
+    rcall('LLEN', keys[1] .. ':roots')}
+end
+register('flow_submit', flow_submit)
+
+--[[ flow_seal: release up to max_count root steps held back while a large
+  flow was submitted in batches (call until roots_left is 0).
+  KEYS[1] flow     HASH   the flow (already sealed by its final flow_submit)
+  ARGV[1] max_count
+  Reply:  {{{id, lane} ready...}, roots_left}
+  Errors: BAD_ARGS, NOT_FOUND ]]
+local function flow_seal(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  if rcall('EXISTS', keys[1]) == 0 then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local out = {ready = {}, skipped = {}}
+  local roots = rcall('LPOP', keys[1] .. ':roots', max_count) or {}
+  for _, id in ipairs(roots) do settle(prefix, gate_fields(prefix, id), now, out) end
+  return {out.ready, rcall('LLEN', keys[1] .. ':roots')}
+end
+register('flow_seal', flow_seal)
+
+--[[ flow_resolve: resolve up to max_count outgoing edges of a terminal step;
+  the dispatcher calls it until done, hints ready children and cascades
+  through skipped ones. Resolving the last edge clears the pending_dispatch
+  record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
+  KEYS[1] exec     HASH   the terminal upstream execution
+  ARGV[1] max_count
+  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}, resolved_count}
+  Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
+local function flow_resolve(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local up = hash_table(rcall('HGETALL', keys[1]))
+  if not up.state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  if not TERMINAL[up.state] then
+    raise('INVALID_STATE', 'execution ' .. up.id .. ' is ' .. up.state .. ', not terminal')
+  end
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local out = {ready = {}, skipped = {}}
+  local out_key = prefix .. 'out:' .. up.id
+  local pos = tonumber(up.dispatch_pos or 0)
+  local children = rcall('LRANGE', out_key, pos, pos + max_count - 1)
+  local live = true
+  if up.flow then live = rcall('HGET', flow_key(prefix, up.flow), 'state') ~= 'canceled' end
+  local resolved = 0
+  for _, child in ipairs(children) do
+    if resolve_edge(prefix, up, child, now, out, live) == 'resolved' then resolved = resolved + 1 end
+  end
+  pos = pos + #children
+  rcall('HSET', keys[1], 'dispatch_pos', pos)
+  local done = 0
+  if pos >= rcall('LLEN', out_key) then
+    rcall('ZREM', pkey(prefix, 'pending_dispatch'), up.id)
+    done = 1
+  end
+  return {done, out.ready, out.skipped, resolved}
+end
+register('flow_resolve', flow_resolve)
+
+--[[ flow_cancel: cancel the flow, then up to max_count of its non-terminal
+  steps per call (leased ones too: their workers learn it at renewal, their
+  late results are refused). Idempotent; call until remaining is 0.
+  KEYS[1] flow     HASH   the flow
+  ARGV[1] max_count  ARGV[2] reason
+  Reply:  {previous_state, remaining}
+  Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
+local function flow_cancel(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local reason = args[2] or 'flow canceled'
+  local state, pos = unpack(rcall('HMGET', keys[1], 'state', 'cancel_pos'))
+  if not state then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
+  if state == 'succeeded' or state == 'failed' then
+    raise('INVALID_STATE', 'flow is ' .. state .. ', cannot be canceled')
+  end
+  local prefix = prefix_of(keys[1])
+  local fid = rcall('HGET', keys[1], 'id')
+  local now = now_ms()
+  if state ~= 'canceled' then set_flow_state(prefix, fid, state, 'canceled', now, reason) end
+  pos = tonumber(pos or 0)
+  local order = keys[1] .. ':order'
+  for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do
+    local e = gate_fields(prefix, id)
+    if not TERMINAL[e.state] then cancel_execution(prefix, e, reason, now) end
+    pos = pos + 1
+  end
+  rcall('HSET', keys[1], 'cancel_pos', pos)
+  return {state, math.max(rcall('LLEN', order) - pos, 0)}
+end
+register('flow_cancel', flow_cancel)
+
+--[[ flow_pause: hold the flow's ready and future-ready steps; running steps
+  finish. running -> pausing (paused once nothing is leased). Idempotent.
+  KEYS[1] flow     HASH   the flow
+  Reply:  new state
+  Errors: NOT_FOUND, INVALID_STATE ]]
+local function flow_pause(keys, args)
+  local state, leased = unpack(rcall('HMGET', keys[1], 'state', 'c:leased'))
+  if not state then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
+  if state == 'pausing' or state == 'paused' then return state end
+  if state ~= 'running' then raise('INVALID_STATE', 'flow is ' .. state .. ', cannot be paused') end
+  local to = 'paused'
+  if tonumber(leased or 0) > 0 then to = 'pausing' end
+  set_flow_state(prefix_of(keys[1]), rcall('HGET', keys[1], 'id'), state, to, now_ms(), 'pause')
+  return to
+end
+register('flow_pause', flow_pause)
+
+--[[ flow_resume: run a paused flow again and release up to max_count held
+  steps per call to their ready sets (call until remaining is 0). Idempotent.
+  KEYS[1] flow     HASH   the flow
+  ARGV[1] max_count
+  Reply:  {state, {lane...}, remaining}  lanes that received work (to hint)
+  Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
+local function flow_resume(keys, args)
+  local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local state = rcall('HGET', keys[1], 'state')
+  if not state then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
+  if FLOW_TERMINAL[state] then raise('INVALID_STATE', 'flow is ' .. state .. ', cannot be resumed') end
+  local prefix = prefix_of(keys[1])
+  if state ~= 'running' then
+    set_flow_state(prefix, rcall('HGET', keys[1], 'id'), state, 'running', now_ms(), 'resume')
+  end
+  local held = keys[1] .. ':held'
+  local lanes, seen = {}, {}
+  local items = rcall('ZRANGE', held, 0, max_count - 1, 'WITHSCORES')
+  for i = 1, #items, 2 do
+    local id, score = items[i], items[i + 1]
+    rcall('ZREM', held, id)
+    local lane, st = unpack(rcall('HMGET', exec_key(prefix, id), 'lane', 'state'))
+    if st == 'ready' then
+      rcall('ZADD', ready_key(prefix, lane), score, id)
+      if not seen[lane] then seen[lane] = 1; lanes[#lanes + 1] = lane end
+    end
+  end
+  return {'running', lanes, rcall('ZCARD', held)}
+end
+register('flow_resume', flow_resume)
