@@ -35,7 +35,8 @@ BLOCK_MARGIN_S = 5.0
 
 
 class Routable(Protocol):
-    slot: int
+    @property
+    def slot(self) -> int: ...
 
     def command(self) -> tuple[Any, ...]: ...
 
@@ -274,6 +275,8 @@ class Router:
                     del asking[i]
                 reply = self._read_one(conn, getattr(calls[i], "read_timeout_s", SENTINEL))
                 results[i] = reply
+                if not isinstance(reply, Exception):
+                    continue  # the common case: no string work on successful replies
                 # MovedError subclasses AskError in redis-py: test it first.
                 if isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply):
                     retry.append(i)

@@ -22,6 +22,14 @@ def test_key_slot_matches_the_values_redis_documents():
     assert key_slot("foo{}{bar}") == key_slot("foo{}{bar}".encode())
 
 
+def test_the_fast_crc16_matches_the_reference_implementation():
+    from keys.slots import crc16, crc16_reference
+
+    for data in (b"", b"a", b"123456789", b"fs:{abc}:x:e_0001", bytes(range(256))):
+        assert crc16(data) == crc16_reference(data)
+    assert crc16(b"123456789") == 0x31C3  # the XMODEM check value
+
+
 def test_every_partition_tag_hashes_to_its_own_evenly_spaced_slot():
     for partitions in (2, 16, 256, 1024):
         tags = partition_tags(partitions)

@@ -1,0 +1,96 @@
+"""``flowslot bench <scenario>``: one command per registered scenario, same shared options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from bench import environment, report
+from bench.params import Params
+from bench.scenarios import Scenario, scenarios
+from bench.server import open_target
+from engine.errors import EngineError
+from keys import DEFAULT_PARTITIONS
+
+
+def _progress(text: str) -> None:
+    click.echo(f"[bench] {text}", err=True)
+
+
+def shared_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Sizes, target and output options of every scenario."""
+    options = [
+        click.option("--tasks", default=10_000, show_default=True,
+                     type=click.IntRange(1, 10_000_000)),
+        click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
+                     help="Worker processes."),
+        click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 4096),
+                     help="Handler threads per flowslot worker process."),
+        click.option("--payload-bytes", default=100, show_default=True,
+                     type=click.IntRange(0, 50_000_000)),
+        click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True, type=int),
+        click.option("--chunk", default=500, show_default=True, type=click.IntRange(1, 100_000),
+                     help="Submissions per pipelined batch."),
+        click.option("--timeout-s", default=300.0, show_default=True, type=click.FloatRange(1),
+                     help="Give up waiting for completions after this long."),
+        click.option("--url", default=None,
+                     help="Server to measure (writes under a fresh namespace, deleted afterwards). "
+                          "Default: start an embedded 3-primary cluster and stop it afterwards."),
+        click.option("--standalone", is_flag=True,
+                     help="Start an embedded standalone server instead of a cluster."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def run_scenario(scenario: Scenario, params: Params, url: str | None,
+                 standalone: bool) -> dict[str, Any]:
+    """Start (or reach) the server, run the scenario, add where it ran."""
+    machine = environment.machine()  # before the run: the load average of everything else
+    with open_target(url, standalone, _progress) as target:
+        result = scenario.run(params, target, _progress)
+        result["server"] = environment.server(target)
+    result["machine"] = machine
+    result["git"] = environment.git_revision()
+    return result
+
+
+def make_command(scenario: Scenario) -> click.Command:
+    @click.command(name=scenario.name, help=scenario.summary)
+    @shared_options
+    def command(url: str | None, standalone: bool, as_json: bool, **sizes: Any) -> None:
+        if url and standalone:
+            raise click.BadParameter("--standalone applies to the embedded server, not to --url")
+        extra = {o.name: sizes.pop(o.name) for o in scenario.options if o.name}
+        try:
+            result = run_scenario(scenario, Params(**sizes, extra=extra), url, standalone)
+        except (EngineError, OSError) as e:
+            raise click.ClickException(f"{type(e).__name__}: {e}") from e
+        click.echo(report.to_json(result) if as_json else report.to_table(result))
+        unfinished = [name for name, system in report.systems(result).items()
+                      if system["completed"] < result["tasks"]]
+        if unfinished:
+            raise click.ClickException(f"not every task completed: {', '.join(unfinished)}")
+
+    command.params.extend(scenario.options)
+    return command
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks; not tests.
+
+    Each scenario starts its own embedded server unless given --url, and
+    prints an aligned table (or one JSON object with --json); progress goes
+    to stderr.
+    """
+
+
+for _scenario in scenarios().values():
+    bench.add_command(make_command(_scenario))
+
+__all__ = ["bench", "make_command", "run_scenario"]
