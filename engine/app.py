@@ -11,16 +11,20 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import executions
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.errors import ContractError
+from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
 from engine.handle import Handle, read_execution
 from engine.hints import hint_commands
 from engine.policy import Retry
 from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, check_lane, new_id, partition_of_key
+
+if TYPE_CHECKING:
+    from engine.flowrun import FlowRun
 
 DEFAULT_LANE = "default"
 MAX_IDEMPOTENCY_KEY = 200
@@ -134,9 +138,8 @@ class App:
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
         ):
             raise ContractError(f"idempotency_key must be a string of 1..{MAX_IDEMPOTENCY_KEY} characters")
-        partitions = self.partitions
-        partition = (partition_of_key(idempotency_key, partitions) if idempotency_key
-                     else random.randrange(partitions))
+        partition = (partition_of_key(idempotency_key, self.partitions) if idempotency_key
+                     else self._random_partition())
         spec = executions.SubmitSpec(
             execution_id=new_id("e", partition),
             task=definition.name,
@@ -184,6 +187,23 @@ class App:
         if ready:
             self.client.run_many(hint_commands(ks, ready))
         return handles
+
+    def _random_partition(self) -> int:
+        return random.randrange(self.partitions)
+
+    # -- flows -----------------------------------------------------------
+    def flow(self, name: str, labels: dict[str, str] | None = None, *,
+             max_steps: int = DEFAULT_MAX_STEPS) -> FlowBuilder:
+        """Start building a flow (a DAG of steps); ``.submit()`` writes it."""
+        return FlowBuilder(self, name, labels, max_steps)
+
+    def run(self, flow_id: str) -> FlowRun:
+        """A handle on a submitted flow."""
+        from engine.flowrun import FlowRun
+
+        run = FlowRun(self, flow_id)
+        run.status()  # NotFound / ContractError now rather than later
+        return run
 
     # -- inspection ------------------------------------------------------
     def handle(self, execution_id: str) -> Handle:

@@ -22,11 +22,14 @@ class CancelRequested(EngineError):
 
 
 class TaskContext:
-    def __init__(self, execution_id: str, attempt: int, deadline_ms: int, worker: Any) -> None:
+    def __init__(self, execution_id: str, attempt: int, deadline_ms: int, worker: Any,
+                 flow_id: str = "", step_id: str = "") -> None:
         self.execution_id = execution_id
         self.attempt = attempt
         self.deadline_ms = deadline_ms
         self.worker = worker
+        self.flow_id = flow_id
+        self.step_id = step_id
         self.cancel_reason = ""
         self._canceled = threading.Event()
         self._task: asyncio.Task[Any] | None = None
@@ -43,6 +46,32 @@ class TaskContext:
     def wait_canceled(self, timeout_s: float | None = None) -> bool:
         """Sleep until canceled or ``timeout_s``; True when canceled."""
         return self._canceled.wait(timeout_s)
+
+    # -- dynamic steps ---------------------------------------------------
+    def ref(self, step: str) -> Any:
+        """Required data from another step of this flow, for ``add_step`` arguments."""
+        from engine.flows import Ref
+
+        return Ref(None, step, "ref")
+
+    def ref_or_default(self, step: str, default: Any) -> Any:
+        from engine.flows import Ref
+
+        return Ref(None, step, "ref_or_default", default)
+
+    def add_step(self, step_id: str, task: Any, *args: Any, kwargs: dict[str, Any] | None = None,
+                 after: tuple[str, ...] = (), after_any: tuple[str, ...] = (), **options: Any) -> None:
+        """Add a step to this handler's flow; it runs after this step (``flow_submit``).
+
+        Re-adding the same step id with the same task (a redelivery) is a no-op;
+        refused with InvalidState once the flow is canceled.
+        """
+        if not self.flow_id:
+            raise EngineError(f"execution {self.execution_id} is not a flow step")
+        from engine.flows import add_dynamic_step
+
+        add_dynamic_step(self.worker.app, self.flow_id, self.execution_id, self.step_id, step_id,
+                         task, args, kwargs, after, after_any, options)
 
     def _cancel(self, reason: str) -> None:
         if self._canceled.is_set():

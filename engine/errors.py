@@ -115,3 +115,28 @@ def error_from_reply(message: str) -> EngineError | None:
     if cls is None:
         return None
     return cls(detail or code)
+
+
+class StepFailed(TaskFailed):
+    """A flow step ended in ``failed`` or ``expired``."""
+
+
+class StepSkipped(EngineError):
+    """A flow step was skipped because a required upstream step did not succeed."""
+
+    def __init__(self, step: str, reason: str):
+        super().__init__(f"step {step} was skipped: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class StepCanceled(TaskCanceled):
+    """A flow step was canceled."""
+
+
+class FlowCanceled(EngineError):
+    """The flow was canceled before the requested step finished."""
+
+    def __init__(self, flow_id: str):
+        super().__init__(f"flow {flow_id} was canceled")
+        self.flow_id = flow_id

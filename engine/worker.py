@@ -39,6 +39,7 @@ from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
 from engine.dispatcher import dispatch
+from engine.flows import substitute
 from engine.errors import Canceled, EngineError, NotFound, StaleLease, TransitionRejected
 from engine.hints import hint_commands, pop_hints
 from keys import partition_of
@@ -298,7 +299,8 @@ class Worker:
         self.stats.claimed += 1
         with self._capacity:
             self._inflight += 1
-        context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self)
+        context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
+                              claimed.flow, claimed.step)
         held = Held(claimed, lane, context)
         with self._held_lock:
             self._held[claimed.execution_id] = held
@@ -345,8 +347,13 @@ class Worker:
 
     @staticmethod
     def _arguments(held: Held) -> tuple[list[Any], dict[str, Any]]:
+        """Decode the payload; in a flow step, put upstream results where references were."""
         payload = decode(held.claimed.payload) or {}
-        return list(payload.get("args", [])), dict(payload.get("kwargs", {}))
+        args, kwargs = list(payload.get("args", [])), dict(payload.get("kwargs", {}))
+        if held.claimed.flow:
+            inputs = {step: decode(value) for step, value in held.claimed.inputs.items()}
+            args, kwargs = substitute(args, inputs), substitute(kwargs, inputs)
+        return args, kwargs
 
     def _success(self, held: Held, value: Any) -> Outcome:
         try:

@@ -1,0 +1,194 @@
+"""A handle on a submitted flow: status, waiting, results, cancel/pause/resume, describe.
+
+Status is one read (the flow hash keeps exact per-state counters); waiting
+blocks on the flow's ``done`` list with the same BLMOVE rotation as results.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from engine import flowcalls
+from engine.errors import (
+    FlowCanceled,
+    NotFound,
+    ResultTimeout,
+    StepCanceled,
+    StepFailed,
+    StepSkipped,
+    TaskCanceled,
+    TaskFailed,
+)
+from engine.flows import announce
+from engine.handle import Handle
+from engine.router import Command
+from engine.states import ExecutionState, FlowState
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+CONTROL_BATCH = 500
+TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
+
+
+class FlowRun:
+    def __init__(self, app: App, flow_id: str) -> None:
+        self.app = app
+        self.client = app.client
+        self.id = flow_id
+        self.partition = flowcalls.flow_partition(self.client.keys, flow_id)
+        self.key = self.client.keys.flow(self.partition, flow_id)
+
+    def __repr__(self) -> str:
+        return f"FlowRun({self.id!r})"
+
+    def _get(self, *args: Any, key: str | None = None) -> Any:
+        return self.client.run(Command(args, key or self.key))
+
+    # -- state -----------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The flow hash: state, name, labels, and exact per-state step counts (one read)."""
+        raw = self._get("HGETALL", self.key)
+        if not raw:
+            raise NotFound(f"no flow {self.id}")
+        counts = {k[2:]: int(v) for k, v in raw.items() if k.startswith("c:") and int(v)}
+        return {"id": self.id, "name": raw.get("name", ""), "state": raw["state"],
+                "labels": raw.get("labels", "{}"), "total": int(raw.get("total", 0)),
+                "terminal": int(raw.get("terminal", 0)), "counts": counts,
+                "created_ms": int(raw.get("created_ms", 0)),
+                "finished_ms": int(raw["finished_ms"]) if raw.get("finished_ms") else None}
+
+    def state(self) -> FlowState:
+        return FlowState(self.status()["state"])
+
+    def wait(self, timeout: float | None = None) -> FlowState:
+        """Block until the flow is terminal; returns its final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.client.keys.flow_done(self.partition, self.id)
+        while True:
+            state = self.state()
+            if state in TERMINAL_FLOW:
+                return state
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(f"flow {self.id} is still {state.value} after {timeout}s")
+            block_s = 0 if remaining is None else round(max(remaining, 0.001), 3)
+            self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
+                                        block_s=block_s)
+
+    def step_execution(self, step: str) -> str:
+        eid = self._get("HGET", self.client.keys.flow_steps(self.partition, self.id), step)
+        if not eid:
+            self.status()
+            raise NotFound(f"flow {self.id} has no step {step!r}")
+        return str(eid)
+
+    def result(self, step: str, timeout: float | None = None) -> Any:
+        """The step's result; StepFailed / StepSkipped / StepCanceled / FlowCanceled otherwise."""
+        handle = Handle(self.client, self.step_execution(step), created=False)
+        try:
+            return handle.result(timeout)
+        except TaskCanceled as e:
+            if self.state() is FlowState.CANCELED:
+                raise FlowCanceled(self.id) from e
+            raise StepCanceled(e.execution_id) from e
+        except TaskFailed as e:
+            if e.state == ExecutionState.SKIPPED.value:
+                raise StepSkipped(step, e.message) from e
+            raise StepFailed(e.execution_id, e.kind, e.message, e.state) from e
+
+    # -- control ---------------------------------------------------------
+    def cancel(self, reason: str = "flow canceled") -> str:
+        """Cancel the flow and every unfinished step (``flow_cancel`` in batches). Idempotent."""
+        previous, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))
+        while remaining:
+            _, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))
+        return str(previous)
+
+    def pause(self) -> str:
+        """Hold ready and future-ready steps; running ones finish (``flow_pause``). Idempotent."""
+        return str(self.client.run(flowcalls.pause(self.client.keys, self.id)))
+
+    def resume(self) -> str:
+        """Release held steps and hint them (``flow_resume`` in batches). Idempotent."""
+        lanes: set[str] = set()
+        state, new_lanes, remaining = self.client.run(flowcalls.resume(self.client.keys, self.id, CONTROL_BATCH))
+        lanes.update(new_lanes)
+        while remaining:
+            state, new_lanes, remaining = self.client.run(
+                flowcalls.resume(self.client.keys, self.id, CONTROL_BATCH))
+            lanes.update(new_lanes)
+        if lanes:
+            from engine.hints import hint_commands
+
+            self.client.run_many(hint_commands(self.client.keys, [(self.partition, lane) for lane in lanes]))
+        return str(state)
+
+    # -- inspection ------------------------------------------------------
+    def describe(self, timeline_limit: int = 10_000) -> dict[str, Any]:
+        """The flow, each step (state, attempts, timings, error, blockers), and its timeline."""
+        ks = self.client.keys
+        flow = self.status()
+        steps = self._get("HGETALL", ks.flow_steps(self.partition, self.id))
+        order = list(steps.items())
+        calls = []
+        for _, eid in order:
+            calls.append(Command(("HGETALL", ks.execution(self.partition, eid)), self.key))
+            calls.append(Command(("HGETALL", ks.edges_in(self.partition, eid)), self.key))
+        replies = self.client.run_many(calls)
+        now_ms = int(time.time() * 1000)
+        described = []
+        for n, (step, eid) in enumerate(order):
+            fields, edges = replies[2 * n], replies[2 * n + 1]
+            described.append(_describe_step(step, eid, fields, edges, flow["state"], now_ms))
+        described.sort(key=lambda s: s["created_ms"])
+        return {"flow": flow, "steps": described, "timeline": self.timeline(timeline_limit)}
+
+    def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """This flow's events, oldest first, from its partition's stream."""
+        key = self.client.keys.events(self.partition)
+        entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
+        out = []
+        for entry_id, flat in entries:
+            fields = dict(zip(flat[::2], flat[1::2]))
+            if fields.get("flow") == self.id:
+                out.append({"at_ms": int(entry_id.split("-")[0]), **fields})
+        return out
+
+
+def _describe_step(step: str, eid: str, f: dict[str, str], edges: dict[str, str], flow_state: str,
+                   now_ms: int) -> dict[str, Any]:
+    def ms(name: str) -> int | None:
+        return int(f[name]) if f.get(name) else None
+
+    state = f.get("state", "missing")
+    ready, started, finished = ms("ready_ms"), ms("started_ms"), ms("finished_ms")
+    queued = (started or now_ms) - ready if ready and (started is None or started >= ready) else None
+    running = (finished or now_ms) - started if started and state in ("leased", "succeeded", "failed") else None
+    return {
+        "step": step, "id": eid, "task": f.get("task"), "state": state,
+        "attempts": int(f.get("attempts", 0)), "optional": f.get("optional") == "1",
+        "created_ms": ms("created_ms") or 0, "queued_ms": queued, "running_ms": running,
+        "error": {"kind": f["error_kind"], "message": f.get("error_msg", "")} if f.get("error_kind") else None,
+        "edges": {up: value.split("|")[0] + ":" + value.split("|")[1] for up, value in edges.items()},
+        "blockers": _blockers(state, f, edges, flow_state),
+    }
+
+
+def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: str) -> list[str]:
+    """Why a non-terminal step is not running (or not done) yet, in words."""
+    if state == "blocked":
+        waiting = [f"edge from {up} ({v.split('|')[0]}) is pending" for up, v in edges.items()
+                   if v.endswith("|pending")]
+        return waiting or ["waiting for the flow's submit to be sealed"]
+    if state == "ready" and flow_state in ("paused", "pausing"):
+        return [f"flow is {flow_state}"]
+    if state == "ready":
+        return ["waiting for a worker on lane " + f.get("lane", "?")]
+    if state == "delayed":
+        return [f"retry back-off until {f.get('due_ms')} (attempt {f.get('attempts')} failed: "
+                f"{f.get('error_kind')})"]
+    if state == "leased":
+        return [f"running on {f.get('worker')}, lease until {f.get('lease_expiry_ms')}"]
+    return []

@@ -1,0 +1,283 @@
+"""Building flows in Python: steps, references between them, validation, submit.
+
+    flow = app.flow("nightly-report", labels={"team": "bi"})
+    raw = flow.step("fetch", fetch, "s3://bucket/2026-11-21")
+    clean = flow.step("clean", clean, raw.ref())
+    run = flow.submit()
+
+Everything is checked before anything is written: duplicate step ids,
+references to unknown steps or to another flow's steps, cycles, the step
+bound, unserializable arguments. A reference becomes a marker in the step's
+payload plus an edge; the worker substitutes the upstream result (or the
+default) that the resolving FCALL copied into the step's inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine import flowcalls
+from engine.codec import encode
+from engine.dispatcher import dispatch
+from engine.errors import ContractError
+from engine.executions import execution_partition
+from engine.hints import hint_commands
+from engine.policy import Retry
+from keys import new_id
+
+if TYPE_CHECKING:
+    from engine.app import App, TaskDef
+    from engine.flowrun import FlowRun
+
+REF_MARKER = "__flowslot_ref__"
+DEFAULT_MAX_STEPS = 10_000
+SUBMIT_BATCH = 500
+EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a step's result inside another step's arguments."""
+
+    flow: FlowBuilder | None  # None: a reference made by a running step to its own flow
+    step: str
+    kind: str  # "ref" or "ref_or_default"
+    default: Any = None
+
+
+@dataclass
+class Step:
+    """One step of a flow under construction."""
+
+    flow: FlowBuilder
+    id: str
+    task: TaskDef
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    edges: dict[str, tuple[str, Any]] = field(default_factory=dict)  # upstream -> (kind, default)
+    options: dict[str, Any] = field(default_factory=dict)
+    execution_id: str = ""
+
+    def ref(self) -> Ref:
+        """Required data: this step's result; the consumer is skipped if this step does not succeed."""
+        return Ref(self.flow, self.id, "ref")
+
+    def ref_or_default(self, default: Any) -> Ref:
+        """Optional data: this step's result, or ``default`` if it does not succeed."""
+        return Ref(self.flow, self.id, "ref_or_default", default)
+
+
+def _group(any_of: bool, quorum: int | None, step_id: str) -> tuple[str, int]:
+    if any_of and quorum is not None:
+        raise ContractError(f"step {step_id}: choose any_of or quorum, not both")
+    if quorum is not None:
+        if not isinstance(quorum, int) or quorum < 1:
+            raise ContractError(f"step {step_id}: quorum must be a positive integer")
+        return "quorum", quorum
+    return ("any", 0) if any_of else ("all", 0)
+
+
+class FlowBuilder:
+    """Collects steps; ``submit()`` validates them and writes the flow."""
+
+    def __init__(self, app: App, name: str, labels: dict[str, str] | None = None,
+                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+        if not isinstance(name, str) or not name:
+            raise ContractError("a flow needs a non-empty name")
+        self.app = app
+        self.name = name
+        self.labels = dict(labels or {})
+        self.max_steps = max_steps
+        self.steps: dict[str, Step] = {}
+        self.submitted: FlowRun | None = None
+
+    def step(self, step_id: str, task: TaskDef | str | Any, *args: Any,
+             kwargs: dict[str, Any] | None = None, after: Iterable[Step | str] = (),
+             after_any: Iterable[Step | str] = (), optional: bool = False, any_of: bool = False,
+             quorum: int | None = None, lane: str | None = None, priority: int | None = None,
+             retry: Retry | None = None, deadline_s: float | None = None) -> Step:
+        """Add a step running ``task(*args, **kwargs)``; references in the arguments become edges."""
+        if self.submitted is not None:
+            raise ContractError(f"flow {self.name!r} was already submitted")
+        if not isinstance(step_id, str) or not 0 < len(step_id) <= 200:
+            raise ContractError(f"step id must be a string of 1..200 characters, got {step_id!r}")
+        if step_id in self.steps:
+            raise ContractError(f"duplicate step id {step_id!r} in flow {self.name!r}")
+        if len(self.steps) >= self.max_steps:
+            raise ContractError(f"flow {self.name!r} has more than {self.max_steps} steps")
+        policy, n = _group(any_of, quorum, step_id)
+        step = Step(self, step_id, self.app._resolve(task), tuple(args), dict(kwargs or {}),
+                    options={"lane": lane, "priority": priority, "retry": retry,
+                             "deadline_s": deadline_s, "optional": bool(optional),
+                             "policy": policy, "quorum": n})
+        for value in (*step.args, *step.kwargs.values()):
+            for ref in _refs_in(value):
+                same_flow = ref.flow is self or ref.flow is None  # None: from a running step's context
+                self._add_edge(step, ref.step if same_flow else ref, ref.kind, ref.default)
+        for upstream in after:
+            self._add_edge(step, upstream, "after")
+        for upstream in after_any:
+            self._add_edge(step, upstream, "after_any")
+        self.steps[step_id] = step
+        return step
+
+    def _add_edge(self, step: Step, upstream: Step | Ref | str, kind: str, default: Any = None) -> None:
+        if isinstance(upstream, (Step, Ref)):
+            if upstream.flow is not self:
+                name = upstream.id if isinstance(upstream, Step) else upstream.step
+                raise ContractError(f"step {step.id!r} references step {name!r} of another flow")
+            upstream = upstream.id if isinstance(upstream, Step) else upstream.step
+        if not isinstance(upstream, str):
+            raise ContractError(f"step {step.id!r}: dependencies are steps or step ids, got {upstream!r}")
+        if upstream == step.id:
+            raise ContractError(f"step {step.id!r} depends on itself")
+        previous = step.edges.get(upstream)
+        if previous is not None:
+            kinds = {previous[0], kind}
+            if kinds == {"ref", "ref_or_default"}:
+                raise ContractError(f"step {step.id!r} references {upstream!r} both with and without a default")
+            # Two mentions of one upstream merge into one edge: required if either is
+            # (ref, after), carrying data if either does (ref, ref_or_default).
+            required = bool(kinds & {"ref", "after"})
+            data = bool(kinds & {"ref", "ref_or_default"})
+            kind = {(True, True): "ref", (False, True): "ref_or_default",
+                    (True, False): "after", (False, False): "after_any"}[(required, data)]
+            default = previous[1] if previous[0] == "ref_or_default" else default
+        step.edges[upstream] = (kind, default)
+
+    # -- validation and encoding -----------------------------------------
+    def _topological_order(self) -> list[Step]:
+        """Kahn's algorithm; unknown references and cycles are errors naming the steps."""
+        for step in self.steps.values():
+            for upstream in step.edges:
+                if upstream not in self.steps:
+                    raise ContractError(f"step {step.id!r} references unknown step {upstream!r}")
+        indegree = {sid: len(s.edges) for sid, s in self.steps.items()}
+        children: dict[str, list[str]] = {sid: [] for sid in self.steps}
+        for sid, step in self.steps.items():
+            for upstream in step.edges:
+                children[upstream].append(sid)
+        queue = [sid for sid, n in indegree.items() if n == 0]
+        order: list[Step] = []
+        while queue:
+            sid = queue.pop()
+            order.append(self.steps[sid])
+            for child in children[sid]:
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    queue.append(child)
+        if len(order) != len(self.steps):
+            stuck = sorted(sid for sid, n in indegree.items() if n > 0)
+            raise ContractError(f"flow {self.name!r} has a cycle through steps {', '.join(stuck)}")
+        return order
+
+    def encode_step(self, step: Step, partition: int) -> dict[str, Any]:
+        app = self.app
+        o = step.options
+        spec, _ = app.prepare(step.task, _mark(step.args), _mark(step.kwargs), lane=o["lane"],
+                              priority=o["priority"], retry=o["retry"], deadline_s=o["deadline_s"])
+        step.execution_id = new_id("e", partition)
+        edges = []
+        for upstream, (kind, default) in step.edges.items():
+            default_json = encode(default, limit_bytes=app.max_payload_bytes,
+                                  what=f"default of step {step.id!r} for {upstream!r}")
+            edges.append([upstream, kind, default_json] if kind == "ref_or_default" else [upstream, kind])
+        return {"step": step.id, "id": step.execution_id, "task": spec.task, "lane": spec.lane,
+                "payload": spec.payload, "priority": spec.priority, "max_attempts": spec.max_attempts,
+                "backoff_ms": spec.backoff_ms, "backoff_max_ms": spec.backoff_max_ms,
+                "deadline_in_ms": spec.deadline_in_ms, "optional": o["optional"],
+                "policy": o["policy"], "quorum": o["quorum"], "edges": edges}
+
+    def submit(self, batch: int = SUBMIT_BATCH) -> FlowRun:
+        """Validate, then write the flow: one FCALL when it fits ``batch``, else batches
+        with the flow held (no step claimable) until the last one lands."""
+        from engine.flowrun import FlowRun
+
+        if not self.steps:
+            raise ContractError(f"flow {self.name!r} has no steps")
+        order = self._topological_order()
+        partition = self.app._random_partition()
+        flow_id = new_id("f", partition)
+        encoded = [self.encode_step(step, partition) for step in order]
+        labels = encode(self.labels, limit_bytes=64 * 1024, what="flow labels")
+        client = self.app.client
+        chunks = [encoded[i:i + batch] for i in range(0, len(encoded), batch)]
+        ready: list[tuple[str, str]] = []
+        skipped: list[str] = []
+        for n, chunk in enumerate(chunks):
+            final = n == len(chunks) - 1
+            _, _, r, s, roots_left = client.run(flowcalls.submit(
+                client.keys, flow_id, self.name, labels, json.dumps(chunk), final))
+            ready += r
+            skipped += s
+        while roots_left:
+            r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, batch))
+            ready += r
+        announce(self.app, ready, skipped)
+        self.submitted = FlowRun(self.app, flow_id)
+        return self.submitted
+
+
+def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, step_id: str,
+                     task: TaskDef | str | Any, args: Sequence[Any], kwargs: dict[str, Any] | None,
+                     after: Iterable[str], after_any: Iterable[str], options: dict[str, Any]) -> None:
+    """Add a step to a running flow from one of its steps; it depends on that step.
+
+    Refused (InvalidState) once the flow is terminal; re-adding the same step id
+    with the same task (a redelivered handler) is a no-op.
+    """
+    builder = FlowBuilder(app, "dynamic")
+    step = builder.step(step_id, task, *args, kwargs=kwargs, after=[*after, parent_step],
+                        after_any=after_any, **options)
+    partition = flowcalls.flow_partition(app.client.keys, flow_id)
+    encoded = builder.encode_step(step, partition)
+    _, _, ready, skipped, _ = app.client.run(flowcalls.submit(
+        app.client.keys, flow_id, "", "{}", json.dumps([encoded]), True, parent_id))
+    announce(app, ready, skipped)
+
+
+def announce(app: App, ready: Sequence[tuple[str, str]], skipped: Sequence[str]) -> None:
+    """Hint newly ready steps and dispatch newly skipped ones."""
+    keys = app.client.keys
+    if ready:
+        app.client.run_many(hint_commands(keys, [(execution_partition(keys, eid), lane) for eid, lane in ready]))
+    if skipped:
+        dispatch(app.client, skipped)
+
+
+def _refs_in(value: Any) -> Iterable[Ref]:
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _refs_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _refs_in(item)
+
+
+def _mark(value: Any) -> Any:
+    """Replace every Ref with its JSON marker (nested in lists and dicts too)."""
+    if isinstance(value, Ref):
+        return {REF_MARKER: value.step}
+    if isinstance(value, tuple):
+        return [_mark(v) for v in value]
+    if isinstance(value, list):
+        return [_mark(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mark(v) for k, v in value.items()}
+    return value
+
+
+def substitute(value: Any, inputs: dict[str, Any]) -> Any:
+    """The worker's side: replace markers with upstream inputs (None when absent)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and REF_MARKER in value:
+            return inputs.get(value[REF_MARKER])
+        return {k: substitute(v, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, inputs) for v in value]
+    return value
