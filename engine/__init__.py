@@ -18,6 +18,7 @@ from engine.errors import (
     ConfigMismatch,
     ContractError,
     EngineError,
+    FlowCanceled,
     InvalidState,
     LibraryError,
     NotFound,
@@ -25,10 +26,15 @@ from engine.errors import (
     PayloadTooLarge,
     ResultTimeout,
     StaleLease,
+    StepCanceled,
+    StepFailed,
+    StepSkipped,
     TaskCanceled,
     TaskFailed,
     TransitionRejected,
 )
+from engine.flowrun import FlowRun
+from engine.flows import FlowBuilder, Step
 from engine.handle import Handle
 from engine.policy import PermanentError, Retry
 from engine.states import ExecutionState, FlowState
@@ -39,4 +45,5 @@ __all__ = [
     "FlowState", "Handle", "InvalidState", "LibraryError", "NotFound", "NotSerializable",
     "PayloadTooLarge", "PermanentError", "ResultTimeout", "Retry", "StaleLease", "TaskCanceled",
     "TaskContext", "TaskDef", "TaskFailed", "TransitionRejected", "connect", "current_task",
+    "FlowBuilder", "FlowCanceled", "FlowRun", "Step", "StepCanceled", "StepFailed", "StepSkipped",
 ]

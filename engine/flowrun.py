@@ -131,7 +131,9 @@ class FlowRun:
         ks = self.client.keys
         flow = self.status()
         steps = self._get("HGETALL", ks.flow_steps(self.partition, self.id))
-        order = list(steps.items())
+        created = self._get("LRANGE", ks.flow_order(self.partition, self.id), 0, -1)
+        rank = {eid: n for n, eid in enumerate(created)}
+        order = sorted(steps.items(), key=lambda item: rank.get(item[1], len(rank)))
         calls = []
         for _, eid in order:
             calls.append(Command(("HGETALL", ks.execution(self.partition, eid)), self.key))
@@ -142,7 +144,6 @@ class FlowRun:
         for n, (step, eid) in enumerate(order):
             fields, edges = replies[2 * n], replies[2 * n + 1]
             described.append(_describe_step(step, eid, fields, edges, flow["state"], now_ms))
-        described.sort(key=lambda s: s["created_ms"])
         return {"flow": flow, "steps": described, "timeline": self.timeline(timeline_limit)}
 
     def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:

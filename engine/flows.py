@@ -14,6 +14,7 @@ default) that the resolving FCALL copied into the step's inputs.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -160,15 +161,17 @@ class FlowBuilder:
         for sid, step in self.steps.items():
             for upstream in step.edges:
                 children[upstream].append(sid)
-        queue = [sid for sid, n in indegree.items() if n == 0]
+        position = {sid: n for n, sid in enumerate(self.steps)}
+        queue = [(position[sid], sid) for sid, n in indegree.items() if n == 0]
+        heapq.heapify(queue)  # stable: definition order wherever the edges allow it
         order: list[Step] = []
         while queue:
-            sid = queue.pop()
+            _, sid = heapq.heappop(queue)
             order.append(self.steps[sid])
             for child in children[sid]:
                 indegree[child] -= 1
                 if indegree[child] == 0:
-                    queue.append(child)
+                    heapq.heappush(queue, (position[child], child))
         if len(order) != len(self.steps):
             stuck = sorted(sid for sid, n in indegree.items() if n > 0)
             raise ContractError(f"flow {self.name!r} has a cycle through steps {', '.join(stuck)}")

@@ -55,3 +55,44 @@ def marker(directory: str, seconds: float) -> int:
 @app.task(name="basic.pid")
 def pid() -> int:
     return os.getpid()
+
+
+# -- flow steps --------------------------------------------------------------
+@app.task(name="flow.fetch")
+def fetch(url: str) -> dict[str, object]:
+    return {"url": url, "rows": [3, 1, 2]}
+
+
+@app.task(name="flow.clean")
+def clean(raw: dict[str, object]) -> list[int]:
+    return sorted(raw["rows"])  # type: ignore[arg-type]
+
+
+@app.task(name="flow.enrich", retry=Retry(max_attempts=1))
+def enrich(raw: dict[str, object]) -> dict[str, object]:
+    raise RuntimeError("the enrichment service is down")
+
+
+@app.task(name="flow.report")
+def report(rows: list[int], extra: dict[str, object]) -> dict[str, object]:
+    return {"rows": rows, "extra": extra}
+
+
+@app.task(name="flow.notify")
+def notify() -> str:
+    return "sent"
+
+
+@app.task(name="flow.echo")
+def echo(value: object) -> object:
+    return value
+
+
+@app.task(name="flow.spawn", retry=Retry(max_attempts=3, backoff_s=0))
+def spawn(marker_dir: str) -> str:
+    """Adds a dynamic step, then crashes on its first attempt (so the add is redelivered)."""
+    ctx = current_task()
+    ctx.add_step("spawned", "flow.echo", ctx.ref("seed"))
+    if ctx.attempt == 1:
+        raise ConnectionError("crash after adding the step")
+    return "spawned"
