@@ -26,14 +26,18 @@ DISPATCH_BATCH = 500
 @dataclass
 class DispatchStats:
     rounds: int = 0
-    edges: int = 0
+    edges: int = 0  # edges resolved by this call (satisfied + impossible)
+    satisfied: int = 0
+    impossible: int = 0
+    already_resolved: int = 0
     ready: int = 0
     skipped: int = 0
 
 
 def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BATCH) -> FCall:
     return FCall("flow_resolve", (_exec_key(client.keys, execution_id),), (max_count,),
-                 parse=lambda r: (bool(r[0]), [(i, lane) for i, lane in r[1]], list(r[2]), int(r[3])))
+                 parse=lambda r: (bool(r[0]), [(i, lane) for i, lane in r[1]], list(r[2]),
+                                  tuple(int(n) for n in r[3])))
 
 
 def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISPATCH_BATCH) -> DispatchStats:
@@ -50,8 +54,11 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                 continue  # deleted by retention meanwhile: nothing left to resolve
             if isinstance(reply, Exception):
                 raise reply
-            done, ready, skipped, resolved = reply
-            stats.edges += resolved
+            done, ready, skipped, (satisfied, impossible, already) = reply
+            stats.edges += satisfied + impossible
+            stats.satisfied += satisfied
+            stats.impossible += impossible
+            stats.already_resolved += already
             stats.ready += len(ready)
             stats.skipped += len(skipped)
             hints.extend((execution_partition(client.keys, rid), lane) for rid, lane in ready)

@@ -64,7 +64,7 @@ local function edge_outcome(kind, upstream_state)
   return 'satisfied'
 end
 
--- Resolve the edge up -> child (up is terminal). Returns 'resolved' or 'already'.
+-- Resolve the edge up -> child (up is terminal): 'satisfied', 'impossible' or 'already'.
 local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   local in_key = prefix .. 'in:' .. child_id
   local value = rcall('HGET', in_key, up.step)
@@ -90,7 +90,7 @@ local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   if settle_child then
     settle(prefix, e, now, out, 'upstream ' .. up.step .. ' ' .. up.state)
   end
-  return 'resolved'
+  return outcome
 end
 
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS.
@@ -260,7 +260,8 @@ register('flow_seal', flow_seal)
   record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
-  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}, resolved_count}
+  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...},
+           {satisfied_count, impossible_count, already_resolved_count}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resolve(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -277,9 +278,10 @@ local function flow_resolve(keys, args)
   local children = rcall('LRANGE', out_key, pos, pos + max_count - 1)
   local live = true
   if up.flow then live = rcall('HGET', flow_key(prefix, up.flow), 'state') ~= 'canceled' end
-  local resolved = 0
+  local tally = {satisfied = 0, impossible = 0, already = 0}
   for _, child in ipairs(children) do
-    if resolve_edge(prefix, up, child, now, out, live) == 'resolved' then resolved = resolved + 1 end
+    local outcome = resolve_edge(prefix, up, child, now, out, live)
+    tally[outcome] = tally[outcome] + 1
   end
   pos = pos + #children
   rcall('HSET', keys[1], 'dispatch_pos', pos)
@@ -288,7 +290,7 @@ local function flow_resolve(keys, args)
     rcall('ZREM', pkey(prefix, 'pending_dispatch'), up.id)
     done = 1
   end
-  return {done, out.ready, out.skipped, resolved}
+  return {done, out.ready, out.skipped, {tally.satisfied, tally.impossible, tally.already}}
 end
 register('flow_resolve', flow_resolve)
 
