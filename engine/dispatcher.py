@@ -12,7 +12,7 @@ it is safe: an edge resolves once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.calls import FCall
 from engine.client import Client
@@ -32,6 +32,7 @@ class DispatchStats:
     already_resolved: int = 0
     ready: int = 0
     skipped: int = 0
+    woken: list[tuple[int, str]] = field(default_factory=list)  # (partition, lane) made ready
 
 
 def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BATCH) -> FCall:
@@ -67,5 +68,6 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))
+            stats.woken.extend(hints)
         frontier = list(dict.fromkeys(following))
     return stats

@@ -286,7 +286,7 @@ class Worker:
         if not reply.claimed:
             self.stats.empty_claims += 1
         if reply.expired:
-            dispatch(self.client, reply.expired)
+            self._dispatch(reply.expired)
         for claimed in reply.claimed:
             self._start(claimed, lane)
         if reply.remaining > 0:
@@ -436,7 +436,14 @@ class Worker:
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
         if to_dispatch:
-            dispatch(self.client, to_dispatch)
+            self._dispatch(to_dispatch)
+
+    def _dispatch(self, execution_ids: list[str]) -> None:
+        """Resolve children; claim the ones on our lanes at once rather than via a hint round trip."""
+        stats = dispatch(self.client, execution_ids)
+        for partition, lane in stats.woken:
+            if lane in self.lanes:
+                self._wake(partition, lane)
 
     # -- delayed retries -------------------------------------------------
     def _schedule_promotion(self, partition: int, delay_ms: int) -> None:
