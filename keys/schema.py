@@ -39,6 +39,10 @@ class KeySpace:
         """HASH: deployment settings checked at every connect (partition count)."""
         return f"{self.namespace}:config"
 
+    def daemons(self) -> str:
+        """ZSET: live reconciler daemons, score = heartbeat expiry (ms)."""
+        return f"{self.namespace}:daemons"
+
     def hint(self, lane: str, index: int) -> str:
         """LIST: partitions with ready work in ``lane``; list ``index`` of ``hint_lists``."""
         return f"{self.prefix(self.hint_partition(index))}hint:{lane}"
@@ -147,3 +151,11 @@ class KeySpace:
     def defaults(self, partition: int, execution_id: str) -> str:
         """HASH: upstream step → JSON default of a ref_or_default edge."""
         return f"{self.prefix(partition)}def:{execution_id}"
+
+    def unsealed(self, partition: int) -> str:
+        """ZSET: flows whose batched submit has not sealed yet, by creation time."""
+        return f"{self.prefix(partition)}unsealed"
+
+    def owner(self, partition: int) -> str:
+        """STRING: the daemon whose reconciler owns this partition (with a TTL)."""
+        return f"{self.prefix(partition)}owner"

@@ -223,11 +223,16 @@ local function flow_submit(keys, args)
   end
   for _, s in ipairs(fresh) do create_step(prefix, fid, s, steps_key, now, out) end
   if sealed ~= '1' and not final then
+    -- Held until the final batch; the reconciler cancels it if that never comes.
+    if created == 1 then rcall('ZADD', pkey(prefix, 'unsealed'), now, fid) end
     for _, s in ipairs(fresh) do
       if #s.edges == 0 then rcall('RPUSH', keys[1] .. ':roots', s.id) end
     end
   else
-    if sealed ~= '1' then rcall('HSET', keys[1], 'sealed', 1) end
+    if sealed ~= '1' then
+      rcall('HSET', keys[1], 'sealed', 1)
+      rcall('ZREM', pkey(prefix, 'unsealed'), fid)
+    end
     for _, s in ipairs(fresh) do settle(prefix, gate_fields(prefix, s.id), now, out) end
     maybe_finish_flow(prefix, fid, now)
   end
@@ -313,6 +318,7 @@ local function flow_cancel(keys, args)
   local fid = rcall('HGET', keys[1], 'id')
   local now = now_ms()
   if state ~= 'canceled' then set_flow_state(prefix, fid, state, 'canceled', now, reason) end
+  rcall('ZREM', pkey(prefix, 'unsealed'), fid)
   pos = tonumber(pos or 0)
   local order = keys[1] .. ':order'
   for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do

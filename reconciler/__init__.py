@@ -1,6 +1,24 @@
 """The periodic scanners that repair whatever a crash left half-done."""
 
 from reconciler.loop import Reconciler
-from reconciler.scanners import DelayedPromoter, LeaseExpiry, ScanResult, Scanner, default_scanners
+from reconciler.ownership import Ownership
+from reconciler.scanners import (
+    SCANNERS,
+    DeadlineExpiry,
+    DelayedPromoter,
+    DependencyScanner,
+    HintRepair,
+    IndexCheck,
+    LeaseExpiry,
+    Retention,
+    ScanResult,
+    Scanner,
+    UnsealedFlows,
+    default_scanners,
+)
 
-__all__ = ["DelayedPromoter", "LeaseExpiry", "Reconciler", "ScanResult", "Scanner", "default_scanners"]
+__all__ = [
+    "SCANNERS", "DeadlineExpiry", "DelayedPromoter", "DependencyScanner", "HintRepair", "IndexCheck",
+    "LeaseExpiry", "Ownership", "Reconciler", "Retention", "ScanResult", "Scanner", "UnsealedFlows",
+    "default_scanners",
+]

@@ -1,23 +1,28 @@
 """Scanners: each repairs one kind of straggler, bounded per partition per pass.
 
-A scanner builds one FCALL per partition, the pass runs them pipelined per
-node (one round trip per node per round), and a partition whose batch came
-back full is asked again in the next round, up to ``max_rounds``. Each
+A scanner builds one FCALL per partition; a pass runs them pipelined per node
+(one round trip per node per round) and asks again only where a batch came
+back full, up to ``max_rounds``. Every call reads a time-ordered index from
+its due end, so a pass over a quiet cluster costs a number of commands that
+depends on the partitions, never on how many executions are stored. Each
 scanner counts what it repaired; a healthy system repairs nearly nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions
+from engine import executions, flowcalls
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
 from engine.hints import hint_commands
+
+log = logging.getLogger("flowslot.reconciler")
 
 
 @dataclass
@@ -26,22 +31,47 @@ class ScanResult:
     repaired: int = 0
     rounds: int = 0
     commands: int = 0
+    details: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    """What one partition's reply asks of the pass."""
+
+    repaired: int = 0
+    hints: list[tuple[int, str]] = field(default_factory=list)
+    dispatch: list[str] = field(default_factory=list)
+    full: bool = False
+    details: list[Any] = field(default_factory=list)
 
 
 class Scanner:
     """Base: subclasses build the call for one partition and digest its reply."""
 
     name = "scanner"
+    default_interval_s = 1.0
 
-    def __init__(self, batch: int = 200) -> None:
+    def __init__(self, batch: int = 200, interval_s: float | None = None) -> None:
         self.batch = batch
+        self.interval_s = self.default_interval_s if interval_s is None else interval_s
 
     def call(self, client: Client, partition: int) -> FCall:
         raise NotImplementedError
 
-    def digest(self, partition: int, reply: Any) -> tuple[int, list[tuple[int, str]], bool]:
-        """(repaired count, (partition, lane) hints to push, batch was full)."""
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
         raise NotImplementedError
+
+    def finish(self, client: Client, digests: list[Digest], result: ScanResult) -> None:
+        """After a round: push hints, dispatch terminal flow steps."""
+        hints = [h for d in digests for h in d.hints]
+        if hints:
+            commands = hint_commands(client.keys, hints)
+            client.run_many(commands)
+            result.commands += len(commands)
+        to_dispatch = [eid for d in digests for eid in d.dispatch]
+        if to_dispatch:
+            stats = dispatch(client, to_dispatch)
+            result.commands += stats.rounds
 
     def run(self, client: Client, partitions: Sequence[int], max_rounds: int = 10) -> ScanResult:
         result = ScanResult(scanned_partitions=len(partitions))
@@ -50,63 +80,161 @@ class Scanner:
             result.rounds += 1
             replies = client.run_many([self.call(client, p) for p in todo])
             result.commands += len(todo)
-            hints: list[tuple[int, str]] = []
-            again = []
+            digests = []
             for p, reply in zip(todo, replies):
                 if isinstance(reply, Exception):
                     raise reply
-                repaired, new_hints, full = self.digest(p, reply)
-                result.repaired += repaired
-                hints.extend(new_hints)
-                if full:
-                    again.append(p)
-            if hints:
-                commands = hint_commands(client.keys, hints)
-                client.run_many(commands)
-                result.commands += len(commands)
-            todo = again
+                digests.append(self.digest(client, p, reply))
+            self.finish(client, digests, result)
+            for d in digests:
+                result.repaired += d.repaired
+                result.details.extend(d.details)
+            todo = [p for p, d in zip(todo, digests) if d.full]
         return result
+
+
+class DependencyScanner(Scanner):
+    """``pending_dispatch`` records older than a threshold → dispatch (a crashed cascade)."""
+
+    name = "dependency"
+
+    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 5.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_due", (client.keys.pending_dispatch(partition),), (self.age_ms, self.batch),
+                     read_only=True)
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        return Digest(repaired=len(reply), dispatch=list(reply), full=len(reply) >= self.batch)
+
+
+class LeaseExpiry(Scanner):
+    """Expired leases → attempt failed (``lease_lost``) → retry or fail → dispatch."""
+
+    name = "lease_expiry"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return executions.expire_leases(client.keys, partition, self.batch, random.random())
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        return Digest(repaired=len(reply),
+                      hints=[(partition, lane) for _, state, lane, _ in reply if state == "ready"],
+                      dispatch=[eid for eid, _, _, needs in reply if needs],
+                      full=len(reply) >= self.batch)
 
 
 class DelayedPromoter(Scanner):
     """Due delayed / backing-off executions → ready → hint (``exec_promote``)."""
 
     name = "delayed"
+    default_interval_s = 0.5
 
     def call(self, client: Client, partition: int) -> FCall:
         return executions.promote(client.keys, partition, self.batch)
 
-    def digest(self, partition: int, reply: Any) -> tuple[int, list[tuple[int, str]], bool]:
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
         promoted, lanes = reply
-        return promoted, [(partition, lane) for lane in lanes], promoted >= self.batch
+        return Digest(repaired=promoted, hints=[(partition, lane) for lane in lanes],
+                      full=promoted >= self.batch)
 
 
-class LeaseExpiry(Scanner):
-    """Expired leases → attempt failed (``lease_lost``) → retry or fail (``exec_expire_leases``)."""
+class HintRepair(Scanner):
+    """Ready work waiting longer than a threshold → hint again (its hint was lost)."""
 
-    name = "lease_expiry"
+    name = "hint_repair"
+    default_interval_s = 5.0
 
-    def __init__(self, batch: int = 200) -> None:
-        super().__init__(batch)
-        self.to_dispatch: list[str] = []
-
-    def run(self, client: Client, partitions: Sequence[int], max_rounds: int = 10) -> ScanResult:
-        self.to_dispatch = []
-        result = super().run(client, partitions, max_rounds)
-        if self.to_dispatch:  # a flow step failed for good: resolve its children now
-            dispatch(client, self.to_dispatch)
-        return result
+    def __init__(self, batch: int = 100, interval_s: float | None = None, age_s: float = 10.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
 
     def call(self, client: Client, partition: int) -> FCall:
-        return executions.expire_leases(client.keys, partition, self.batch, random.random())
+        return FCall("rec_stale_ready", (client.keys.counts(partition),), (self.age_ms, self.batch),
+                     read_only=True)
 
-    def digest(self, partition: int, reply: Any) -> tuple[int, list[tuple[int, str]], bool]:
-        # A lease_lost retry with zero back-off is ready at once and needs a hint;
-        # one with back-off is delayed and the promoter hints it when due.
-        hints = [(partition, lane) for _, state, lane, _ in reply if state == "ready"]
-        self.to_dispatch.extend(eid for eid, _, _, needs in reply if needs)
-        return len(reply), hints, len(reply) >= self.batch
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        return Digest(repaired=len(reply), hints=[(partition, lane) for lane in reply])
+
+
+class DeadlineExpiry(Scanner):
+    """Executions past their deadline → ``expired`` → dispatch."""
+
+    name = "timeouts"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("exec_expire_deadlines", (client.keys.deadlines(partition),), (self.batch,))
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        return Digest(repaired=len(reply), dispatch=[eid for eid, needs in reply if needs],
+                      full=len(reply) >= self.batch)
+
+
+class UnsealedFlows(Scanner):
+    """Flows whose batched submit never finished → canceled (never half-runnable)."""
+
+    name = "unsealed_flows"
+    default_interval_s = 10.0
+
+    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 300.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_due", (client.keys.unsealed(partition),), (self.age_ms, self.batch),
+                     read_only=True)
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        for flow_id in reply:
+            remaining = 1
+            while remaining:
+                _, remaining = client.run(flowcalls.cancel(client.keys, flow_id, 500,
+                                                           "its submit never finished"))
+        return Digest(repaired=len(reply), details=list(reply))
+
+
+class Retention(Scanner):
+    """Terminal executions and flows older than the retention → deleted with all their keys."""
+
+    name = "retention"
+    default_interval_s = 30.0
+
+    def __init__(self, batch: int = 500, interval_s: float | None = None,
+                 retention_s: float = 7 * 24 * 3600) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(retention_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_purge", (client.keys.terminal(partition),), (self.age_ms, self.batch))
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        flows, steps = client.run(FCall("flow_purge", (client.keys.flows_done(partition),),
+                                        (self.age_ms, self.batch)))
+        return Digest(repaired=int(reply) + int(flows),
+                      full=int(reply) >= self.batch or int(steps) >= self.batch)
+
+
+class IndexCheck(Scanner):
+    """Index members whose execution is gone or in another state → removed, logged."""
+
+    name = "index_check"
+    default_interval_s = 60.0
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_check", (client.keys.counts(partition),), (self.batch,))
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        for index, eid, state in reply:
+            log.warning("index drift fixed: %s listed %s, which is %s", index, eid, state)
+        return Digest(repaired=len(reply), details=[tuple(r) for r in reply])
+
+
+SCANNERS: dict[str, type[Scanner]] = {
+    cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
+                              DeadlineExpiry, UnsealedFlows, Retention, IndexCheck)
+}
 
 
 def default_scanners() -> list[Scanner]:
-    return [LeaseExpiry(), DelayedPromoter()]
+    return [cls() for cls in SCANNERS.values()]
