@@ -7,6 +7,7 @@ from reconciler.scanners import (
     DeadlineExpiry,
     DelayedPromoter,
     DependencyScanner,
+    FlowRetention,
     HintRepair,
     IndexCheck,
     LeaseExpiry,
@@ -18,7 +19,7 @@ from reconciler.scanners import (
 )
 
 __all__ = [
-    "SCANNERS", "DeadlineExpiry", "DelayedPromoter", "DependencyScanner", "HintRepair", "IndexCheck",
+    "SCANNERS", "DeadlineExpiry", "DelayedPromoter", "DependencyScanner", "FlowRetention", "HintRepair", "IndexCheck",
     "LeaseExpiry", "Ownership", "Reconciler", "Retention", "ScanResult", "Scanner", "UnsealedFlows",
     "default_scanners",
 ]

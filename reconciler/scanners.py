@@ -209,10 +209,20 @@ class Retention(Scanner):
         return FCall("rec_purge", (client.keys.terminal(partition),), (self.age_ms, self.batch))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        flows, steps = client.run(FCall("flow_purge", (client.keys.flows_done(partition),),
-                                        (self.age_ms, self.batch)))
-        return Digest(repaired=int(reply) + int(flows),
-                      full=int(reply) >= self.batch or int(steps) >= self.batch)
+        return Digest(repaired=int(reply), full=int(reply) >= self.batch)
+
+
+class FlowRetention(Retention):
+    """Terminal flows older than the retention → deleted with every step, in batches."""
+
+    name = "flow_retention"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("flow_purge", (client.keys.flows_done(partition),), (self.age_ms, self.batch))
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        flows, steps = reply
+        return Digest(repaired=int(flows), full=int(steps) >= self.batch)
 
 
 class IndexCheck(Scanner):
@@ -232,7 +242,7 @@ class IndexCheck(Scanner):
 
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
-                              DeadlineExpiry, UnsealedFlows, Retention, IndexCheck)
+                              DeadlineExpiry, UnsealedFlows, Retention, FlowRetention, IndexCheck)
 }
 
 
