@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import executions
+from engine import executions, metrics
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.errors import ContractError
@@ -182,6 +182,8 @@ class App:
                 raise reply
             execution_id, state, created = reply
             handles.append(Handle(self.client, execution_id, created))
+            if created:
+                metrics.EXECUTIONS.labels("submitted", spec.lane).inc()
             if state == "ready" and created:
                 ready.append((partition, spec.lane))
         if ready:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from engine import metrics
 from engine.calls import FCall
 from engine.client import Client
 from engine.errors import NotFound
@@ -70,4 +71,8 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
             client.run_many(hint_commands(client.keys, hints))
             stats.woken.extend(hints)
         frontier = list(dict.fromkeys(following))
+    metrics.DISPATCH_CASCADES.inc()
+    metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)
+    metrics.DISPATCH_EDGES.labels("impossible").inc(stats.impossible)
+    metrics.CASCADE_SIZE.observe(stats.ready + stats.skipped)
     return stats

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import flowcalls
+from engine import flowcalls, metrics
 from engine.codec import encode
 from engine.dispatcher import dispatch
 from engine.errors import ContractError
@@ -220,6 +220,7 @@ class FlowBuilder:
             r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, batch))
             ready += r
         announce(self.app, ready, skipped)
+        metrics.FLOWS.labels("submitted").inc()
         self.submitted = FlowRun(self.app, flow_id)
         return self.submitted
 

@@ -28,6 +28,7 @@ from redis import exceptions as rexc
 from redis.utils import SENTINEL
 
 from engine.errors import ClusterUnavailable, EngineError, error_from_reply
+from engine.metrics import FCALL_LATENCY
 from keys import SLOT_COUNT, key_slot
 
 Node = str  # "host:port"
@@ -191,6 +192,15 @@ class Router:
     # -- batches ---------------------------------------------------------
     def execute_many(self, calls: Sequence[Routable]) -> list[Any]:
         """Run calls pipelined per node; results (or exceptions) in call order."""
+        started = time.perf_counter()
+        try:
+            return self._execute_many(calls)
+        finally:
+            elapsed = time.perf_counter() - started
+            for function in {getattr(c, "function", None) for c in calls} - {None}:
+                FCALL_LATENCY.labels(function).observe(elapsed)
+
+    def _execute_many(self, calls: Sequence[Routable]) -> list[Any]:
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         deadline = time.monotonic() + self.retry_window_s

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions
+from engine import executions, metrics
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
@@ -72,6 +72,8 @@ class Held:
     context: TaskContext
     future: Any = None
     done: bool = False
+    claimed_at: float = field(default_factory=time.monotonic)
+    started: float = 0.0
 
 
 @dataclass
@@ -285,6 +287,8 @@ class Worker:
         reply = self.client.run(executions.claim(self.keys, partition, lane, count, self.lease_ms, self.id))
         if not reply.claimed:
             self.stats.empty_claims += 1
+        elif reply.claimed:
+            metrics.EXECUTIONS.labels("claimed", lane).inc(len(reply.claimed))
         if reply.expired:
             self._dispatch(reply.expired)
         for claimed in reply.claimed:
@@ -326,6 +330,8 @@ class Worker:
 
     def _run_sync(self, definition: TaskDef, held: Held) -> None:
         token = _current.set(held.context)
+        held.started = time.monotonic()
+        metrics.CLAIM_TO_START.observe(held.started - held.claimed_at)
         try:
             args, kwargs = self._arguments(held)
             outcome = self._success(held, definition.fn(*args, **kwargs))
@@ -338,6 +344,8 @@ class Worker:
     async def _run_async(self, definition: TaskDef, held: Held) -> None:
         _current.set(held.context)
         held.context._task = asyncio.current_task()
+        held.started = time.monotonic()
+        metrics.CLAIM_TO_START.observe(held.started - held.claimed_at)
         try:
             args, kwargs = self._arguments(held)
             outcome = self._success(held, await definition.fn(*args, **kwargs))
@@ -375,6 +383,8 @@ class Worker:
 
     def _finish(self, held: Held, outcome: Outcome) -> None:
         held.done = True
+        if held.started:
+            metrics.RUN_TIME.labels(held.lane).observe(time.monotonic() - held.started)
         self._outcomes.put(outcome)
         self._release_capacity()
 
@@ -422,6 +432,8 @@ class Worker:
             state = reply[0]
             if (o.ok and reply[2]) or (not o.ok and reply[3]):
                 to_dispatch.append(o.claimed.execution_id)
+            event = "succeeded" if o.ok else ("failed" if state == "failed" else "retried")
+            metrics.EXECUTIONS.labels(event, o.lane).inc()
             if o.ok:
                 self.stats.succeeded += 1
             elif state == "failed":

@@ -191,7 +191,7 @@ end)
 --[[ own_heartbeat: record this daemon as alive and count the live ones.
   KEYS[1] daemons  ZSET   daemon id -> expiry (ms, server clock)
   ARGV[1] daemon_id  ARGV[2] ttl_ms  ARGV[3] leaving (1: remove this daemon)
-  Reply:  {daemon_id, ...} alive now, sorted
+  Reply:  {daemon_id, ...} alive now (in expiry order)
   Errors: BAD_ARGS ]]
 register('own_heartbeat', function(keys, args)
   local daemon = str_arg(args[1], 'daemon_id', 200)

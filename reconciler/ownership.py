@@ -1,7 +1,7 @@
 """Partition ownership between several daemons: leases held in the cluster.
 
 Each daemon heartbeats into one ``daemons`` set, derives its fair share
-(ceil(P / live daemons)), renews the partitions it holds, claims free ones
+(P // n, one more for the first P % n), renews the partitions it holds, claims free ones
 up to its share, and gives back any above it. A dead daemon's leases expire
 after ``ttl_s`` and the others take its partitions on their next round; a
 new daemon's share makes the others shed partitions for it.
@@ -9,7 +9,6 @@ new daemon's share makes the others shed partitions for it.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -39,12 +38,17 @@ class Ownership:
 
     def heartbeat(self, leaving: bool = False) -> list[str]:
         key = self.client.keys.daemons()
-        self.live = list(self.client.run(FCall("own_heartbeat", (key,),
-                                               (self.daemon_id, self.ttl_ms, int(leaving)))))
+        # Sorted by id: the set orders by expiry, which would put ourselves last every time.
+        self.live = sorted(self.client.run(FCall("own_heartbeat", (key,),
+                                                 (self.daemon_id, self.ttl_ms, int(leaving)))))
         return self.live
 
     def share(self) -> int:
-        return math.ceil(self.client.keys.partitions / max(len(self.live), 1))
+        """P // n partitions each, and one more for the first P % n live daemons (sorted ids)."""
+        n = max(len(self.live), 1)
+        index = self.live.index(self.daemon_id) if self.daemon_id in self.live else n - 1
+        partitions = self.client.keys.partitions
+        return partitions // n + (1 if index < partitions % n else 0)
 
     def rebalance(self) -> set[int]:
         """One round: heartbeat, renew, claim up to our share, shed the excess."""

@@ -2,44 +2,159 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+import time
+from collections import defaultdict
+from typing import Any
 
 import click
 
 from engine.cli.options import connection_options, emit_json, json_option, open_client, table
 
 
-@click.command()
-@click.option("--interval-s", default=1.0, show_default=True, type=float)
-@connection_options
-def daemon(interval_s: float, url: str | None, namespace: str, partitions: int) -> None:
-    """Run the reconciler's scanners every INTERVAL until SIGTERM."""
-    from reconciler import Reconciler
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+def setup_logging(as_json: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if as_json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def build_scanners(intervals: tuple[str, ...], retention_s: float | None, names: tuple[str, ...] = ()) -> list[Any]:
+    """Default scanners, with ``NAME=SECONDS`` interval overrides and the retention."""
+    from reconciler import SCANNERS, FlowRetention, Retention
+
+    chosen = names or tuple(SCANNERS)
+    unknown = [n for n in chosen if n not in SCANNERS]
+    if unknown:
+        raise click.BadParameter(f"unknown scanner {unknown[0]!r}; known: {', '.join(SCANNERS)}")
+    scanners = []
+    for name in chosen:
+        cls = SCANNERS[name]
+        if retention_s is not None and issubclass(cls, (Retention, FlowRetention)):
+            scanners.append(cls(retention_s=retention_s))
+        else:
+            scanners.append(cls())
+    by_name = {s.name: s for s in scanners}
+    for item in intervals:
+        name, sep, value = item.partition("=")
+        if not sep or name not in by_name:
+            raise click.BadParameter(f"--scanner takes NAME=SECONDS with NAME one of {', '.join(by_name)}, "
+                                     f"got {item!r}")
+        try:
+            by_name[name].interval_s = float(value)
+        except ValueError as e:
+            raise click.BadParameter(f"--scanner {item!r}: {value!r} is not a number of seconds") from e
+    return scanners
+
+
+def refresh_queue_depth(client: Any, partitions: list[int]) -> None:
+    """Queue depth from the per-lane counters the Lua transitions keep (one HGETALL a partition)."""
+    from engine import metrics
+    from engine.router import Command
+
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    calls = [Command(("HGETALL", client.keys.counts(p)), client.keys.counts(p)) for p in partitions]
+    for reply in client.run_many(calls):
+        if isinstance(reply, dict):
+            for field, value in reply.items():
+                lane, _, state = field.rpartition(":")
+                if state in ("ready", "delayed", "leased", "blocked", "waiting"):
+                    totals[(lane, state)] += int(value)
+    for (lane, state), value in totals.items():
+        metrics.QUEUE_DEPTH.labels(lane, state).set(value)
+
+
+def health_report(client: Any) -> dict[str, Any]:
+    from engine.library import library
+
+    want = library().version
+    versions = client.library_status()
+    return {"ok": all(v == want for v in versions.values()), "library": want, "nodes": versions}
+
+
+@click.command()
+@click.option("--metrics-port", envvar="FLOWSLOT_METRICS_PORT", default=9464, show_default=True, type=int,
+              help="Port of /metrics and /healthz (0: no endpoint).")
+@click.option("--metrics-host", envvar="FLOWSLOT_METRICS_HOST", default="127.0.0.1", show_default=True)
+@click.option("--scanner", "intervals", multiple=True, metavar="NAME=SECONDS",
+              help="Override one scanner's interval (repeatable).")
+@click.option("--retention-s", envvar="FLOWSLOT_RETENTION_S", type=float, default=None,
+              help="Delete terminal executions and flows this long after they finished [default: 7 days].")
+@click.option("--lease-ttl-s", envvar="FLOWSLOT_LEASE_TTL_S", default=10.0, show_default=True, type=float,
+              help="Partition ownership lease; a dead daemon's partitions move on after this.")
+@click.option("--log-json", is_flag=True, envvar="FLOWSLOT_LOG_JSON", help="Log one JSON object per line.")
+@connection_options
+def daemon(metrics_port: int, metrics_host: str, intervals: tuple[str, ...], retention_s: float | None,
+           lease_ttl_s: float, log_json: bool, url: str | None, namespace: str, partitions: int) -> None:
+    """Run the reconciler over this daemon's share of the partitions until SIGTERM.
+
+    Several daemons share the partitions through leases held in the cluster.
+    On SIGTERM the current round finishes, the partitions are given back, and
+    the process exits 0.
+    """
+    from engine import metrics
+    from engine.httpd import serve
+    from reconciler import Ownership, Reconciler
+
+    setup_logging(log_json)
+    log = logging.getLogger("flowslot.daemon")
     client = open_client(url, namespace, partitions)
-    reconciler = Reconciler(client, interval_s=interval_s)
+    scanners = build_scanners(intervals, retention_s)
+    ownership = Ownership(client, ttl_s=lease_ttl_s)
+
+    def on_result(name: str, result: Any) -> None:
+        metrics.SCANNER_PASSES.labels(name).inc()
+        metrics.SCANNER_REPAIRS.labels(name).inc(result.repaired)
+        metrics.PARTITIONS_OWNED.set(len(ownership.owned))
+
+    reconciler = Reconciler(client, scanners, ownership=ownership, on_result=on_result)
+    server = serve(metrics_port, lambda: health_report(client), metrics_host) if metrics_port else None
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     reconciler.start()
-    done.wait()
+    log.info("daemon %s started: %d scanners, metrics on %s", ownership.daemon_id, len(scanners),
+             f"{metrics_host}:{metrics_port}" if server else "off")
+    while not done.wait(5.0):
+        try:
+            refresh_queue_depth(client, sorted(ownership.owned))
+        except Exception as e:  # noqa: BLE001 - metrics must never stop the daemon
+            log.warning("queue depth refresh failed: %s", e)
     reconciler.stop()
+    if server is not None:
+        server.shutdown()
+    log.info("daemon %s stopped; partitions released", ownership.daemon_id)
 
 
 @click.command()
 @click.option("--once", is_flag=True, required=True, help="Run exactly one pass.")
+@click.option("--scanner", "names", multiple=True, help="Only this scanner (repeatable).")
 @json_option
 @connection_options
-def reconcile(once: bool, as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
-    """Run one pass of every scanner and print what it repaired."""
+def reconcile(once: bool, names: tuple[str, ...], as_json: bool, url: str | None, namespace: str,
+              partitions: int) -> None:
+    """Run one pass of every scanner (or the named ones) over all partitions; print what it repaired."""
     from reconciler import Reconciler
 
-    results = Reconciler(open_client(url, namespace, partitions)).run_pass()
+    scanners = build_scanners((), None, names)
+    started = time.monotonic()
+    results = Reconciler(open_client(url, namespace, partitions), scanners).run_pass()
     if as_json:
-        emit_json({name: vars(r) for name, r in results.items()})
+        emit_json({"elapsed_s": round(time.monotonic() - started, 3),
+                   "scanners": {n: {"repaired": r.repaired, "partitions": r.scanned_partitions,
+                                    "commands": r.commands} for n, r in results.items()}})
         return
     rows = [[n, r.repaired, r.scanned_partitions, r.commands] for n, r in results.items()]
     click.echo(table(rows, ["scanner", "repaired", "partitions", "commands"]))
