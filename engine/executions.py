@@ -47,6 +47,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "own_claim": (("owner",), ("daemon_id", "ttl_ms")),
     "own_release": (("owner",), ("daemon_id",)),
     "own_heartbeat": (("daemons",), ("daemon_id", "ttl_ms", "leaving")),
+    "exec_retry": (("exec",), ()),
+    "flow_retry": (("flow",), ("max_count",)),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
 }
@@ -167,3 +169,7 @@ def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
 def expire_leases(ks: KeySpace, partition: int, max_count: int, jitter: float) -> FCall:
     return FCall("exec_expire_leases", (ks.leases(partition),), (max_count, f"{jitter:.6f}"),
                  parse=lambda r: [(i, s, lane, bool(d)) for i, s, lane, d in r])
+
+
+def retry(ks: KeySpace, execution_id: str) -> FCall:
+    return FCall("exec_retry", (_exec_key(ks, execution_id),), (), parse=lambda r: (r[0], r[1]))

@@ -49,3 +49,8 @@ def pause(ks: KeySpace, flow_id: str) -> FCall:
 def resume(ks: KeySpace, flow_id: str, max_count: int) -> FCall:
     return FCall("flow_resume", (flow_key(ks, flow_id),), (max_count,),
                  parse=lambda r: (r[0], list(r[1]), int(r[2])))
+
+
+def retry(ks: KeySpace, flow_id: str, max_count: int) -> FCall:
+    return FCall("flow_retry", (flow_key(ks, flow_id),), (max_count,),
+                 parse=lambda r: (bool(r[0]), _ready(r[1]), list(r[2])))

@@ -125,6 +125,18 @@ class FlowRun:
             self.client.run_many(hint_commands(self.client.keys, [(self.partition, lane) for lane in lanes]))
         return str(state)
 
+    def retry(self) -> str:
+        """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases)."""
+        ready: list[tuple[str, str]] = []
+        skipped: list[str] = []
+        done = False
+        while not done:
+            done, r, s = self.client.run(flowcalls.retry(self.client.keys, self.id, CONTROL_BATCH))
+            ready += r
+            skipped += s
+        announce(self.app, ready, skipped)
+        return self.state().value
+
     # -- inspection ------------------------------------------------------
     def describe(self, timeline_limit: int = 10_000) -> dict[str, Any]:
         """The flow, each step (state, attempts, timings, error, blockers), and its timeline."""

@@ -55,6 +55,15 @@ class Handle:
             dispatch(self.client, [self.id])
         return str(previous)
 
+    def retry(self) -> str:
+        """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
+        from engine.hints import hint_commands
+
+        previous, lane = self.client.run(executions.retry(self.client.keys, self.id))
+        partition = executions.execution_partition(self.client.keys, self.id)
+        self.client.run_many(hint_commands(self.client.keys, [(partition, lane)]))
+        return str(previous)
+
     def result(self, timeout: float | None = None) -> Any:
         """Block until terminal; return the result or raise TaskFailed / TaskCanceled."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -49,10 +49,11 @@ EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
                          E.EXPIRED}),
     E.WAITING: frozenset({E.READY, E.DELAYED, E.FAILED, E.CANCELED, E.EXPIRED}),
     E.SUCCEEDED: frozenset(),
-    E.FAILED: frozenset(),
-    E.SKIPPED: frozenset(),
-    E.CANCELED: frozenset(),
-    E.EXPIRED: frozenset(),
+    # retry: exec_retry makes a standalone execution ready, flow_retry blocks a step again
+    E.FAILED: frozenset({E.READY, E.BLOCKED}),
+    E.SKIPPED: frozenset({E.BLOCKED}),
+    E.CANCELED: frozenset({E.READY, E.BLOCKED}),
+    E.EXPIRED: frozenset({E.READY, E.BLOCKED}),
 }
 
 FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {
@@ -60,8 +61,8 @@ FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {
     F.PAUSING: frozenset({F.PAUSED, F.RUNNING, F.SUCCEEDED, F.FAILED, F.CANCELED}),
     F.PAUSED: frozenset({F.RUNNING, F.SUCCEEDED, F.FAILED, F.CANCELED}),
     F.SUCCEEDED: frozenset(),
-    F.FAILED: frozenset(),
-    F.CANCELED: frozenset(),
+    F.FAILED: frozenset({F.RUNNING}),  # flow_retry
+    F.CANCELED: frozenset({F.RUNNING}),  # flow_retry
 }
 
 

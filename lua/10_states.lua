@@ -13,10 +13,11 @@ local EXEC_TRANSITIONS = {
                canceled = 1, expired = 1},
   waiting   = {ready = 1, delayed = 1, failed = 1, canceled = 1, expired = 1},
   succeeded = {},
-  failed    = {},
-  skipped   = {},
-  canceled  = {},
-  expired   = {},
+  -- retry (exec_retry: -> ready; flow_retry: -> blocked)
+  failed    = {ready = 1, blocked = 1},
+  skipped   = {blocked = 1},
+  canceled  = {ready = 1, blocked = 1},
+  expired   = {ready = 1, blocked = 1},
 }
 
 local FLOW_TRANSITIONS = {
@@ -24,8 +25,8 @@ local FLOW_TRANSITIONS = {
   pausing   = {paused = 1, running = 1, succeeded = 1, failed = 1, canceled = 1},
   paused    = {running = 1, succeeded = 1, failed = 1, canceled = 1},
   succeeded = {},
-  failed    = {},
-  canceled  = {},
+  failed    = {running = 1},  -- flow_retry
+  canceled  = {running = 1},  -- flow_retry
 }
 
 local SCORE_EPOCH_MS = 1700000000000

@@ -336,3 +336,45 @@ def test_invalid_flows_are_refused_before_anything_is_written(app):
     assert "step 'x' of another flow" in _unchanged(app, foreign)
     assert "more than 3 steps" in _unchanged(app, too_many)
     assert "not JSON-serializable" in _unchanged(app, not_json)
+
+
+def test_retry_reruns_failed_and_skipped_steps_and_keeps_succeeded_results(app):
+    flow = app.flow("retry")
+    ok = flow.step("a", "t.a")
+    bad = flow.step("b", "t.b")
+    flow.step("c", "t.c", ok.ref(), bad.ref())
+    run = flow.submit()
+    finish(app, run, "a", "succeeded", result=1)
+    finish(app, run, "b", "failed")
+    assert run.status()["state"] == "failed" and state(run, "c") == "skipped"
+    assert run.retry() == "running"
+    assert (state(run, "a"), state(run, "b"), state(run, "c")) == ("succeeded", "ready", "blocked")
+    assert run.status()["counts"] == {"succeeded": 1, "ready": 1, "blocked": 1}
+    finish(app, run, "b", "succeeded", result=2)
+    assert state(run, "c") == "ready"
+    assert inputs(run, "c") == {"a": 1, "b": 2}
+    finish(app, run, "c", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
+def test_exec_retry_runs_a_failed_standalone_execution_again(app):
+    from engine.handle import Handle
+
+    handle = app.submit("t.a")
+    c = app.client.run(X.claim(app.client.keys, X.execution_partition(app.client.keys, handle.id),
+                               "default", 1, 30_000, "w")).claimed[0]
+    app.client.run(X.fail(app.client.keys, handle.id, c.token, "E", "x", False, 0.0))
+    assert Handle(app.client, handle.id).retry() == "failed"
+    info = handle.info()
+    assert (info["state"], info["attempts"]) == ("ready", "0") and "error_kind" not in info
+    with pytest.raises(InvalidState):
+        Handle(app.client, handle.id).retry()  # ready is not retryable
+
+
+def test_a_succeeded_flow_has_nothing_to_retry(app):
+    flow = app.flow("ok")
+    flow.step("x", "t.a")
+    run = flow.submit()
+    finish(app, run, "x", "succeeded")
+    with pytest.raises(InvalidState, match="only failed or canceled flows"):
+        run.retry()
