@@ -18,6 +18,9 @@ COMMANDS: dict[str, str] = {
     "reconcile": "engine.cli.daemon:reconcile",
     "functions": "engine.cli.functions:functions",
     "exec": "engine.cli.executions:exec_group",
+    "flow": "engine.cli.flows:flow_group",
+    "lanes": "engine.cli.stats:lanes",
+    "partitions": "engine.cli.stats:partitions",
     "demo": "engine.cli.demo:demo",
     "bench": "bench.cli:bench",
 }

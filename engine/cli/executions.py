@@ -51,3 +51,20 @@ def cancel(execution_id: str, reason: str, as_json: bool, url: str | None, names
         emit_json({"id": execution_id, "previous_state": previous, "state": "canceled"})
     else:
         click.echo(f"{execution_id}: {previous} -> canceled")
+
+
+@exec_group.command("retry")
+@click.argument("execution_id")
+@json_option
+@connection_options
+def retry(execution_id: str, as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
+    """Run a failed, canceled or expired standalone execution again (fresh attempts)."""
+    client = open_client(url, namespace, partitions)
+    try:
+        previous = Handle(client, execution_id).retry()
+    except (EngineError, MalformedId) as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        emit_json({"id": execution_id, "previous_state": previous, "state": "ready"})
+    else:
+        click.echo(f"{execution_id}: {previous} -> ready")

@@ -1,0 +1,137 @@
+"""Every admin command through click's runner, human and --json, including errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from keys import new_id
+from tests.conftest import TEST_PARTITIONS
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def cli(cluster, namespace):
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(main, [*args, "--url", cluster.url, "--namespace", namespace,
+                                      "--partitions", str(TEST_PARTITIONS)])
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def finished_flow(cluster, namespace, make_app):
+    """A flow that ran to the end: fetch -> clean, enrich (optional, fails) -> report."""
+    from engine.worker import Worker
+
+    app = make_app(cluster.url, namespace)
+    worker = Worker(app, ["default"], concurrency=4).start()
+    try:
+        flow = app.flow("report", labels={"team": "bi"})
+        raw = flow.step("fetch", "flow.fetch", "s3://x")
+        clean = flow.step("clean", "flow.clean", raw.ref())
+        enrich = flow.step("enrich", "flow.enrich", raw.ref(), optional=True)
+        flow.step("report", "flow.report", clean.ref(), enrich.ref_or_default({}))
+        run = flow.submit()
+        run.wait(timeout=30)
+        failed = app.submit("basic.boom")
+        with pytest.raises(Exception):
+            failed.result(timeout=20)
+    finally:
+        worker.stop_and_wait()
+    return run, failed
+
+
+def test_flow_list_filters_by_state_and_label(cli, finished_flow):
+    run, _ = finished_flow
+    assert run.id in cli("flow", "list").output
+    listed = json.loads(cli("flow", "list", "--json", "--label", "team=bi").output)
+    assert [f["id"] for f in listed] == [run.id] and listed[0]["state"] == "succeeded"
+    assert json.loads(cli("flow", "list", "--json", "--state", "failed").output) == []
+    assert json.loads(cli("flow", "list", "--json", "--label", "team=other").output) == []
+
+
+def test_flow_show_tree_and_timeline(cli, finished_flow):
+    run, _ = finished_flow
+    shown = cli("flow", "show", run.id).output
+    assert "enrich" in shown and "RuntimeError" in shown
+    data = json.loads(cli("flow", "show", run.id, "--json").output)
+    assert {s["step"]: s["state"] for s in data["steps"]} == {
+        "fetch": "succeeded", "clean": "succeeded", "enrich": "failed", "report": "succeeded"}
+    tree = cli("flow", "tree", run.id).output
+    assert "├─ clean" in tree and "(also after enrich)" in tree and "(optional)" in tree
+    assert json.loads(cli("flow", "tree", run.id, "--json").output)["report"]["upstream"] == {
+        "clean": "ref:satisfied", "enrich": "ref_or_default:satisfied"}
+    assert "(flow)" in cli("flow", "timeline", run.id).output
+    events = json.loads(cli("flow", "timeline", run.id, "--json").output)
+    assert events[0]["to"] == "running" and events[-1]["to"] == "succeeded"
+
+
+def test_flow_control_commands(cli, cluster, namespace, make_app):
+    app = make_app(cluster.url, namespace)
+    flow = app.flow("control")
+    flow.step("a", "basic.add", 1, 2)
+    run = flow.submit()
+    assert json.loads(cli("flow", "pause", run.id, "--json").output)["state"] == "paused"
+    assert "-> running" in cli("flow", "resume", run.id).output
+    assert json.loads(cli("flow", "cancel", run.id, "--json").output)["state"] == "canceled"
+    assert json.loads(cli("flow", "retry", run.id, "--json").output)["state"] == "running"
+    refused = cli("flow", "pause", new_id("f", 1), ok=False)
+    assert refused.exit_code != 0 and "no flow" in refused.output
+
+
+def test_exec_show_cancel_retry(cli, finished_flow, cluster, namespace, make_app):
+    _, failed = finished_flow
+    assert "PermanentError" in cli("exec", "show", failed.id).output
+    assert json.loads(cli("exec", "show", failed.id, "--json").output)["state"] == "failed"
+    assert json.loads(cli("exec", "retry", failed.id, "--json").output) == {
+        "id": failed.id, "previous_state": "failed", "state": "ready"}
+    assert "ready -> canceled" in cli("exec", "cancel", failed.id).output
+
+
+@pytest.mark.parametrize("command", [["exec", "show"], ["exec", "cancel"], ["exec", "retry"],
+                                     ["flow", "show"], ["flow", "tree"], ["flow", "timeline"],
+                                     ["flow", "cancel"]])
+def test_unknown_and_malformed_ids_are_one_line_errors(cli, command):
+    kind = "f" if command[0] == "flow" else "e"
+    for bad in (new_id(kind, 2), "not-an-id"):
+        result = cli(*command, bad, ok=False)
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+
+
+def test_lanes_and_partitions(cli, cluster, namespace, make_app):
+    app = make_app(cluster.url, namespace)
+    app.submit_many("basic.add", [(i, 1) for i in range(5)])
+    app.submit("basic.add", 1, 1, lane="images")
+    assert json.loads(cli("lanes", "--json").output) == {"default": {"ready": 5}, "images": {"ready": 1}}
+    assert "images" in cli("lanes").output
+    view = json.loads(cli("partitions", "--json").output)
+    assert len(view) == TEST_PARTITIONS and sum(v["backlog"] for v in view) == 6
+    nodes = cli("partitions").output
+    assert nodes.count("127.0.0.1:") == 3
+
+
+def test_reconcile_once_and_functions(cli):
+    report = json.loads(cli("reconcile", "--once", "--json").output)
+    assert set(report["scanners"]) >= {"dependency", "lease_expiry", "delayed", "retention", "index_check"}
+    assert "lease_expiry" in cli("reconcile", "--once", "--scanner", "lease_expiry").output
+    status = json.loads(cli("functions", "status", "--json").output)
+    assert set(status["nodes"].values()) == {status["expected"]}
+    assert "loaded" in cli("functions", "load").output
+
+
+def test_commands_without_a_server_fail_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWSLOT_HOME", str(tmp_path))
+    monkeypatch.delenv("FLOWSLOT_URL", raising=False)
+    result = CliRunner().invoke(main, ["lanes"])
+    assert result.exit_code == 1 and "flowslot cluster up" in result.output
