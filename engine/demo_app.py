@@ -1,4 +1,4 @@
-"""Tasks used by ``flowslot demo``: realistic enough to show retries and failures."""
+"""Tasks used by ``flowslot demo``: a small sales report with the usual troubles."""
 
 from __future__ import annotations
 
@@ -10,31 +10,47 @@ from engine import App, PermanentError, Retry, current_task
 
 app = App()
 
+REGIONS = ["emea", "amer", "apac", "latam", "anz", "nordics"]
+
+
+@app.task(name="demo.fetch_orders", retry=Retry(max_attempts=3, backoff_s=0.2, backoff_max_s=1))
+def fetch_orders(day: str) -> dict[str, list[int]]:
+    """A flaky upstream: the first attempt times out, the retry succeeds."""
+    if current_task().attempt == 1:
+        raise ConnectionError(f"orders API timed out for {day}")
+    time.sleep(0.05)
+    return {r: [int(hashlib.sha256(f"{day}{r}{i}".encode()).hexdigest(), 16) % 500 for i in range(20)]
+            for r in REGIONS}
+
+
+@app.task(name="demo.score_region")
+async def score_region(region: str, orders: dict[str, list[int]]) -> dict[str, object]:
+    """Fan-out: one async step per region."""
+    await asyncio.sleep(0.05)
+    values = orders[region]
+    return {"region": region, "revenue": sum(values), "orders": len(values)}
+
+
+@app.task(name="demo.geo_enrich", retry=Retry(max_attempts=1))
+def geo_enrich(orders: dict[str, list[int]]) -> dict[str, str]:
+    """An optional step whose service is down: its failure does not fail the flow."""
+    raise PermanentError("geo service returned 503")
+
+
+@app.task(name="demo.summarize")
+def summarize(scores: list[dict[str, object]], geo: dict[str, str]) -> dict[str, object]:
+    """Fan-in: receives every region's result, and the geo data or its default."""
+    best = max(scores, key=lambda s: s["revenue"])  # type: ignore[arg-type, return-value]
+    return {"regions": len(scores), "revenue": sum(s["revenue"] for s in scores),  # type: ignore[misc]
+            "best_region": best["region"], "geo": geo or "unavailable"}
+
+
+@app.task(name="demo.notify")
+def notify(channel: str) -> str:
+    return f"posted to {channel}"
+
 
 @app.task(name="demo.thumbnail", lane="images")
-def thumbnail(path: str, width: int) -> dict[str, object]:
-    """Pretend to resize an image: a little CPU, a little sleep."""
-    digest = hashlib.sha256(f"{path}:{width}".encode()).hexdigest()[:12]
-    time.sleep(0.02)
-    return {"path": path, "width": width, "etag": digest}
-
-
-@app.task(name="demo.fetch_price", retry=Retry(max_attempts=3, backoff_s=0.2, backoff_max_s=1))
-def fetch_price(sku: str) -> float:
-    """Fails its first attempt (a flaky upstream), succeeds on the retry."""
-    if current_task().attempt == 1:
-        raise ConnectionError(f"upstream timed out for {sku}")
-    return round(9.99 + len(sku) / 10, 2)
-
-
-@app.task(name="demo.score")
-async def score(text: str) -> int:
-    """An async handler: runs on the worker's event loop."""
-    await asyncio.sleep(0.01)
-    return sum(map(ord, text)) % 100
-
-
-@app.task(name="demo.validate")
-def validate(order_id: str) -> None:
-    """Always refuses: a non-retryable failure."""
-    raise PermanentError(f"order {order_id} has no shipping address")
+def thumbnail(path: str, width: int) -> str:
+    time.sleep(0.01)
+    return f"{path}@{width}"

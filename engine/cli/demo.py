@@ -1,83 +1,97 @@
-"""``flowslot demo``: an embedded cluster, a worker and a reconciler, one process, no setup."""
+"""``flowslot demo``: an embedded cluster, a daemon and workers, one realistic flow."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections import Counter
+from typing import Any
 
 import click
 
-from engine.cli.options import table
+from engine.cli.flows import paint, tree_lines
 
 
 @click.command()
 @click.option("--primaries", default=3, show_default=True, type=click.IntRange(1, 16))
-@click.option("--tasks", default=60, show_default=True, type=click.IntRange(4, 100_000))
-def demo(primaries: int, tasks: int) -> None:
-    """Start an embedded Valkey cluster, run a batch of tasks through workers, show what happened."""
-    from engine.demo_app import app, fetch_price, score, thumbnail, validate
+@click.option("--images", default=40, show_default=True, type=click.IntRange(0, 100_000),
+              help="Standalone thumbnail tasks submitted next to the flow.")
+def demo(primaries: int, images: int) -> None:
+    """Start an embedded Valkey cluster, a daemon and workers; run a sample flow and show it."""
+    from engine.demo_app import REGIONS, app
     from engine.localcluster import LocalCluster, LocalClusterError
     from engine.worker import Worker
-    from reconciler import Reconciler
+    from reconciler import Ownership, Reconciler
 
-    say = lambda text: click.echo(text, err=False)  # noqa: E731
     started = time.monotonic()
-    say(f"starting an embedded {primaries}-primary Valkey cluster ...")
+    click.echo(f"starting an embedded {primaries}-primary Valkey cluster ...")
     try:
         cluster = LocalCluster(primaries=primaries).start()
     except LocalClusterError as e:
         raise click.ClickException(str(e)) from e
+    workers: list[Worker] = []
+    reconciler = None
     try:
         app.url = cluster.url
-        say(f"cluster up at {cluster.url} ({time.monotonic() - started:.1f}s); loading functions ...")
-        worker = Worker(app, ["default", "images"], concurrency=8, lease_ms=5000).start()
-        reconciler = Reconciler(app.client, interval_s=0.2).start()
-        handles = _submit(app, tasks, thumbnail, fetch_price, score, validate)
-        say(f"submitted {len(handles)} executions over {app.client.keys.partitions} partitions")
-        _follow(handles)
-        _summarize(handles)
-        worker.stop_and_wait()
-        reconciler.stop()
-        say(f"worker: {worker.stats.succeeded} succeeded, {worker.stats.failed} failed, "
-            f"{worker.stats.retried} retried; done in {time.monotonic() - started:.1f}s")
+        client = app.client
+        click.echo(f"cluster up at {cluster.url} in {time.monotonic() - started:.1f}s; "
+                   f"functions loaded on {len(client.router.primaries())} primaries")
+        workers = [Worker(app, ["default", "images"], concurrency=8, lease_ms=5000).start() for _ in range(2)]
+        reconciler = Reconciler(client, ownership=Ownership(client, ttl_s=5), interval_s=0.2).start()
+        click.echo("2 workers and a reconciler daemon running in this process\n")
+
+        flow = app.flow("daily-sales-report", labels={"team": "bi"})
+        orders = flow.step("fetch_orders", "demo.fetch_orders", "2026-11-24")
+        scores = [flow.step(f"score_{r}", "demo.score_region", r, orders.ref()) for r in REGIONS]
+        geo = flow.step("geo_enrich", "demo.geo_enrich", orders.ref(), optional=True)
+        summary = flow.step("summarize", "demo.summarize", [s.ref() for s in scores], geo.ref_or_default({}))
+        flow.step("notify", "demo.notify", "#sales", after_any=[summary])
+        run = flow.submit()
+        thumbs = app.submit_many("demo.thumbnail", [(f"img/{i}.png", 320) for i in range(images)])
+        click.echo(f"submitted flow {run.id} ({len(flow.steps)} steps: fetch -> {len(REGIONS)} scores "
+                   f"+ optional geo -> summarize -> notify) and {len(thumbs)} thumbnail tasks")
+        _follow(run)
+        for handle in thumbs:
+            handle.result(timeout=30)
+        _show(run)
+        repairs = ", ".join(f"{k}={v}" for k, v in reconciler.totals.items() if v)
+        click.echo(f"\n{len(thumbs)} thumbnails done; the daemon repaired {repairs or 'nothing (healthy)'}")
     finally:
+        for worker in workers:
+            worker.stop_and_wait()
+        if reconciler is not None:
+            reconciler.stop()
         app.close()
         cluster.stop()
+    click.echo(f"everything stopped cleanly; {time.monotonic() - started:.1f}s in all")
 
 
-def _submit(app, tasks, thumbnail, fetch_price, score, validate):  # type: ignore[no-untyped-def]
-    n = max(tasks // 4, 1)
-    handles = []
-    handles += [("thumbnail", h) for h in app.submit_many(thumbnail, [(f"img/{i}.png", 320) for i in range(n)])]
-    handles += [("fetch_price", h) for h in app.submit_many(fetch_price, [(f"sku-{i}",) for i in range(n)])]
-    handles += [("score", h) for h in app.submit_many(score, [(f"review {i}",) for i in range(n)], priority=9)]
-    handles += [("validate", app.submit(validate, "order-17"))]
-    return handles
-
-
-def _follow(handles) -> None:  # type: ignore[no-untyped-def]
+def _follow(run: Any) -> None:
+    """Live progress until the flow is terminal (a display refresh, not a waiter)."""
     tty = sys.stdout.isatty()
-    for done, (_, handle) in enumerate(handles, 1):
-        try:
-            handle.result(timeout=30)
-        except Exception:  # noqa: BLE001 - the failures are part of the demo; shown below
-            pass
-        if tty:
-            click.echo(f"\r  {done}/{len(handles)} terminal", nl=False)
+    last = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = run.status()
+        counts = ", ".join(f"{paint(k)} {v}" for k, v in sorted(status["counts"].items()))
+        line = f"  [{status['state']}] {status['terminal']}/{status['total']} steps done: {counts}"
+        if line != last:
+            click.echo(("\r" + line.ljust(100)) if tty else line, nl=not tty)
+            last = line
+        if status["state"] in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(0.1)
     if tty:
         click.echo()
 
 
-def _summarize(handles) -> None:  # type: ignore[no-untyped-def]
-    by_task: dict[str, Counter[str]] = {}
-    examples: dict[str, str] = {}
-    for task, handle in handles:
-        info = handle.info()
-        by_task.setdefault(task, Counter())[info["state"]] += 1
-        by_task[task]["attempts"] += int(info["attempts"])
-        if task not in examples:
-            shown = info.get("result") or f"{info.get('error_kind')}: {info.get('error_msg', '').splitlines()[0]}"
-            examples[task] = shown[:60]
-    rows = [[task, c["succeeded"], c["failed"], c["attempts"], examples[task]] for task, c in by_task.items()]
-    click.echo(table(rows, ["task", "succeeded", "failed", "attempts", "example outcome"]))
+def _show(run: Any) -> None:
+    described = run.describe(timeline_limit=1)
+    click.echo(f"\nflow {run.id}: {paint(described['flow']['state'])}")
+    for line in tree_lines(described["steps"]):
+        click.echo("  " + line)
+    attempts = {s["step"]: s["attempts"] for s in described["steps"]}
+    click.echo(f"\nfetch_orders took {attempts['fetch_orders']} attempts (the first timed out); "
+               f"geo_enrich failed but is optional, so summarize got its default")
+    click.echo("summarize result: " + json.dumps(run.result("summarize", timeout=5)))
+    click.echo("notify: " + str(run.result("notify", timeout=5)))

@@ -37,8 +37,10 @@ def load_app(target: str) -> App:
 @click.option("--lease-ms", default=30_000, show_default=True, type=click.IntRange(100, 86_400_000))
 @click.option("--grace-s", default=30.0, show_default=True, type=float,
               help="On SIGTERM, how long running handlers may finish before their leases are released.")
+@click.option("--metrics-port", envvar="FLOWSLOT_WORKER_METRICS_PORT", default=0, show_default=True, type=int,
+              help="Serve /metrics and /healthz on this port (0: off).")
 @connection_options
-def worker(target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: float,
+def worker(target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: float, metrics_port: int,
            url: str | None, namespace: str, partitions: int) -> None:
     """Run the tasks registered on TARGET (``module:app``) until SIGTERM."""
     from engine.worker import Worker
@@ -49,4 +51,10 @@ def worker(target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: fl
         app.url = url
     app.namespace, app.partitions = namespace, partitions
     lane_list = [lane.strip() for lane in lanes.split(",") if lane.strip()]
-    Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s).run()
+    runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
+    if metrics_port:
+        from engine.cli.daemon import health_report
+        from engine.httpd import serve
+
+        serve(metrics_port, lambda: health_report(app.client))
+    runner.run()
