@@ -16,14 +16,11 @@ from engine.errors import FlowCanceled
 from engine.router import Command
 from tests.conftest import TEST_PARTITIONS
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.server
 
 
-def wait_until(check, timeout_s=15.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_the_report_flow_passes_data_skips_nothing_and_survives_an_optional_failure(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,11 @@ from keys import partition_of_key, partition_slot
 from reconciler import Reconciler
 from tests.conftest import TEST_PARTITIONS
 
+from tests.waiting import wait_until
+
 pytestmark = [pytest.mark.server, pytest.mark.system]
 
 
-def wait_until(check, timeout_s: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_worker_killed_mid_lease_loses_it_and_another_worker_finishes(

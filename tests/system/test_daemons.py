@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 
@@ -17,6 +16,8 @@ from engine import executions as X
 from engine.router import Command
 from tests.conftest import TEST_PARTITIONS
 from tests.integration.workers import ROOT
+
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.system]
 
@@ -35,14 +36,6 @@ def owners(app):
     return app.client.run_many([Command(("GET", ks.owner(p)), ks.owner(p)) for p in range(ks.partitions)])
 
 
-def wait_until(check, timeout_s=20.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_a_killed_daemons_partitions_and_stragglers_are_taken_over(cluster, namespace, make_app):
@@ -89,7 +82,7 @@ def test_the_daemon_serves_metrics_and_health(cluster, namespace, make_app):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = make_app(cluster.url, namespace)
+    make_app(cluster.url, namespace)
     daemon = start_daemon(cluster.url, namespace, metrics_port=port)
     try:
         def fetch(path):

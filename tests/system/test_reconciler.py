@@ -23,14 +23,11 @@ from reconciler import (
     UnsealedFlows,
 )
 
+from tests.waiting import wait_until
+
 pytestmark = [pytest.mark.server, pytest.mark.system]
 
 
-def wait_until(check, timeout_s=15.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def get(app, *args, key):
