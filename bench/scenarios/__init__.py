@@ -10,7 +10,8 @@ import importlib
 
 from bench.scenarios.base import Result, Scenario
 
-_MODULES = ("submit_claim_complete",)
+_MODULES = ("submit_claim_complete", "chain", "fanout", "cascade", "reconcile_cost", "scale",
+            "memory")
 
 
 def scenarios() -> dict[str, Scenario]:

@@ -1,0 +1,55 @@
+"""The flow benchmarks run end to end at a tiny size (shape and correctness only: no timing)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import bench
+
+pytestmark = pytest.mark.server
+
+SMALL = ["--workers", "2", "--concurrency", "4", "--standalone", "--timeout-s", "30", "--json"]
+
+
+def run_bench(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(bench, [*args, *SMALL], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out: dict[str, Any] = json.loads(result.stdout)
+    assert out["server"]["mode"] == "standalone" and out["machine"]["cpu_count"]
+    assert isinstance(out["git"], str) and out["git"]
+    return out
+
+
+def test_chain_reports_each_concurrency_and_every_flow_ends_with_the_step_count() -> None:
+    out = run_bench("chain", "--flows", "5", "--concurrencies", "1,2")
+    assert out["scenario"] == "chain" and out["steps"] == 10
+    assert [row["concurrency"] for row in out["results"]] == [1, 2]
+    for row in out["results"]:
+        assert row["flows"] == 5 and row["all_correct"] is True
+        for key in ("flows_per_s", "p50_ms", "p99_ms", "server_p50_ms"):
+            assert isinstance(row[key], (int, float)), key
+
+
+def test_fanout_join_gets_the_sum_of_every_middle_result() -> None:
+    out = run_bench("fanout", "--width", "20", "--repeat", "2")
+    assert out["scenario"] == "fanout" and out["width"] == 20
+    assert len(out["flow"]["wall_s_runs"]) == len(out["independent"]["wall_s_runs"]) == 2
+    assert out["flow"]["join_result"] == out["flow"]["join_expected"] == sum(range(1, 21))
+    assert out["flow"]["completed"] == out["independent"]["completed"] == 20
+    assert out["flow"]["state"] == "succeeded"
+    assert out["ratio"] == pytest.approx(out["flow"]["wall_s"] / out["independent"]["wall_s"],
+                                         rel=0.01)
+
+
+def test_cascade_skips_every_descendant_of_the_failed_root() -> None:
+    out = run_bench("cascade", "--shape", "2,3,4")
+    assert out["scenario"] == "cascade" and out["descendants"] == 9
+    assert out["all_skipped"] is True
+    cascade = out["cascade"]
+    assert (cascade["flow_state"], cascade["root_state"]) == ("failed", "failed")
+    assert cascade["counts"] == {"failed": 1, "skipped": 9}
+    assert isinstance(out["wall_s"], (int, float)) and cascade["client_wall_s"] >= 0
