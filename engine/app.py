@@ -126,7 +126,7 @@ class App:
                 kwargs: dict[str, Any] | None = None, *, lane: str | None = None,
                 priority: int | None = None, delay_s: float | None = None,
                 deadline_s: float | None = None, idempotency_key: str | None = None,
-                retry: Retry | None = None) -> tuple[executions.SubmitSpec, int]:
+                retry: Retry | None = None, partition: int | None = None) -> tuple[executions.SubmitSpec, int]:
         """Validate and encode one submission; raises before anything is written."""
         definition = self._resolve(task)
         policy = retry or definition.retry
@@ -138,8 +138,9 @@ class App:
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
         ):
             raise ContractError(f"idempotency_key must be a string of 1..{MAX_IDEMPOTENCY_KEY} characters")
-        partition = (partition_of_key(idempotency_key, self.partitions) if idempotency_key
-                     else self._random_partition())
+        if partition is None:  # flow steps pass their flow's partition
+            partition = (partition_of_key(idempotency_key, self.partitions) if idempotency_key
+                         else self._random_partition())
         spec = executions.SubmitSpec(
             execution_id=new_id("e", partition),
             task=definition.name,

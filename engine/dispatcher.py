@@ -11,7 +11,7 @@ it is safe: an edge resolves once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from engine import metrics
@@ -33,7 +33,7 @@ class DispatchStats:
     already_resolved: int = 0
     ready: int = 0
     skipped: int = 0
-    woken: list[tuple[int, str]] = field(default_factory=list)  # (partition, lane) made ready
+    woken: list[tuple[int, str]] = field(default_factory=list)  # kept by claim_locally, not hinted
 
 
 def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BATCH) -> FCall:
@@ -42,8 +42,13 @@ def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BA
                                   tuple(int(n) for n in r[3])))
 
 
-def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISPATCH_BATCH) -> DispatchStats:
-    """Resolve every outgoing edge of these terminal executions, cascading through skips."""
+def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISPATCH_BATCH,
+             claim_locally: Callable[[int, str], bool] | None = None) -> DispatchStats:
+    """Resolve every outgoing edge of these terminal executions, cascading through skips.
+
+    ``claim_locally(partition, lane)`` lets a worker keep a ready child for itself
+    (it claims it at once) instead of hinting it; anything it declines is hinted.
+    """
     stats = DispatchStats()
     frontier = list(dict.fromkeys(execution_ids))
     while frontier:
@@ -56,20 +61,24 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                 continue  # deleted by retention meanwhile: nothing left to resolve
             if isinstance(reply, Exception):
                 raise reply
-            done, ready, skipped, (satisfied, impossible, already) = reply
+            done, ready, cascade, (satisfied, impossible, already, skipped) = reply
             stats.edges += satisfied + impossible
             stats.satisfied += satisfied
             stats.impossible += impossible
             stats.already_resolved += already
             stats.ready += len(ready)
-            stats.skipped += len(skipped)
-            hints.extend((execution_partition(client.keys, rid), lane) for rid, lane in ready)
-            following.extend(skipped)
+            stats.skipped += skipped
+            for rid, lane in ready:
+                target = (execution_partition(client.keys, rid), lane)
+                if claim_locally is not None and claim_locally(*target):
+                    stats.woken.append(target)
+                else:
+                    hints.append(target)
+            following.extend(cascade)
             if not done:
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))
-            stats.woken.extend(hints)
         frontier = list(dict.fromkeys(following))
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)

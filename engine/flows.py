@@ -181,13 +181,16 @@ class FlowBuilder:
         app = self.app
         o = step.options
         spec, _ = app.prepare(step.task, _mark(step.args), _mark(step.kwargs), lane=o["lane"],
-                              priority=o["priority"], retry=o["retry"], deadline_s=o["deadline_s"])
-        step.execution_id = new_id("e", partition)
-        edges = []
+                              priority=o["priority"], retry=o["retry"], deadline_s=o["deadline_s"],
+                              partition=partition)
+        step.execution_id = spec.execution_id
+        edges: list[list[str]] = []
         for upstream, (kind, default) in step.edges.items():
-            default_json = encode(default, limit_bytes=app.max_payload_bytes,
-                                  what=f"default of step {step.id!r} for {upstream!r}")
-            edges.append([upstream, kind, default_json] if kind == "ref_or_default" else [upstream, kind])
+            if kind == "ref_or_default":
+                edges.append([upstream, kind, encode(default, limit_bytes=app.max_payload_bytes,
+                                                     what=f"default of step {step.id!r} for {upstream!r}")])
+            else:
+                edges.append([upstream, kind])
         return {"step": step.id, "id": step.execution_id, "task": spec.task, "lane": spec.lane,
                 "payload": spec.payload, "priority": spec.priority, "max_attempts": spec.max_attempts,
                 "backoff_ms": spec.backoff_ms, "backoff_max_ms": spec.backoff_max_ms,

@@ -451,11 +451,18 @@ class Worker:
             self._dispatch(to_dispatch)
 
     def _dispatch(self, execution_ids: list[str]) -> None:
-        """Resolve children; claim the ones on our lanes at once rather than via a hint round trip."""
-        stats = dispatch(self.client, execution_ids)
-        for partition, lane in stats.woken:
-            if lane in self.lanes:
+        """Resolve children; while we have room, claim children on our lanes ourselves
+        (no hint, so no other worker makes an empty claim for them)."""
+        room = [self._free()]
+
+        def keep(partition: int, lane: str) -> bool:
+            if lane in self.lanes and room[0] > 0:
+                room[0] -= 1
                 self._wake(partition, lane)
+                return True
+            return False
+
+        dispatch(self.client, execution_ids, claim_locally=keep)
 
     # -- delayed retries -------------------------------------------------
     def _schedule_promotion(self, partition: int, delay_ms: int) -> None:

@@ -53,8 +53,9 @@ local function settle(prefix, e, now, out, why)
   elseif verdict == 'skip' then
     move(prefix, e, 'skipped', {'finished_ms', now, 'error_kind', 'upstream_failed',
       'error_msg', why or 'a required upstream step did not succeed'}, why)
-    finish(prefix, e, now)
-    out.skipped[#out.skipped + 1] = e.id
+    out.skipped_count = (out.skipped_count or 0) + 1
+    -- Only a skipped step with children of its own needs the dispatcher.
+    if finish(prefix, e, now) == 1 then out.skipped[#out.skipped + 1] = e.id end
   end
 end
 
@@ -119,7 +120,7 @@ end
 
 -- Write one step (state blocked) and its incoming edges. Edges from upstream
 -- steps that are already terminal are resolved on the spot.
-local function create_step(prefix, fid, s, steps_key, now, out)
+local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   local key = exec_key(prefix, s.id)
   local deadline = 0
   if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
@@ -145,9 +146,12 @@ local function create_step(prefix, fid, s, steps_key, now, out)
       rcall('HSET', prefix .. 'def:' .. s.id, up_step, default or 'null')
     end
     local up_id = rcall('HGET', steps_key, up_step)
-    local up = hash_table(rcall('HGETALL', exec_key(prefix, up_id)))
-    if TERMINAL[up.state] then
-      resolve_edge(prefix, up, s.id, now, out, false)
+    -- Only an upstream that is already terminal (a dynamic step's, or one of a
+    -- retried flow) needs its whole hash; steps of this very call never are.
+    local up_state = nil
+    if not created_now[up_step] then up_state = rcall('HGET', exec_key(prefix, up_id), 'state') end
+    if up_state and TERMINAL[up_state] then
+      resolve_edge(prefix, hash_table(rcall('HGETALL', exec_key(prefix, up_id))), s.id, now, out, false)
     else
       rcall('RPUSH', prefix .. 'out:' .. up_id, s.id)
     end
@@ -221,7 +225,11 @@ local function flow_submit(keys, args)
     emit_flow(prefix, fid, '', 'running', name)
     fstate, sealed, created = 'running', '0', 1
   end
-  for _, s in ipairs(fresh) do create_step(prefix, fid, s, steps_key, now, out) end
+  local created_now = {}
+  for _, s in ipairs(fresh) do
+    create_step(prefix, fid, s, steps_key, now, out, created_now)
+    created_now[s.step] = true
+  end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
     if created == 1 then rcall('ZADD', pkey(prefix, 'unsealed'), now, fid) end
@@ -265,8 +273,8 @@ register('flow_seal', flow_seal)
   record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
-  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...},
-           {satisfied_count, impossible_count, already_resolved_count}}
+  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
+           {satisfied_count, impossible_count, already_resolved_count, skipped_count}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resolve(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -295,7 +303,8 @@ local function flow_resolve(keys, args)
     rcall('ZREM', pkey(prefix, 'pending_dispatch'), up.id)
     done = 1
   end
-  return {done, out.ready, out.skipped, {tally.satisfied, tally.impossible, tally.already}}
+  return {done, out.ready, out.skipped,
+    {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}}
 end
 register('flow_resolve', flow_resolve)
 
