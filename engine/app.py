@@ -11,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from engine import executions, metrics
 from engine.client import Client
@@ -95,9 +95,18 @@ class App:
             self._client.close()
 
     # -- registration ----------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], *, name: str | None = None, retry: Retry | None = None,
+             lane: str | None = None, priority: int = 0, deadline_s: float | None = None) -> TaskDef: ...
+
+    @overload
+    def task(self, fn: None = None, *, name: str | None = None, retry: Retry | None = None,
+             lane: str | None = None, priority: int = 0,
+             deadline_s: float | None = None) -> Callable[[Callable[..., Any]], TaskDef]: ...
+
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
              retry: Retry | None = None, lane: str | None = None, priority: int = 0,
-             deadline_s: float | None = None) -> Any:
+             deadline_s: float | None = None) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
         """Register a handler (plain or ``async def``); usable with or without arguments."""
 
         def register(f: Callable[..., Any]) -> TaskDef:

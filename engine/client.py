@@ -18,7 +18,7 @@ from redis import exceptions as rexc
 
 from engine.errors import ConfigMismatch, ContractError, LibraryError
 from engine.library import VERSION_FUNCTION, library
-from engine.router import Command, Routable, Router
+from engine.router import Command, Routable, Router, run_command
 from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, KeySpace
 
 URL_ENV = "FLOWSLOT_URL"
@@ -77,7 +77,7 @@ class Client:
         out: dict[str, str | None] = {}
         for node in self.router.primaries():
             try:
-                out[node] = self.router.client(node).execute_command("FCALL_RO", VERSION_FUNCTION, 0)
+                out[node] = run_command(self.router.client(node), "FCALL_RO", VERSION_FUNCTION, 0)
             except rexc.ResponseError:
                 out[node] = None
         return out
@@ -105,7 +105,7 @@ class Client:
 
     @staticmethod
     def _load_on(client: redis.Redis) -> None:
-        client.execute_command("FUNCTION", "LOAD", "REPLACE", library().source)
+        run_command(client, "FUNCTION", "LOAD", "REPLACE", library().source)
 
     # -- calls -----------------------------------------------------------
     def run(self, call: Routable) -> Any:

@@ -34,7 +34,7 @@ def pop_hints(ks: KeySpace, lane: str, index: int, timeout_s: float, count: int)
     def parse(reply: object) -> list[int]:
         if not reply:
             return []
-        _, values = reply  # type: ignore[misc]
+        values: list[str] = reply[1]  # type: ignore[index]
         return [int(v) for v in values]
 
     return Command(("BLMPOP", timeout_s, 1, key, "RIGHT", "COUNT", count), key, parse,

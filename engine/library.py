@@ -25,7 +25,7 @@ class Library:
 def lua_files() -> list[tuple[str, str]]:
     """(name, text) of every Lua file, in load order."""
     root = resources.files("lua")
-    files = sorted(p for p in root.iterdir() if p.name.endswith(".lua"))
+    files = sorted((p for p in root.iterdir() if p.name.endswith(".lua")), key=lambda p: p.name)
     return [(p.name, p.read_text(encoding="utf-8")) for p in files]
 
 

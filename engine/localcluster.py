@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from engine.errors import EngineError
+from engine.router import run_command
 
 HOST = "127.0.0.1"
 CLUSTER_SLOTS = 16384
@@ -240,11 +241,6 @@ def _signal(pid: int, sig: int) -> bool:
 
 
 # --------------------------------------------------------------------------- replies
-
-
-def run_command(client: redis.Redis, *args: str | int) -> Any:
-    """One admin command; redis-py leaves execute_command untyped, so it is typed once here."""
-    return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def parse_info(text: str) -> dict[str, str]:

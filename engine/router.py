@@ -61,6 +61,11 @@ class Command:
         return self.args
 
 
+def run_command(client: redis.Redis, *args: Any) -> Any:
+    """One command on one node; redis-py leaves execute_command untyped, so it is typed once here."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 _RETRYABLE_CONN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError,
                    rexc.TryAgainError, rexc.BusyLoadingError)
 
@@ -92,6 +97,7 @@ class Router:
         self._lock = threading.Lock()
         self._slots: list[Node] = []
         self.cluster = False
+        self._static = False  # True for Router.single: the slot map never changes
         self.refresh()
 
     @classmethod
@@ -126,7 +132,7 @@ class Router:
 
     def refresh(self) -> None:
         """Re-read the slot map from any reachable node (seed first)."""
-        if getattr(self, "_static", False):
+        if self._static:
             return
         errors = []
         for node in [self._seed_node, *self._clients]:
@@ -144,7 +150,7 @@ class Router:
             self._slots = [self._node_of(client)] * SLOT_COUNT
             return
         slots: list[Node | None] = [None] * SLOT_COUNT
-        for entry in client.execute_command("CLUSTER SLOTS"):
+        for entry in run_command(client, "CLUSTER SLOTS"):
             start, end, primary = int(entry[0]), int(entry[1]), entry[2]
             host = primary[0] or client.connection_pool.connection_kwargs["host"]
             node = f"{host}:{int(primary[1])}"
@@ -254,11 +260,11 @@ class Router:
                     if i in asking:
                         commands.append(("ASKING",))
                     commands.append(calls[i].command())
-                conn.send_packed_command(conn.pack_commands(commands))
+                conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
                 sent.append((node, conn, idx))
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
                 if conn is not None:
-                    conn.disconnect()
+                    conn.disconnect()  # type: ignore[no-untyped-call]
                     pool.release(conn)
                 for i in idx:
                     results[i] = e

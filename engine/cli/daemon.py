@@ -33,13 +33,13 @@ def setup_logging(as_json: bool) -> None:
 
 def build_scanners(intervals: tuple[str, ...], retention_s: float | None, names: tuple[str, ...] = ()) -> list[Any]:
     """Default scanners, with ``NAME=SECONDS`` interval overrides and the retention."""
-    from reconciler import SCANNERS, FlowRetention, Retention
+    from reconciler import SCANNERS, FlowRetention, Retention, Scanner
 
     chosen = names or tuple(SCANNERS)
     unknown = [n for n in chosen if n not in SCANNERS]
     if unknown:
         raise click.BadParameter(f"unknown scanner {unknown[0]!r}; known: {', '.join(SCANNERS)}")
-    scanners = []
+    scanners: list[Scanner] = []
     for name in chosen:
         cls = SCANNERS[name]
         if retention_s is not None and issubclass(cls, (Retention, FlowRetention)):

@@ -43,7 +43,7 @@ def partitions(show_all: bool, as_json: bool, url: str | None, namespace: str, p
         click.echo(table(rows, ["partition", "node", "owner", "backlog"]))
         return
     per_node = Counter(v.node for v in view)
-    backlog = Counter()
+    backlog: Counter[str] = Counter()
     owners: dict[str, set[str]] = {}
     for v in view:
         backlog[v.node] += v.backlog
