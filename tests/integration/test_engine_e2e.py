@@ -122,3 +122,28 @@ def test_urls_with_acl_credentials_reach_every_node(server_url, namespace, make_
         seed.router.client(node).execute_command("ACL", "DELUSER", user)
     client.close()
     seed.close()
+
+
+def test_a_worker_serves_its_own_metrics(server_url, namespace, make_app, spawn_worker):
+    import socket
+    import urllib.request
+
+    from tests.waiting import wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = make_app(server_url, namespace)
+    spawn_worker(server_url, namespace, metrics_port=port)
+    assert app.submit("basic.add", 2, 2).result(timeout=20) == 4
+
+    def scrape():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+
+    body = wait_until(scrape, what="the worker's metrics endpoint")
+    assert 'flowslot_executions_total{event="succeeded",lane="default"} 1.0' in body
+    assert "flowslot_execution_run_seconds_bucket" in body

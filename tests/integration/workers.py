@@ -13,12 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class WorkerProcess:
     def __init__(self, url: str, namespace: str, partitions: int, *, lanes: str = "default",
-                 lease_ms: int = 2000, grace_s: float = 5.0, concurrency: int = 4) -> None:
+                 lease_ms: int = 2000, grace_s: float = 5.0, concurrency: int = 4,
+                 metrics_port: int = 0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "worker", "tests.apps.basic:app", "--url", url,
              "--namespace", namespace, "--partitions", str(partitions), "--lanes", lanes,
              "--lease-ms", str(lease_ms), "--grace-s", str(grace_s),
-             "--concurrency", str(concurrency)],
+             "--concurrency", str(concurrency), "--metrics-port", str(metrics_port)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
