@@ -40,7 +40,7 @@ from engine.codec import decode, encode
 from engine.context import TaskContext, _current
 from engine.dispatcher import dispatch
 from engine.flows import substitute
-from engine.errors import Canceled, EngineError, NotFound, StaleLease, TransitionRejected
+from engine.errors import Canceled, EngineError, InvalidState, NotFound, StaleLease, TransitionRejected
 from engine.hints import hint_commands, pop_hints
 from keys import partition_of
 
@@ -423,7 +423,7 @@ class Worker:
         for o, reply in zip(batch, replies):
             with self._held_lock:
                 self._held.pop(o.claimed.execution_id, None)
-            if isinstance(reply, (Canceled, StaleLease, NotFound)):
+            if isinstance(reply, (Canceled, StaleLease, NotFound, InvalidState)):  # e.g. expired meanwhile
                 log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
                 continue
             if isinstance(reply, Exception):
