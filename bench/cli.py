@@ -93,4 +93,14 @@ def bench() -> None:
 for _scenario in scenarios().values():
     bench.add_command(make_command(_scenario))
 
+
+def _add_compare() -> None:
+    """``flowslot bench compare``: flowslot and the peers side by side (bench/compare.py)."""
+    from bench.compare import compare
+
+    bench.add_command(compare)
+
+
+_add_compare()
+
 __all__ = ["bench", "make_command", "run_scenario"]
