@@ -123,13 +123,17 @@ def claim(ks: KeySpace, partition: int, lane: str, max_count: int, lease_ms: int
                  parse=_parse_claim)
 
 
-def execution_partition(ks: KeySpace, execution_id: str) -> int:
-    """The partition of an execution id; ContractError naming the problem if malformed."""
+def id_partition(ks: KeySpace, entity_id: str, kind: str) -> int:
+    """The partition of an execution or flow id; ContractError naming the problem if malformed."""
     try:
-        parse_id(execution_id, kind=KIND_EXECUTION)
-        return partition_of(execution_id, ks.partitions)
+        parse_id(entity_id, kind=kind)
+        return partition_of(entity_id, ks.partitions)
     except MalformedId as e:
         raise ContractError(str(e)) from e
+
+
+def execution_partition(ks: KeySpace, execution_id: str) -> int:
+    return id_partition(ks, execution_id, KIND_EXECUTION)
 
 
 def _exec_key(ks: KeySpace, execution_id: str) -> str:

@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine.calls import FCall
-from engine.errors import ContractError
-from keys import KIND_FLOW, KeySpace, MalformedId, parse_id, partition_of
+from engine.executions import id_partition
+from keys import KIND_FLOW, KeySpace
 
 
 def flow_partition(ks: KeySpace, flow_id: str) -> int:
-    try:
-        parse_id(flow_id, kind=KIND_FLOW)
-        return partition_of(flow_id, ks.partitions)
-    except MalformedId as e:
-        raise ContractError(str(e)) from e
+    return id_partition(ks, flow_id, KIND_FLOW)
 
 
 def flow_key(ks: KeySpace, flow_id: str) -> str:

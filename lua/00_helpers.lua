@@ -6,7 +6,9 @@
   * now_ms() is the only clock: the server's TIME, never the caller's.
   * pkey(prefix, suffix) rebuilds a partition key from the prefix of a KEYS
     entry; it mirrors keys/schema.py (a unit test checks both agree).
-  * register(name, fn, flags) wraps fn so raise() becomes an error reply.
+  * register(name, fn, flags) wraps fn so raise() becomes an error reply. It is
+    the only caller of redis.register_function; this file registers no function
+    of its own (KEYS: none), each caller documents its KEYS and ARGV.
   * rcall looks redis.call up at call time: during FUNCTION LOAD the `redis`
     table has no `call` (fakeredis enforces this too).
 ]]
