@@ -96,6 +96,14 @@ class Waiters:
         self.futures: dict[str, asyncio.Future[Any]] = {}
         events.on("completed", self._completed)
         events.on("failed", self._failed)
+        events.on("error", self._error)
+
+    def _error(self, error: BaseException) -> None:
+        """The events reader stopped: nothing waiting can be resolved any more."""
+        for future in self.futures.values():
+            if not future.done():
+                future.set_exception(RuntimeError(f"QueueEvents stopped: {error!r}"))
+        self.futures.clear()
 
     def expect(self, job_id: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -87,14 +87,14 @@ def _s1(meter: ServerMeter, conn: Any, sizes: Sizes, workers: WorkerProcesses) -
     queue, pad, tasks = Queue(QUEUE, connection=conn), sizes.pad(), sizes.tasks
     finished = f"rq:finished:{QUEUE}"
     queue.enqueue(noop, pad).latest_result(timeout=30)  # warm
-    start = int(conn.zcard(finished))
+    base = int(conn.zcard(finished))
 
     def submit() -> None:
         for start in range(0, tasks, CHUNK):
             queue.enqueue_many([Queue.prepare_data(noop, (pad,))
                                 for _ in range(start, min(start + CHUNK, tasks))])
 
-    done = PolledCompletions("zcard", lambda: int(conn.zcard(finished)) - start)
+    done = PolledCompletions("zcard", lambda: int(conn.zcard(finished)) - base)
     return throughput(meter, submit, done, tasks, sizes.timeout_s, workers.cpu_s)
 
 
