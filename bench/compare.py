@@ -14,11 +14,13 @@ Writes ``REPORT.md`` (a table a person reads) and ``report.json`` (all of it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +31,7 @@ import click
 
 from bench import environment
 from bench.peers import PEERS, flowslot_side, markdown, module, versions
-from bench.peers.base import FAILED_INSTALL, FAILED_START, SCENARIOS, Sizes, status
+from bench.peers.base import ERROR, FAILED_INSTALL, FAILED_START, SCENARIOS, Sizes, status
 from bench.peers.workers import reap_leftovers
 from bench.server import Progress, Target, open_target
 
@@ -70,15 +72,26 @@ def run_peer(peer: str, url: str, scenarios: list[str], sizes: Sizes, log_dir: P
         finally:
             out += _stop_driver(proc)
             reaped = reap_leftovers(log_dir)
+    return _answer(out.decode(errors="replace"), scenarios, log_dir, proc.returncode, overran,
+                   budget_s, reaped)
+
+
+def _answer(stdout: str, scenarios: list[str], log_dir: Path, returncode: int | None,
+            overran: bool, budget_s: float, reaped: list[int]) -> dict[str, Any]:
+    """The driver's last line (the whole answer), or the cells it printed before it stopped."""
+    lines = []
+    for line in stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(line))
+    if lines and "results" in lines[-1]:
+        return {**lines[-1], "reaped": reaped}
     tail = (log_dir / "driver.log").read_text(errors="replace")[-1500:]
-    try:
-        answer: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        cause = f"still running after {budget_s:.0f} s, stopped" if overran else \
-            f"exited {proc.returncode}"
-        why = f"driver {cause} without a result (log {log_dir}):\n{tail}"
-        return {"results": {s: status(FAILED_START, why) for s in scenarios}, "reaped": reaped}
-    return {**answer, "reaped": reaped}
+    cause = f"still running after {budget_s:.0f} s, stopped" if overran else \
+        f"exited {returncode}"
+    why = f"driver {cause} before this scenario finished (log {log_dir}):\n{tail}"
+    got = {line["cell"]: line["value"] for line in lines if "cell" in line}
+    kind = ERROR if got else FAILED_START
+    return {"results": {s: got.get(s, status(kind, why)) for s in scenarios}, "reaped": reaped}
 
 
 def _stop_driver(proc: subprocess.Popen[bytes]) -> bytes:
@@ -143,6 +156,7 @@ def run_compare(scenarios: list[str], sizes: Sizes, peers: list[str], cluster: b
             progress(f"flowslot on the 3-primary cluster {target.url}")
             _flowslot(" (cluster)", scenarios, sizes, target, progress, report)
     report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["log_dir"] = str(log_dir)
     report["machine"]["load_avg_1m_after"] = _load()
     report["targets"] = markdown.targets(report)
     return report
@@ -184,15 +198,17 @@ def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 @click.option("--no-cluster", is_flag=True, help="Skip flowslot's run on the 3-primary cluster.")
 @click.option("--out-dir", default=str(RESULTS), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
+@click.option("--log-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Peer driver and worker logs (default: a fresh temporary directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
 def compare(scenarios: str, peers: str, tasks: int, no_cluster: bool, out_dir: Path,
-            as_json: bool) -> None:
+            log_dir: Path | None, as_json: bool) -> None:
     """flowslot against Celery, BullMQ, RQ, Dramatiq and arq on one standalone server
     (and flowslot on a 3-primary cluster); writes REPORT.md and report.json."""
     sizes = Sizes(tasks=tasks)
+    logs = log_dir or Path(tempfile.mkdtemp(prefix="flowslot-compare-"))
     report = run_compare(_names(scenarios, SCENARIOS, "scenarios"), sizes,
-                         _names(peers, PEERS, "peers"), not no_cluster, _progress,
-                         out_dir / "logs")
+                         _names(peers, PEERS, "peers"), not no_cluster, _progress, logs)
     args = sys.argv[sys.argv.index("compare") + 1:] if "compare" in sys.argv else []
     report["command"] = " ".join(["flowslot bench compare", *args])
     md, js = write(report, out_dir)

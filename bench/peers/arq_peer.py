@@ -10,7 +10,6 @@ jobs or passes results along, so the flow scenarios are "no primitive".
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import redis
@@ -28,7 +27,7 @@ from bench.peers.base import (
     status,
 )
 from bench.peers.counters import ServerMeter
-from bench.peers.measure import PolledCompletions, throughput
+from bench.peers.measure import PolledCompletions, throughput, wait_until
 from bench.peers.workers import Beacon, WorkerProcesses, python, run_phase
 
 NAME = "arq"
@@ -60,8 +59,7 @@ def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) ->
     conn, pad = redis.Redis.from_url(url), sizes.pad()
     try:
         asyncio.run(_submit(url, 1, pad))  # warm
-        while conn.zcard(QUEUE_KEY):
-            time.sleep(0.01)
+        wait_until(lambda: not conn.zcard(QUEUE_KEY), 30, "the warm-up job")
         done = PolledCompletions("zcard", lambda: sizes.tasks - int(conn.zcard(QUEUE_KEY)))
         return throughput(meter, lambda: asyncio.run(_submit(url, sizes.tasks, pad)), done,
                           sizes.tasks, sizes.timeout_s, workers.cpu_s)
@@ -69,8 +67,9 @@ def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) ->
         conn.close()
 
 
-def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path) -> dict[str, Cell]:
-    out: dict[str, Cell] = {}
+def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path,
+        out: dict[str, Cell] | None = None) -> dict[str, Cell]:
+    out = {} if out is None else out
     if S1 not in scenarios:
         return out
     meter, beacon = ServerMeter(url), Beacon()

@@ -13,6 +13,7 @@ dependents): "no primitive".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +41,7 @@ from bench.peers.measure import (
     chain_level_async,
     fanout_cell,
     throughput,
+    wait_until,
     watch_states,
 )
 from bench.peers.workers import Beacon, WorkerProcesses, python, run_phase
@@ -49,17 +51,22 @@ DISTRIBUTIONS = ("bullmq",)
 UNSUPPORTED = {CASCADE_ROOT: status(NO_PRIMITIVE, "a BullMQ job has at most one parent: one "
                                                   "job's result cannot feed two dependents")}
 QUEUE = "bench"
-NOTE = ("`python -m bench.peers.bullmq_worker` processes (a `Worker` with concurrency = "
-        "flowslot's threads; the package has no worker command); `Queue.addBulk`; chains and trees "
+NOTE = ("`python -m bench.peers.bullmq_worker` processes, as many as flowslot's (a `Worker` at "
+        "its default concurrency 1, which measured faster here than 16: chain p50 12.6 ms against "
+        "59 ms; the package has no worker command); `Queue.addBulk`; chains and trees "
         "as `FlowProducer` flows (children first, parents read `getChildrenValues`); fan-out = a "
         "root job whose handler adds the 100 → 1 flow; waits through `QueueEvents`. The cascade "
         "runs twice: default options, then `failParentOnFailure` on every child.")
 CHUNK = 500
+# The Worker's default. With 16 (flowslot's threads per process) this package's worker
+# was slower here: 10-step chain p50 59 ms instead of 12.6, same throughput and fan-out.
+WORKER_CONCURRENCY = 1
 STATES = {"completed": "succeeded", "failed": "failed"}
 
 
-def _workers(count: int, concurrency: int) -> list[list[str]]:
-    return [python("-m", "bench.peers.bullmq_worker", str(concurrency)) for _ in range(count)]
+def _workers(count: int) -> list[list[str]]:
+    return [python("-m", "bench.peers.bullmq_worker", str(WORKER_CONCURRENCY))
+            for _ in range(count)]
 
 
 def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) -> Cell:
@@ -78,8 +85,7 @@ def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) ->
 
     start = int(conn.zcard(completed_key))
     asyncio.run(submit(1))  # warm
-    while conn.zcard(completed_key) < start + 1:
-        time.sleep(0.01)
+    wait_until(lambda: conn.zcard(completed_key) >= start + 1, 30, "the warm-up job")
     done = PolledCompletions("zcard", lambda: int(conn.zcard(completed_key)) - start - 1)
     try:
         return throughput(meter, lambda: asyncio.run(submit(sizes.tasks)), done, sizes.tasks,
@@ -228,25 +234,39 @@ async def _flows(meter: ServerMeter, url: str, scenarios: list[str], sizes: Size
             except Exception as e:  # noqa: BLE001 - reported in the cell
                 out[name] = error_cell(e)
     finally:
-        await events.close()
-        await flows.close()
-        await queue.close()
+        for close in (events.close, flows.close, queue.close):
+            await _bounded(close())
     return out
 
 
-def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path) -> dict[str, Cell]:
-    out: dict[str, Cell] = {}
+async def _bounded(closing: Any, timeout_s: float = 5.0) -> None:
+    """Closing a ``QueueEvents`` can hang (its reader does not always unwind on cancel):
+    give each close a few seconds, then go on."""
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        await asyncio.wait_for(closing, timeout_s)
+
+
+def _run_async(coro: Any) -> Any:
+    """``asyncio.run`` without its final wait for leftover tasks, which a stuck
+    ``QueueEvents`` reader would block forever; the driver process exits right after."""
+    loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
+
+
+def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path,
+        out: dict[str, Cell] | None = None) -> dict[str, Cell]:
+    out = {} if out is None else out
     meter, beacon = ServerMeter(url), Beacon()
     try:
         if S1 in scenarios:
-            run_phase(out, [S1], _workers(sizes.workers, sizes.concurrency), url, beacon,
+            run_phase(out, [S1], _workers(sizes.workers), url, beacon,
                       log_dir / "s1", sizes.workers,
                       lambda w: {S1: guarded(lambda: _s1(meter, url, sizes, w))})
         wanted = [s for s in (CHAIN, FANOUT, CASCADE) if s in scenarios]
         if wanted:
-            run_phase(out, wanted, _workers(sizes.chain_workers, sizes.concurrency), url, beacon,
+            run_phase(out, wanted, _workers(sizes.chain_workers), url, beacon,
                       log_dir / "flows", sizes.chain_workers,
-                      lambda _: asyncio.run(_flows(meter, url, wanted, sizes)))
+                      lambda _: _run_async(_flows(meter, url, wanted, sizes)))
     finally:
         beacon.close()
         meter.close()

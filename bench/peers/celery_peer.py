@@ -159,8 +159,9 @@ def _cascade_root(sizes: Sizes) -> Cell:
     return {**_watch(nodes, started_at, sizes.cascade_wait_s), "primitive": "chain into groups"}
 
 
-def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path) -> dict[str, Cell]:
-    out: dict[str, Cell] = {}
+def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path,
+        out: dict[str, Cell] | None = None) -> dict[str, Cell]:
+    out = {} if out is None else out
     meter, beacon = ServerMeter(url), Beacon()
     flows = {CHAIN: lambda: _chain(meter, sizes), FANOUT: lambda: _fanout(meter, sizes),
              CASCADE: lambda: _cascade(sizes), CASCADE_ROOT: lambda: _cascade_root(sizes)}

@@ -10,7 +10,6 @@ fan-outs; this comparison measures it for throughput only, as the issue asks.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
@@ -28,7 +27,7 @@ from bench.peers.base import (
     status,
 )
 from bench.peers.counters import ServerMeter
-from bench.peers.measure import PolledCompletions, throughput
+from bench.peers.measure import PolledCompletions, throughput, wait_until
 from bench.peers.workers import Beacon, WorkerProcesses, python, run_phase
 
 NAME = "dramatiq"
@@ -46,8 +45,7 @@ def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) ->
     conn, pad = redis.Redis.from_url(url), sizes.pad()
     try:
         noop.send(pad)  # warm
-        while conn.hlen(MESSAGES):
-            time.sleep(0.01)
+        wait_until(lambda: not conn.hlen(MESSAGES), 30, "the warm-up message")
 
         def submit() -> None:
             for _ in range(sizes.tasks):
@@ -59,8 +57,9 @@ def _s1(meter: ServerMeter, url: str, sizes: Sizes, workers: WorkerProcesses) ->
         conn.close()
 
 
-def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path) -> dict[str, Cell]:
-    out: dict[str, Cell] = {}
+def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path,
+        out: dict[str, Cell] | None = None) -> dict[str, Cell]:
+    out = {} if out is None else out
     if S1 not in scenarios:
         return out
     meter, beacon = ServerMeter(url), Beacon()

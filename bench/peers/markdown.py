@@ -207,7 +207,7 @@ def _fmt(value: Any) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    from bench.peers.report_text import header, notes
+    from bench.peers.report_text import cpu_section, header, notes
 
     lines = header(report)
     lines += ["", "## Results", "",
@@ -227,5 +227,6 @@ def render(report: dict[str, Any]) -> str:
     for t in report.get("targets", []):
         verdict = {True: "met", False: "**MISSED**", None: "not measured"}[t["met"]]
         lines.append(f"| {t['target']} | {_fmt(t['flowslot'])} | {_fmt(t['other'])} | {verdict} |")
+    lines += cpu_section(report)
     lines += notes(report)
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bench.metrics import percentile
+from bench.params import BenchError
 from bench.peers.base import Cell
 from bench.peers.counters import ServerMeter, per_job
 
@@ -49,6 +50,15 @@ class PolledCompletions:
     def count(self) -> int:
         self.own[self.command] += 1
         return self.read()
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``check`` every 10 ms; BenchError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what} did not happen within {timeout_s:g} s")
+        time.sleep(0.01)
 
 
 def ms(value: float) -> float | None:

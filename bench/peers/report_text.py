@@ -11,9 +11,8 @@ def header(report: dict[str, Any]) -> list[str]:
     m, server = report["machine"], report.get("server", {})
     cluster = report.get("cluster_server")
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
-    peers = ", ".join(
-        f"{p} " + " / ".join(f"{d} {v or 'NOT INSTALLED'}" for d, v in info["versions"].items())
-        for p, info in report.get("peers", {}).items())
+    peers = ", ".join(f"{d} {v or 'NOT INSTALLED'}" for info in report.get("peers", {}).values()
+                      for d, v in info["versions"].items())
     loads = ", ".join(f"{s} {a}→{b}" for s, (a, b) in report.get("load_avg", {}).items())
     return [
         "# flowslot compared with Celery, BullMQ-py, RQ, Dramatiq and arq",
@@ -34,6 +33,54 @@ def header(report: dict[str, Any]) -> list[str]:
         f"- Clients: {versions}; {peers}.",
         f"- Sizes: {report['sizes']}.",
     ]
+
+
+CPU_KEYS = ("server_cpu_us_per_job", "worker_cpu_us_per_job", "submitter_cpu_us_per_job")
+
+
+def cpu_section(report: dict[str, Any]) -> list[str]:
+    """submit-claim-complete as a CPU budget: on a small machine every process shares the
+    same cores, so jobs/s is bounded by cores / (CPU per job, all processes together)."""
+    cores = report["machine"].get("cpu_count") or 1
+    rows, totals = [], {}
+    for system, cells in report["systems"].items():
+        cell = cells.get("submit-claim-complete", {})
+        parts = [cell.get(k) for k in CPU_KEYS]
+        if "status" in cell or any(not isinstance(p, (int, float)) for p in parts):
+            continue
+        total = sum(parts)
+        totals[system] = total
+        used = cell["jobs_per_s"] * total / 1e6 / cores
+        rows.append(f"| {system} | {cell['jobs_per_s']:,.0f} | {parts[0]:,.0f} + {parts[1]:,.0f} + "
+                    f"{parts[2]:,.0f} = **{total:,.0f}** | {cores * 1e6 / total:,.0f} | "
+                    f"{used:.0%} |")
+    if not rows:
+        return []
+    lines = ["", "## Where the time goes: submit-claim-complete as a CPU budget", "",
+             (f"Server, workers and submitter share the same {cores} cores, so jobs/s cannot "
+             f"exceed {cores} × 10⁶ / (CPU µs per job of all of them together)."), "",
+             ("| system | jobs/s | CPU µs per job: server + workers + submitter | ceiling, "
+             "jobs/s | cores used |"), "|---|---|---|---|---|", *rows]
+    lines += _target_budget(report, totals, cores)
+    return lines
+
+
+def _target_budget(report: dict[str, Any], totals: dict[str, float], cores: int) -> list[str]:
+    peers = {p: report["systems"][p]["submit-claim-complete"]["jobs_per_s"] for p in PEERS
+             if p in totals}
+    mine = report["systems"].get("flowslot", {}).get("submit-claim-complete", {})
+    if not peers or "flowslot" not in totals:
+        return []
+    fastest = max(peers, key=lambda p: peers[p])
+    budget = cores * 1e6 / (2 * peers[fastest])
+    top = ", ".join(f"{c} {n:g}" for c, n in list(mine.get("by_command", {}).items())[:8])
+    text = (f"2× the fastest peer ({fastest}, {peers[fastest]:,.0f} jobs/s) needs at most "
+            f"{budget:,.0f} µs of CPU per job in all; flowslot spends {totals['flowslot']:,.0f}")
+    if "baseline" in totals:
+        text += f" and the raw LPUSH/BRPOP/SET baseline {totals['baseline']:,.0f}"
+    return ["", text + ".",
+            "", (f"flowslot's server work per job: {mine.get('scripts_per_job')} FCALLs running "
+                f"{mine.get('commands_per_job')} commands (most: {top}).")]
 
 
 def notes(report: dict[str, Any]) -> list[str]:

@@ -193,10 +193,11 @@ def _cascade_root(conn: Any, sizes: Sizes) -> Cell:
     return _watch(nodes, started_at, sizes.cascade_wait_s)
 
 
-def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path) -> dict[str, Cell]:
+def run(scenarios: list[str], sizes: Sizes, url: str, log_dir: Path,
+        out: dict[str, Cell] | None = None) -> dict[str, Cell]:
     from redis import Redis
 
-    out: dict[str, Cell] = {}
+    out = {} if out is None else out
     sizes = _smaller(sizes)
     # redis-py 8 times reads out after 5 s by default; latest_result blocks longer.
     conn = Redis.from_url(url, socket_timeout=sizes.timeout_s + 30)

@@ -1,8 +1,10 @@
 """``python -m bench.peers.run PEER --url URL --scenarios a,b --sizes JSON --log-dir DIR``.
 
-Runs one peer's scenarios against the server at URL and prints one JSON
-object on stdout: ``{"peer", "versions", "results": {scenario: cell}}``.
-Progress and the peer's own chatter go to stderr.
+Runs one peer's scenarios against the server at URL. Each cell is printed on
+stdout as soon as it is measured (``{"cell": scenario, "value": {...}}``, one
+JSON object a line), so a driver stopped half-way still hands back what it
+measured; the last line is the whole answer: ``{"peer", "versions",
+"results": {scenario: cell}}``. The peer's own chatter goes to stderr.
 """
 
 from __future__ import annotations
@@ -12,12 +14,26 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bench.peers import module, versions
 from bench.peers.base import FAILED_INSTALL, Sizes, status
 from bench.peers.workers import URL_ENV
+
+
+class _Emitting(dict[str, Any]):
+    """A scenario -> cell dict that prints every cell the moment it is stored."""
+
+    def __setitem__(self, scenario: str, cell: Any) -> None:
+        super().__setitem__(scenario, cell)
+        sys.stdout.write(json.dumps({"cell": scenario, "value": cell}) + "\n")
+        sys.stdout.flush()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for scenario, cell in dict(*args, **kwargs).items():
+            self[scenario] = cell
 
 
 @click.command()
@@ -36,10 +52,11 @@ def main(peer: str, url: str, scenarios: str, sizes_json: str, log_dir: Path) ->
         results = {s: status(FAILED_INSTALL, f"{primary} is not installed") for s in wanted}
     else:
         runnable = [s for s in wanted if s not in peer_module.UNSUPPORTED]
-        results = peer_module.run(runnable, Sizes.from_json(sizes_json), url, log_dir)
+        results = _Emitting()
+        peer_module.run(runnable, Sizes.from_json(sizes_json), url, log_dir, results)
         results.update({s: peer_module.UNSUPPORTED[s] for s in wanted
                         if s in peer_module.UNSUPPORTED})
-    sys.stdout.write(json.dumps({"peer": peer, "versions": found, "results": results}) + "\n")
+    sys.stdout.write(json.dumps({"peer": peer, "versions": found, "results": dict(results)}) + "\n")
     sys.stdout.flush()
 
 
