@@ -161,3 +161,19 @@ class ProcessGroup:
                     proc.kill()
                     proc.join(timeout=5)
         return self.stats
+
+
+def serve_app(child: Child, app: Any, concurrency: int) -> dict[str, Any]:
+    """Body of one flowslot worker process: a threaded ``Worker`` on ``app`` plus a loop
+    that publishes its count until the parent says stop."""
+    from engine.worker import Worker
+
+    worker = Worker(app, ["default"], concurrency=concurrency, grace_s=2.0, poll_s=0.5).start()
+    child.ready()
+    while not child.stopping(0.002):
+        child.report(worker.stats.succeeded + worker.stats.failed)
+    worker.stop_and_wait()
+    app.close()
+    s = worker.stats
+    return {"claimed": s.claimed, "succeeded": s.succeeded, "failed": s.failed,
+            "empty_claims": s.empty_claims}

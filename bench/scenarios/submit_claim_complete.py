@@ -16,7 +16,7 @@ from typing import Any
 from bench.baseline import run_baseline
 from bench.metrics import client_cpu, per_job, percentile, read_counters
 from bench.params import Params
-from bench.procs import Child, ProcessGroup, elapsed_cpu_s, running
+from bench.procs import Child, ProcessGroup, elapsed_cpu_s, running, serve_app
 from bench.scenarios.base import Result, Scenario
 from bench.server import Progress, Target, delete_matching, read_hashes
 from engine.app import App
@@ -39,19 +39,8 @@ def make_app(url: str, namespace: str, partitions: int) -> App:
 
 def flowslot_worker(child: Child, url: str, namespace: str, partitions: int,
                     concurrency: int) -> dict[str, Any]:
-    """One worker process: a threaded ``Worker`` plus a loop that publishes its count."""
-    from engine.worker import Worker
-
-    app = make_app(url, namespace, partitions)
-    worker = Worker(app, ["default"], concurrency=concurrency, grace_s=2.0, poll_s=0.5).start()
-    child.ready()
-    while not child.stopping(0.002):
-        child.report(worker.stats.succeeded + worker.stats.failed)
-    worker.stop_and_wait()
-    app.close()
-    s = worker.stats
-    return {"claimed": s.claimed, "succeeded": s.succeeded, "failed": s.failed,
-            "empty_claims": s.empty_claims}
+    """One worker process (see ``bench.procs.serve_app``)."""
+    return serve_app(child, make_app(url, namespace, partitions), concurrency)
 
 
 def _ms(value: float) -> float | None:
