@@ -102,9 +102,16 @@ class ResultTimeout(EngineError, TimeoutError):
     """The execution did not reach a terminal state within the timeout."""
 
 
+class InternalError(TransitionRejected):
+    """A function attempted a transition its state table forbids: a bug in flowslot."""
+
+    code = "BUG"
+
+
 REJECTION_CLASSES: dict[str, type[TransitionRejected]] = {
     cls.code: cls
-    for cls in (BadArguments, NotFound, InvalidState, StaleLease, AlreadyExists, Canceled)
+    for cls in (BadArguments, NotFound, InvalidState, StaleLease, AlreadyExists, Canceled,
+                InternalError)
 }
 
 

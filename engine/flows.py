@@ -25,6 +25,7 @@ from engine.codec import encode
 from engine.dispatcher import dispatch
 from engine.errors import ContractError
 from engine.executions import execution_partition
+from engine.flowbatches import WORK_BUDGET, plan_batches
 from engine.hints import hint_commands
 from engine.policy import Retry
 from keys import new_id
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 REF_MARKER = "__flowslot_ref__"
 DEFAULT_MAX_STEPS = 10_000
-SUBMIT_BATCH = 500
+SEAL_BATCH = 200  # roots released per flow_seal call
 EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
 
 
@@ -122,6 +123,10 @@ class FlowBuilder:
             self._add_edge(step, upstream, "after")
         for upstream in after_any:
             self._add_edge(step, upstream, "after_any")
+        required = sum(1 for kind, _ in step.edges.values() if kind in ("ref", "after"))
+        if policy == "quorum" and n > required:
+            raise ContractError(f"step {step_id!r}: quorum={n} exceeds its {required} required "
+                                f"dependencies (ref() or after)")
         self.steps[step_id] = step
         return step
 
@@ -197,9 +202,10 @@ class FlowBuilder:
                 "deadline_in_ms": spec.deadline_in_ms, "optional": o["optional"],
                 "policy": o["policy"], "quorum": o["quorum"], "edges": edges}
 
-    def submit(self, batch: int = SUBMIT_BATCH) -> FlowRun:
-        """Validate, then write the flow: one FCALL when it fits ``batch``, else batches
-        with the flow held (no step claimable) until the last one lands."""
+    def submit(self, budget: int = WORK_BUDGET) -> FlowRun:
+        """Validate, then write the flow: one FCALL when it fits ``budget`` work units
+        (steps + edges + payload, see engine/flowbatches.py), else bounded calls with
+        the flow held (no step claimable) until the last one lands."""
         from engine.flowrun import FlowRun
 
         if not self.steps:
@@ -210,7 +216,7 @@ class FlowBuilder:
         encoded = [self.encode_step(step, partition) for step in order]
         labels = encode(self.labels, limit_bytes=64 * 1024, what="flow labels")
         client = self.app.client
-        chunks = [encoded[i:i + batch] for i in range(0, len(encoded), batch)]
+        chunks = plan_batches(encoded, budget)
         ready: list[tuple[str, str]] = []
         skipped: list[str] = []
         for n, chunk in enumerate(chunks):
@@ -220,7 +226,7 @@ class FlowBuilder:
             ready += r
             skipped += s
         while roots_left:
-            r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, batch))
+            r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, SEAL_BATCH))
             ready += r
         announce(self.app, ready, skipped)
         metrics.FLOWS.labels("submitted").inc()
@@ -239,6 +245,9 @@ def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, s
     builder = FlowBuilder(app, "dynamic")
     step = builder.step(step_id, task, *args, kwargs=kwargs, after=[*after, parent_step],
                         after_any=after_any, **options)
+    if len(step.edges) >= WORK_BUDGET:
+        raise ContractError(f"dynamic step {step_id!r} has {len(step.edges)} dependencies; a step "
+                            f"added by a running handler may have at most {WORK_BUDGET - 1}")
     partition = flowcalls.flow_partition(app.client.keys, flow_id)
     encoded = builder.encode_step(step, partition)
     _, _, ready, skipped, _ = app.client.run(flowcalls.submit(

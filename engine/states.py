@@ -1,7 +1,8 @@
 """The state machines of ARCHITECTURE.md §3, once in Python.
 
-``lua/10_states.lua`` holds the same tables for the server; the test
-``tests/lua/test_states_parity.py`` reads them back through
+``lua/10_states.lua`` holds the same tables for the server, where every
+state change is checked against them; the test
+``tests/unit/test_lua_contract.py`` reads them back through
 ``flowslot_states`` and asserts equality, so the two cannot drift.
 """
 
@@ -40,6 +41,9 @@ E = ExecutionState
 F = FlowState
 
 TERMINAL_EXECUTION_STATES = frozenset({E.SUCCEEDED, E.FAILED, E.SKIPPED, E.CANCELED, E.EXPIRED})
+
+# States an execution is created in: submitted now, submitted delayed, a flow step.
+INITIAL_EXECUTION_STATES = frozenset({E.READY, E.DELAYED, E.BLOCKED})
 
 EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     E.BLOCKED: frozenset({E.READY, E.DELAYED, E.SKIPPED, E.CANCELED, E.EXPIRED}),

@@ -82,8 +82,34 @@ local function emit(prefix, id, from, to, detail)
   end
 end
 
+-- The key that never exists in the slot of `key`: "fs:{tag}:probe", or
+-- "{fs:daemons}:probe" for a key without a hash tag (same slot either way).
+local function probe_key(key)
+  local tag = string.match(key, '^(.-{[^}]+}:)')
+  if tag then return tag .. 'probe' end
+  return '{' .. key .. '}:probe'
+end
+
+-- Slot stability check, the first command of every writing function. While
+-- a slot is MIGRATING (a classic reshard: SETSLOT + MIGRATE key by key), a
+-- script on the source node may only touch keys still held there; touching a
+-- key that is gone fails the script where it stands, keeping every write made
+-- before. Reading a key that never exists fails at once in that state ("non
+-- local key"), so the function refuses before its first write and the caller
+-- retries until the slot has settled. On a stable slot it costs one EXISTS.
+local function check_slot_stable(keys)
+  if keys[1] then rcall('EXISTS', probe_key(keys[1])) end
+end
+
 local function register(name, fn, flags)
+  -- (runs at FUNCTION LOAD, where only the basic Lua library is reachable)
+  local writes = true
+  local list = flags or {}
+  for i = 1, #list do
+    if list[i] == 'no-writes' then writes = false end
+  end
   local wrapped = function(keys, args)
+    if writes then check_slot_stable(keys) end
     local ok, res = pcall(fn, keys, args)
     if ok then return res end
     if type(res) == 'table' and res.fs then return redis.error_reply(res.fs) end

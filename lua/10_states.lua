@@ -1,7 +1,9 @@
 --[[ The state machines (ARCHITECTURE.md §3). engine/states.py holds the same
-  tables; tests/unit/test_states.py proves they are equal through
-  flowslot_states. Every write of a `state` field goes through move(), which
-  checks the table, keeps the per-lane counters and appends the event.
+  tables; tests/unit/test_lua_contract.py proves they are equal through
+  flowslot_states. Every write of an execution's `state` field goes through
+  move(), and of a flow's through set_flow_state(); both refuse a transition
+  that is not in the table with a BUG error (callers check with check_move
+  before their first write, so a BUG error means a bug in this library).
 ]]
 local function rcall(...) return redis.call(...) end
 
@@ -39,6 +41,9 @@ end
 
 local TERMINAL = {succeeded = 1, failed = 1, skipped = 1, canceled = 1, expired = 1}
 
+-- States an execution may be created in (move() from no state).
+local INITIAL_STATES = {ready = 1, delayed = 1, blocked = 1}
+
 local function can_move(from, to)
   local allowed = EXEC_TRANSITIONS[from]
   return allowed ~= nil and allowed[to] == 1
@@ -59,6 +64,10 @@ local function emit_flow(prefix, fid, from, to, detail)
 end
 
 local function set_flow_state(prefix, fid, from, to, now, detail)
+  local allowed = FLOW_TRANSITIONS[from]
+  if allowed == nil or allowed[to] ~= 1 then
+    raise('BUG', 'flow ' .. fid .. ' cannot move from ' .. tostring(from) .. ' to ' .. to)
+  end
   local fkey = flow_key(prefix, fid)
   rcall('HSET', fkey, 'state', to)
   emit_flow(prefix, fid, from, to, detail)
@@ -73,9 +82,22 @@ end
 
 -- Write the new state of execution `e` (its HGETALL table, updated in place),
 -- keep the per-lane and per-flow counters, append the event. `fields` is an
--- optional flat list of extra HSET field/value pairs.
+-- optional flat list of extra HSET field/value pairs. The event is written
+-- first, so the index check (rec_audit) finds any transition that started.
 local function move(prefix, e, to, fields, detail)
   local from = e.state or ''
+  if from == '' then
+    if INITIAL_STATES[to] ~= 1 then raise('BUG', 'execution ' .. e.id .. ' cannot be created ' .. to) end
+  elseif not can_move(from, to) then
+    raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
+  end
+  if detail then
+    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail)
+  else
+    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '')
+  end
   local key = exec_key(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
@@ -86,13 +108,6 @@ local function move(prefix, e, to, fields, detail)
   local counts = pkey(prefix, 'counts')
   if from ~= '' then rcall('HINCRBY', counts, e.lane .. ':' .. from, -1) end
   rcall('HINCRBY', counts, e.lane .. ':' .. to, 1)
-  if detail then
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail)
-  else
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '')
-  end
   if e.flow then
     local fkey = flow_key(prefix, e.flow)
     if from ~= '' then rcall('HINCRBY', fkey, 'c:' .. from, -1) end
@@ -150,7 +165,9 @@ local function finish(prefix, e, now)
     local fkey = flow_key(prefix, e.flow)
     rcall('HINCRBY', fkey, 'terminal', 1)
     local to = e.state
-    if e.optional ~= '1' and (to == 'failed' or to == 'skipped' or to == 'expired') then
+    -- A required step that did not succeed fails its flow: failed, skipped,
+    -- expired, or canceled on its own (a canceled flow is canceled already).
+    if e.optional ~= '1' and to ~= 'succeeded' then
       rcall('HINCRBY', fkey, 'bad', 1)
     end
     -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
@@ -165,7 +182,7 @@ end
 
 --[[ flowslot_states: both transition tables, for the parity test.
   KEYS: none   ARGV: none
-  Reply:  JSON {"execution": {from: {to: 1}}, "flow": {...}} ]]
+  Reply:  JSON {"execution": {from: {to: 1}}, "flow": {...}, "initial": {state: 1}} ]]
 register('flowslot_states', function(keys, args)
-  return cjson.encode({execution = EXEC_TRANSITIONS, flow = FLOW_TRANSITIONS})
+  return cjson.encode({execution = EXEC_TRANSITIONS, flow = FLOW_TRANSITIONS, initial = INITIAL_STATES})
 end, {'no-writes'})

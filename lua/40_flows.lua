@@ -37,7 +37,7 @@ local function gate(e)
   local ok, bad = tonumber(e.req_ok or 0), tonumber(e.req_bad or 0)
   local need = total
   if e.policy == 'any' then need = math.min(1, total)
-  elseif e.policy == 'quorum' then need = math.min(tonumber(e.quorum or total), total) end
+  elseif e.policy == 'quorum' then need = tonumber(e.quorum) end
   if total - bad < need then return 'skip' end
   if ok >= need and tonumber(e.soft_done or 0) >= tonumber(e.soft_total or 0) then return 'ready' end
   return 'wait'
@@ -94,12 +94,30 @@ local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   return outcome
 end
 
--- Validate one decoded step spec; returns nothing, raises BAD_ARGS.
+local function check_edges(s, where)
+  if type(s.edges) ~= 'table' then raise('BAD_ARGS', where .. ': edges must be a list') end
+  local required = 0
+  for _, edge in ipairs(s.edges) do
+    if type(edge) ~= 'table' or type(edge[1]) ~= 'string' or not EDGE_KINDS[edge[2]] then
+      raise('BAD_ARGS', where .. ': malformed edge')
+    end
+    if REQUIRED_EDGE[edge[2]] then required = required + 1 end
+  end
+  return required
+end
+
+-- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
+-- a new step, or {step, append = 1, edges} adding further incoming edges to a
+-- step created earlier in the same unsealed submit (a step with more edges
+-- than one call may carry). A new step whose edges continue in later calls
+-- says how many it will have in all: edge_counts = {required, soft}.
 local function check_step(s, index)
   local where = 'step #' .. index
   if type(s) ~= 'table' then raise('BAD_ARGS', where .. ' is not an object') end
   if type(s.step) ~= 'string' or s.step == '' or #s.step > 200 then raise('BAD_ARGS', where .. ': bad step id') end
   where = 'step ' .. s.step
+  local required = check_edges(s, where)
+  if s.append then return end
   if type(s.id) ~= 'string' or #s.id > 64 then raise('BAD_ARGS', where .. ': bad execution id') end
   if type(s.task) ~= 'string' or s.task == '' then raise('BAD_ARGS', where .. ': bad task') end
   if type(s.lane) ~= 'string' or s.lane == '' then raise('BAD_ARGS', where .. ': bad lane') end
@@ -110,16 +128,46 @@ local function check_step(s, index)
   int_arg(s.backoff_max_ms, where .. ' backoff_max_ms', 0, 1e10)
   int_arg(s.deadline_in_ms, where .. ' deadline_in_ms', 0, 1e13)
   if not POLICIES[s.policy] then raise('BAD_ARGS', where .. ': unknown group policy ' .. tostring(s.policy)) end
-  if type(s.edges) ~= 'table' then raise('BAD_ARGS', where .. ': edges must be a list') end
-  for _, edge in ipairs(s.edges) do
-    if type(edge) ~= 'table' or type(edge[1]) ~= 'string' or not EDGE_KINDS[edge[2]] then
-      raise('BAD_ARGS', where .. ': malformed edge')
+  if s.edge_counts ~= nil then
+    if type(s.edge_counts) ~= 'table' then raise('BAD_ARGS', where .. ': edge_counts must be a list') end
+    required = int_arg(s.edge_counts[1], where .. ' required edge count', required, 1e7)
+    int_arg(s.edge_counts[2], where .. ' soft edge count', #s.edges - required, 1e7)
+  end
+  if s.policy == 'quorum' then
+    int_arg(s.quorum, where .. ' quorum', 1, 1e7)
+    if s.quorum > required then
+      raise('BAD_ARGS', where .. ': quorum ' .. s.quorum .. ' exceeds its ' .. required ..
+        ' required dependencies')
     end
   end
 end
 
--- Write one step (state blocked) and its incoming edges. Edges from upstream
--- steps that are already terminal are resolved on the spot.
+-- Write the incoming edges of step `id`. Edges from upstream steps that are
+-- already terminal are resolved on the spot; an edge already written (a
+-- repeated call) is left as it is.
+local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
+  local in_key = prefix .. 'in:' .. id
+  for _, edge in ipairs(edges) do
+    local up_step, kind, default = edge[1], edge[2], edge[3]
+    if rcall('HSETNX', in_key, up_step, kind .. '|pending') == 1 then
+      if kind == 'ref_or_default' then
+        rcall('HSET', prefix .. 'def:' .. id, up_step, default or 'null')
+      end
+      local up_id = rcall('HGET', steps_key, up_step)
+      -- Only an upstream that is already terminal (a dynamic step's, or one of a
+      -- retried flow) needs its whole hash; steps of this very call never are.
+      local up_state = nil
+      if not created_now[up_step] then up_state = rcall('HGET', exec_key(prefix, up_id), 'state') end
+      if up_state and TERMINAL[up_state] then
+        resolve_edge(prefix, hash_table(rcall('HGETALL', exec_key(prefix, up_id))), id, now, out, false)
+      else
+        rcall('RPUSH', prefix .. 'out:' .. up_id, id)
+      end
+    end
+  end
+end
+
+-- Write one step (state blocked) and its incoming edges.
 local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   local key = exec_key(prefix, s.id)
   local deadline = 0
@@ -128,6 +176,8 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   for _, edge in ipairs(s.edges) do
     if REQUIRED_EDGE[edge[2]] then req_total = req_total + 1 else soft_total = soft_total + 1 end
   end
+  if s.edge_counts then req_total, soft_total = s.edge_counts[1], s.edge_counts[2] end
+  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked')
   rcall('HSET', key, 'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
     'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
     'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
@@ -138,29 +188,15 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   rcall('HSET', steps_key, s.step, s.id)
   rcall('RPUSH', flow_key(prefix, fid) .. ':order', s.id)
   rcall('HINCRBY', flow_key(prefix, fid), 'total', 1)
-  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked')
-  for _, edge in ipairs(s.edges) do
-    local up_step, kind, default = edge[1], edge[2], edge[3]
-    rcall('HSET', prefix .. 'in:' .. s.id, up_step, kind .. '|pending')
-    if kind == 'ref_or_default' then
-      rcall('HSET', prefix .. 'def:' .. s.id, up_step, default or 'null')
-    end
-    local up_id = rcall('HGET', steps_key, up_step)
-    -- Only an upstream that is already terminal (a dynamic step's, or one of a
-    -- retried flow) needs its whole hash; steps of this very call never are.
-    local up_state = nil
-    if not created_now[up_step] then up_state = rcall('HGET', exec_key(prefix, up_id), 'state') end
-    if up_state and TERMINAL[up_state] then
-      resolve_edge(prefix, hash_table(rcall('HGETALL', exec_key(prefix, up_id))), s.id, now, out, false)
-    else
-      rcall('RPUSH', prefix .. 'out:' .. up_id, s.id)
-    end
-  end
+  add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
 end
 
 --[[ flow_submit: create a flow with a batch of steps, append a batch, or add
   dynamic steps from a running step. Idempotent: resubmitting a sealed flow,
-  or re-adding a dynamic step with the same task, writes nothing.
+  repeating a batch (the same execution ids), or re-adding a dynamic step
+  with the same task, writes nothing again. A batch may carry further edges
+  of a step created earlier in the same unsealed submit ({step, append = 1,
+  edges}), so no call has to carry more edges than the caller's bound.
   KEYS[1] flow     HASH   the flow
   ARGV[1] flow_id  ARGV[2] name  ARGV[3] labels (JSON)  ARGV[4] steps (JSON list)
   ARGV[5] final (1: seal the flow)  ARGV[6] parent (execution id adding steps, or '')
@@ -191,26 +227,40 @@ local function flow_submit(keys, args)
   end
 
   -- Validate the whole batch before the first write.
-  local fresh, seen = {}, {}
+  local fresh, appends, seen = {}, {}, {}
   for i, s in ipairs(steps) do
     check_step(s, i)
     local existing = rcall('HGET', steps_key, s.step)
-    if existing then
+    if s.append then
+      if parent ~= '' or sealed == '1' then
+        raise('BAD_ARGS', 'step ' .. s.step .. ': edges can be appended only during a batched submit')
+      end
+      if not seen[s.step] and not (existing and rcall('HGET', exec_key(prefix, existing), 'state') == 'blocked') then
+        raise('BAD_ARGS', 'step ' .. s.step .. ': appended edges for a step not created by this submit')
+      end
+    elseif existing then
       local task = rcall('HGET', exec_key(prefix, existing), 'task')
-      if parent == '' or task ~= s.task then
+      -- The same step again: a repeated call (same execution id) or a
+      -- redelivered handler re-adding its dynamic step (same task).
+      if existing ~= s.id and (parent == '' or task ~= s.task) then
         raise('ALREADY_EXISTS', 'flow ' .. fid .. ' already has a step ' .. s.step)
       end
     elseif seen[s.step] then
       raise('BAD_ARGS', 'duplicate step id ' .. s.step)
-    else
+    elseif rcall('EXISTS', exec_key(prefix, s.id)) == 1 then
+      raise('ALREADY_EXISTS', 'execution ' .. s.id .. ' exists')
+    end
+    if s.append or not existing then
       for _, edge in ipairs(s.edges) do
+        if edge[1] == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
         if not seen[edge[1]] and not rcall('HEXISTS', steps_key, edge[1]) then
           raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. edge[1])
         end
       end
-      if rcall('EXISTS', exec_key(prefix, s.id)) == 1 then
-        raise('ALREADY_EXISTS', 'execution ' .. s.id .. ' exists')
-      end
+    end
+    if s.append then
+      appends[#appends + 1] = s
+    elseif not existing then
       seen[s.step] = 1
       fresh[#fresh + 1] = s
     end
@@ -230,11 +280,14 @@ local function flow_submit(keys, args)
     create_step(prefix, fid, s, steps_key, now, out, created_now)
     created_now[s.step] = true
   end
+  for _, s in ipairs(appends) do
+    add_edges(prefix, rcall('HGET', steps_key, s.step), s.edges, steps_key, now, out, created_now)
+  end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
     if created == 1 then rcall('ZADD', pkey(prefix, 'unsealed'), now, fid) end
     for _, s in ipairs(fresh) do
-      if #s.edges == 0 then rcall('RPUSH', keys[1] .. ':roots', s.id) end
+      if #s.edges == 0 and s.edge_counts == nil then rcall('RPUSH', keys[1] .. ':roots', s.id) end
     end
   else
     if sealed ~= '1' then

@@ -31,7 +31,7 @@ local function retry_reset(prefix, fkey, id, now)
   local e = hash_table(rcall('HGETALL', exec_key(prefix, id)))
   if not RETRYABLE[e.state] then return end
   rcall('HINCRBY', fkey, 'terminal', -1)
-  if e.optional ~= '1' and e.state ~= 'canceled' then rcall('HINCRBY', fkey, 'bad', -1) end
+  if e.optional ~= '1' then rcall('HINCRBY', fkey, 'bad', -1) end
   rcall('ZREM', pkey(prefix, 'terminal'), id)
   rcall('ZREM', pkey(prefix, 'pending_dispatch'), id)
   rcall('DEL', done_key(prefix, id))

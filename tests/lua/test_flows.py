@@ -225,7 +225,7 @@ def test_a_large_flow_is_submitted_in_batches_and_nothing_runs_before_the_last(a
     flow = app.flow("batched")
     for i in range(25):
         flow.step(f"s{i}", "t.a")
-    run = flow.submit(batch=10)
+    run = flow.submit(budget=10)
     assert run.status()["counts"] == {"ready": 25}
 
 

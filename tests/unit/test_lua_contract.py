@@ -6,7 +6,7 @@ import re
 from engine.errors import REJECTION_CLASSES
 from engine.executions import SIGNATURES
 from engine.library import library, lua_files
-from engine.states import EXECUTION_TRANSITIONS, FLOW_TRANSITIONS
+from engine.states import EXECUTION_TRANSITIONS, FLOW_TRANSITIONS, INITIAL_EXECUTION_STATES
 from engine.calls import FCall
 from tests.conftest import fake_client
 
@@ -59,6 +59,7 @@ def test_state_tables_in_lua_and_python_are_the_same_table():
                                              for s, targets in EXECUTION_TRANSITIONS.items()}
     assert normalise(tables["flow"]) == {s.value: sorted(t.value for t in targets)
                                         for s, targets in FLOW_TRANSITIONS.items()}
+    assert sorted(tables["initial"]) == sorted(s.value for s in INITIAL_EXECUTION_STATES)
 
 
 def test_lua_key_helpers_spell_the_same_names_as_keys_schema():

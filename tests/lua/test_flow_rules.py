@@ -1,0 +1,123 @@
+"""Flow rules found by a fault run (issue 8): canceled required steps, quorum
+bounds, the transition table as a guard, and calls bounded by their work.
+
+Driven by hand through the Lua functions, on fakeredis and real Valkey.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import BadArguments, ContractError
+from engine import executions as X
+from engine.calls import FCall
+from engine.errors import InternalError
+from engine.flowbatches import plan_batches, step_cost
+from engine.router import Command
+from tests.conftest import snapshot
+from tests.lua.test_flows import app, claim_step, finish, state  # noqa: F401 - the app fixture
+
+
+def test_a_canceled_required_step_fails_its_flow_even_behind_after_any(app):
+    flow = app.flow("cancel-one")
+    a = flow.step("a", "t.a")
+    flow.step("b", "t.b", after_any=[a])
+    run = flow.submit()
+    claim_step(app, run, "a")
+    finish(app, run, "a", "canceled")
+    assert state(run, "b") == "ready"  # after_any runs whatever the outcome
+    finish(app, run, "b", "succeeded")
+    assert run.status()["state"] == "failed"
+
+
+def test_a_canceled_optional_step_does_not_fail_its_flow(app):
+    flow = app.flow("cancel-optional")
+    a = flow.step("a", "t.a", optional=True)
+    flow.step("b", "t.b", after_any=[a])
+    run = flow.submit()
+    finish(app, run, "a", "canceled")
+    finish(app, run, "b", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
+def test_retrying_a_flow_failed_by_a_canceled_step_can_succeed(app):
+    flow = app.flow("cancel-retry")
+    a = flow.step("a", "t.a")
+    flow.step("b", "t.b", after_any=[a])
+    run = flow.submit()
+    finish(app, run, "a", "canceled")
+    finish(app, run, "b", "succeeded")
+    assert run.status()["state"] == "failed"
+    run.retry()
+    finish(app, run, "a", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
+def test_a_quorum_larger_than_the_required_edges_is_refused_when_the_flow_is_built(app):
+    flow = app.flow("quorum")
+    parents = [flow.step(f"p{i}", "t.a") for i in range(3)]
+    with pytest.raises(ContractError, match="'j'.*quorum=4 exceeds its 3 required"):
+        flow.step("j", "t.b", after=parents, quorum=4)
+    # soft edges do not count towards a quorum
+    with pytest.raises(ContractError, match="quorum=2 exceeds its 1 required"):
+        flow.step("k", "t.b", after=parents[:1], after_any=parents[1:], quorum=2)
+
+
+def test_the_lua_library_refuses_a_quorum_larger_than_the_required_edges_and_writes_nothing(app):
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    steps = [
+        {"step": "p", "id": f"e_{0:04x}_1700000000000aaaaaa", "task": "t.a", "lane": "default",
+         "payload": "{}", "priority": 0, "max_attempts": 1, "backoff_ms": 0, "backoff_max_ms": 0,
+         "deadline_in_ms": 0, "optional": False, "policy": "all", "quorum": 0, "edges": []},
+        {"step": "j", "id": f"e_{0:04x}_1700000000000bbbbbb", "task": "t.b", "lane": "default",
+         "payload": "{}", "priority": 0, "max_attempts": 1, "backoff_ms": 0, "backoff_max_ms": 0,
+         "deadline_in_ms": 0, "optional": False, "policy": "quorum", "quorum": 2,
+         "edges": [["p", "after"]]},
+    ]
+    before = snapshot(app.client)
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "q", "{}", json.dumps(steps), 1, ""))
+    with pytest.raises(BadArguments, match="step j: quorum 2 exceeds its 1 required"):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+
+
+def test_a_transition_outside_the_table_is_refused_as_a_bug(app):
+    """move() checks the table: a corrupted state can never be moved on silently."""
+    handle = app.submit("t.a", deadline_s=60)
+    ks = app.client.keys
+    partition = X.execution_partition(ks, handle.id)
+    key = ks.execution(partition, handle.id)
+    app.client.run(Command(("HSET", key, "state", "bogus"), key))
+    deadlines = ks.deadlines(partition)
+    app.client.run(Command(("ZADD", deadlines, 1, handle.id), deadlines))
+    with pytest.raises(InternalError, match="cannot move from bogus to expired"):
+        app.client.run(FCall("exec_expire_deadlines", (deadlines,), (10,)))
+    assert app.client.run(Command(("HGET", key, "state"), key)) == "bogus"
+
+
+def test_a_step_with_more_edges_than_one_call_carries_is_split_into_appends():
+    parents = [{"step": f"p{i}", "id": f"e{i}", "payload": "{}", "edges": []} for i in range(25)]
+    join = {"step": "j", "id": "ej", "payload": "{}",
+            "edges": [[f"p{i}", "ref" if i % 2 else "after_any"] for i in range(25)]}
+    batches = plan_batches([*parents, join], budget=10)
+    assert all(sum(step_cost(s) for s in batch) <= 10 for batch in batches)
+    pieces = [s for batch in batches for s in batch if s["step"] == "j"]
+    assert pieces[0]["edge_counts"] == [12, 13]
+    assert all(p.get("append") == 1 for p in pieces[1:])
+    assert [e for p in pieces for e in p["edges"]] == join["edges"]
+
+
+def test_a_fan_in_split_over_many_calls_runs_once_every_parent_succeeded(app):
+    flow = app.flow("wide-join")
+    parents = [flow.step(f"p{i}", "t.a") for i in range(30)]
+    flow.step("j", "t.b", [p.ref() for p in parents], quorum=30)
+    run = flow.submit(budget=8)
+    for i in range(30):
+        assert state(run, "j") == "blocked"
+        finish(app, run, f"p{i}", "succeeded", result=i)
+    assert state(run, "j") == "ready"
+    key = app.client.keys.inputs(run.partition, run.step_execution("j"))
+    assert len(app.client.run(Command(("HGETALL", key), key))) == 30
