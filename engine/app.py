@@ -68,12 +68,16 @@ def _seconds_to_ms(value: float | None, name: str, *, positive: bool = False) ->
 class App:
     """Registry of tasks plus a lazily connected client."""
 
-    def __init__(self, url: str | None = None, *, namespace: str = DEFAULT_NAMESPACE,
-                 partitions: int = DEFAULT_PARTITIONS, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    def __init__(self, url: str | None = None, *, namespace: str | None = None,
+                 partitions: int | None = None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  default_lane: str = DEFAULT_LANE, client: Client | None = None) -> None:
         self.url = url
-        self.namespace = namespace
-        self.partitions = partitions
+        # Whether the App chose its namespace / partition count itself: `flowslot worker`
+        # then keeps them, and refuses a flag that names another deployment.
+        self.namespace_explicit = namespace is not None
+        self.partitions_explicit = partitions is not None
+        self.namespace: str = DEFAULT_NAMESPACE if namespace is None else namespace
+        self.partitions: int = DEFAULT_PARTITIONS if partitions is None else partitions
         self.max_payload_bytes = max_payload_bytes
         self.default_lane = check_lane(default_lane)
         self.tasks: dict[str, TaskDef] = {}

@@ -25,6 +25,12 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user chose this option (command line or environment), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
 

@@ -10,7 +10,7 @@ import sys
 import click
 
 from engine.app import App
-from engine.cli.options import connection_options
+from engine.cli.options import connection_options, given
 
 
 def load_app(target: str) -> App:
@@ -30,6 +30,28 @@ def load_app(target: str) -> App:
     return app
 
 
+def apply_deployment(ctx: click.Context, app: App, url: str | None, namespace: str,
+                     partitions: int) -> None:
+    """Point the App at the deployment the flags name; the App's own choices win over defaults.
+
+    A flag given explicitly (command line or environment) that contradicts a
+    namespace or partition count the App set itself is refused: the worker
+    would otherwise serve work whose handlers it does not have.
+    """
+    if given(ctx, "url"):
+        app.url = url
+    for name, flag_value, app_explicit in (("namespace", namespace, app.namespace_explicit),
+                                           ("partitions", partitions, app.partitions_explicit)):
+        current = getattr(app, name)
+        if not given(ctx, name) or flag_value == current:
+            continue
+        if app_explicit:
+            raise click.ClickException(
+                f"--{name} {flag_value} contradicts the App's own {name}={current!r}; "
+                f"drop the flag or change the App")
+        setattr(app, name, flag_value)
+
+
 @click.command()
 @click.argument("target")
 @click.option("--lanes", default="default", show_default=True, help="Comma-separated lanes to serve.")
@@ -40,16 +62,19 @@ def load_app(target: str) -> App:
 @click.option("--metrics-port", envvar="FLOWSLOT_WORKER_METRICS_PORT", default=0, show_default=True, type=int,
               help="Serve /metrics and /healthz on this port (0: off).")
 @connection_options
-def worker(target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: float, metrics_port: int,
-           url: str | None, namespace: str, partitions: int) -> None:
-    """Run the tasks registered on TARGET (``module:app``) until SIGTERM."""
+@click.pass_context
+def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: float,
+           metrics_port: int, url: str | None, namespace: str, partitions: int) -> None:
+    """Run the tasks registered on TARGET (``module:app``) until SIGTERM.
+
+    The App's own url, namespace and partitions are used unless a flag (or
+    its environment variable) names them.
+    """
     from engine.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = load_app(target)
-    if url:
-        app.url = url
-    app.namespace, app.partitions = namespace, partitions
+    apply_deployment(ctx, app, url, namespace, partitions)
     lane_list = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
     if metrics_port:

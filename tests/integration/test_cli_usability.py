@@ -1,0 +1,117 @@
+"""What a new user meets on the command line: the worker's settings, messages and signals,
+global options, readable output, and read-only status commands."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import App
+from tests.conftest import TEST_PARTITIONS
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any FLOWSLOT_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSLOT_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+class Worker:
+    """``flowslot worker`` in a child process, its output read line by line as it comes."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "worker", *args], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or clean_env())
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> str:
+        """The first line (from now on or already read) containing ``text``."""
+        for line in self.lines:
+            if text in line:
+                return line
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout_s)
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r}; output so far:\n" + "\n".join(self.lines))
+            if line is None:
+                raise AssertionError(f"worker exited without {text!r}:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def finish(self, timeout_s: float = 30.0) -> tuple[int, str]:
+        """Exit code and the whole output, once the process has exited."""
+        code = self.proc.wait(timeout=timeout_s)
+        while (line := self._queue.get(timeout=timeout_s)) is not None:
+            self.lines.append(line)
+        return code, "\n".join(self.lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Worker:
+        started.append(Worker(*args, env=env))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+# -- item 1: the App's own namespace and partitions ---------------------------------------
+
+def test_a_worker_serves_the_namespace_and_partitions_its_app_chose(cluster, namespace, workers):
+    worker = workers("tests.apps.namespaced:app", "--url", cluster.url,
+                     env=clean_env(FLOWSLOT_TEST_APP_NAMESPACE=namespace))
+    worker.wait_for("started")
+    app = App(cluster.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    try:
+        assert app.submit("namespaced.echo", 7).result(timeout=30) == 7
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("flag, env, named", [
+    (["--namespace", "elsewhere"], {}, ("elsewhere", "NS")),
+    ([], {"FLOWSLOT_NAMESPACE": "elsewhere"}, ("elsewhere", "NS")),
+    (["--partitions", "32"], {}, ("32", "16")),
+])
+def test_a_worker_refuses_a_namespace_or_partition_count_its_app_contradicts(cluster, namespace, flag,
+                                                                             env, named):
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "worker", "tests.apps.namespaced:app", "--url", cluster.url,
+         *flag], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=clean_env(FLOWSLOT_TEST_APP_NAMESPACE=namespace, **env))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    for value in named:
+        assert (namespace if value == "NS" else value) in lines[0]
