@@ -9,7 +9,10 @@ Threads, each with one job:
     (``async def``);
   * the completer records outcomes in batches (one pipelined round per batch);
   * the renewer extends every held lease at a third of the lease and passes
-    cancellations to the handlers.
+    cancellations to the handlers;
+  * the promoter makes due delayed work ready (``exec_promote``) on every
+    partition about once a second, and on a partition as soon as one of this
+    worker's retries is due, so delays and back-offs need no daemon.
 
 SIGTERM stops claiming, lets running handlers finish for ``grace_s``, hands
 back the leases of those that did not (``exec_release``), and returns.
@@ -47,6 +50,7 @@ from keys import partition_of
 log = logging.getLogger("flowslot.worker")
 
 MAX_ERROR_KIND = 200
+PROMOTE_BATCH = 200  # due delayed executions promoted per partition per call
 MAX_ERROR_MESSAGE = 4096
 
 
@@ -92,7 +96,8 @@ class Worker:
 
     def __init__(self, app: App, lanes: Sequence[str] = ("default",), *, concurrency: int = 16,
                  lease_ms: int = 30_000, batch_max: int = 64, grace_s: float = 30.0,
-                 poll_s: float = 1.0, worker_id: str | None = None) -> None:
+                 poll_s: float = 1.0, worker_id: str | None = None,
+                 promote_interval_s: float | None = 1.0) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.app = app
@@ -104,6 +109,7 @@ class Worker:
         self.batch_max = batch_max
         self.grace_s = grace_s
         self.poll_s = poll_s
+        self.promote_interval_s = promote_interval_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
         self.stats = WorkerStats()
         self._held: dict[str, Held] = {}
@@ -473,22 +479,53 @@ class Worker:
             self._timers_cv.notify()
 
     def _promote_loop(self) -> None:
+        """Promote due delayed work: a partition when one of our retries is due, and every
+        partition once per ``promote_interval_s`` (jittered), so ``delay_s`` and retries
+        other processes scheduled run with no daemon. One pipelined round, bounded per call."""
+        next_pass = self._next_promote_pass()
         while not self._stopped.is_set():
-            with self._timers_cv:
-                while not self._stopped.is_set() and (
-                    not self._timers or self._timers[0][0] > time.monotonic()
-                ):
-                    wait_s = self._timers[0][0] - time.monotonic() if self._timers else self.poll_s
-                    self._timers_cv.wait(timeout=max(min(wait_s, self.poll_s), 0.001))
-                due = set()
-                while self._timers and self._timers[0][0] <= time.monotonic():
-                    due.add(heapq.heappop(self._timers)[1])
-            if due:
-                replies = self.client.run_many([executions.promote(self.keys, p, 1000) for p in due])
-                hints = [(p, lane) for p, reply in zip(due, replies)
-                         if not isinstance(reply, Exception) for lane in reply[1]]
-                if hints:
-                    self.client.run_many(hint_commands(self.keys, hints))
+            due = self._wait_for_due(next_pass)
+            if time.monotonic() >= next_pass:
+                due.update(range(self.keys.partitions))
+                next_pass = self._next_promote_pass()
+            if due and not self._stopped.is_set():
+                self._promote(sorted(due))
+
+    def _next_promote_pass(self) -> float:
+        if self.promote_interval_s is None:
+            return float("inf")
+        return time.monotonic() + self.promote_interval_s * random.uniform(0.75, 1.25)
+
+    def _wait_for_due(self, until: float) -> set[int]:
+        """Block until a scheduled partition is due or ``until``; pop the due ones."""
+        with self._timers_cv:
+            while not self._stopped.is_set():
+                now = time.monotonic()
+                first = self._timers[0][0] if self._timers else until
+                if min(first, until) <= now:
+                    break
+                self._timers_cv.wait(timeout=max(min(first, until, now + self.poll_s) - now, 0.001))
+            due = set()
+            while self._timers and self._timers[0][0] <= time.monotonic():
+                due.add(heapq.heappop(self._timers)[1])
+            return due
+
+    def _promote(self, partitions: list[int]) -> None:
+        """``exec_promote`` on each partition; hint the lanes that got work. A partition that
+        had more due work than one call takes is scheduled again at once."""
+        replies = self.client.run_many([executions.promote(self.keys, p, PROMOTE_BATCH)
+                                        for p in partitions])
+        hints = []
+        for partition, reply in zip(partitions, replies):
+            if isinstance(reply, Exception):
+                log.warning("promoting partition %d failed: %s", partition, reply)
+                continue
+            promoted, lanes = reply
+            hints += [(partition, lane) for lane in lanes]
+            if promoted >= PROMOTE_BATCH:
+                self._schedule_promotion(partition, 0)
+        if hints:
+            self.client.run_many(hint_commands(self.keys, hints))
 
     # -- lease renewal ---------------------------------------------------
     def _renew_loop(self) -> None:
