@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from engine import executions, metrics
+from engine import checks, executions, metrics
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.errors import ContractError
@@ -114,7 +114,7 @@ class App:
         """Register a handler (plain or ``async def``); usable with or without arguments."""
 
         def register(f: Callable[..., Any]) -> TaskDef:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            task_name = checks.task_name(f"{f.__module__}.{f.__qualname__}" if name is None else name)
             if task_name in self.tasks and self.tasks[task_name].fn is not f:
                 raise ContractError(f"task name {task_name!r} is already registered")
             definition = TaskDef(task_name, f, retry or Retry(), check_lane(lane or self.default_lane),
@@ -128,7 +128,7 @@ class App:
         if isinstance(task, TaskDef):
             return task
         if isinstance(task, str):
-            return self.tasks.get(task) or TaskDef(task, _unregistered)
+            return self.tasks.get(task) or TaskDef(checks.task_name(task), _unregistered)
         for definition in self.tasks.values():
             if definition.fn is task:
                 return definition
@@ -147,10 +147,8 @@ class App:
             raise ContractError(f"retry must be a Retry, got {policy!r}")
         payload = encode({"args": list(args), "kwargs": kwargs or {}},
                          limit_bytes=self.max_payload_bytes, what=f"payload of {definition.name}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
-        ):
-            raise ContractError(f"idempotency_key must be a string of 1..{MAX_IDEMPOTENCY_KEY} characters")
+        if idempotency_key is not None:
+            checks.text(idempotency_key, "idempotency_key", max_chars=MAX_IDEMPOTENCY_KEY)
         if partition is None:  # flow steps pass their flow's partition
             partition = (partition_of_key(idempotency_key, self.partitions) if idempotency_key
                          else self._random_partition())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine import flowcalls
+from engine import checks, flowcalls
 from engine.errors import (
     FlowCanceled,
     NotFound,
@@ -78,6 +78,8 @@ class FlowRun:
                                         block_s=block_s)
 
     def step_execution(self, step: str) -> str:
+        """The execution id of one step; NotFound when the flow has no such step."""
+        checks.step_id(step)
         eid = self._get("HGET", self.client.keys.flow_steps(self.partition, self.id), step)
         if not eid:
             self.status()
@@ -101,6 +103,7 @@ class FlowRun:
     # -- control ---------------------------------------------------------
     def cancel(self, reason: str = "flow canceled") -> str:
         """Cancel the flow and every unfinished step (``flow_cancel`` in batches). Idempotent."""
+        checks.reason(reason)
         previous, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))
         while remaining:
             _, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))

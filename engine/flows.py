@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import flowcalls, metrics
+from engine import checks, flowcalls, metrics
 from engine.codec import encode
 from engine.dispatcher import dispatch
 from engine.errors import ContractError
@@ -87,11 +87,9 @@ class FlowBuilder:
 
     def __init__(self, app: App, name: str, labels: dict[str, str] | None = None,
                  max_steps: int = DEFAULT_MAX_STEPS) -> None:
-        if not isinstance(name, str) or not name:
-            raise ContractError("a flow needs a non-empty name")
         self.app = app
-        self.name = name
-        self.labels = dict(labels or {})
+        self.name = checks.flow_name(name)
+        self.labels = checks.labels(labels)
         self.max_steps = max_steps
         self.steps: dict[str, Step] = {}
         self.submitted: FlowRun | None = None
@@ -104,8 +102,7 @@ class FlowBuilder:
         """Add a step running ``task(*args, **kwargs)``; references in the arguments become edges."""
         if self.submitted is not None:
             raise ContractError(f"flow {self.name!r} was already submitted")
-        if not isinstance(step_id, str) or not 0 < len(step_id) <= 200:
-            raise ContractError(f"step id must be a string of 1..200 characters, got {step_id!r}")
+        checks.step_id(step_id)
         if step_id in self.steps:
             raise ContractError(f"duplicate step id {step_id!r} in flow {self.name!r}")
         if len(self.steps) >= self.max_steps:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine import executions
+from engine import checks, executions
 from engine.codec import decode
 from engine.errors import NotFound, ResultTimeout, TaskCanceled, TaskFailed
 from engine.router import Command
@@ -48,6 +48,7 @@ class Handle:
 
     def cancel(self, reason: str = "canceled") -> str:
         """Cancel (``exec_cancel``); returns the state it was in."""
+        checks.reason(reason)
         previous, _, needs_dispatch = self.client.run(executions.cancel(self.client.keys, self.id, reason))
         if needs_dispatch:
             from engine.dispatcher import dispatch

@@ -27,7 +27,7 @@ import redis
 from redis import exceptions as rexc
 from redis.utils import SENTINEL
 
-from engine.errors import ClusterUnavailable, EngineError, error_from_reply
+from engine.errors import ClusterUnavailable, ContractError, EngineError, error_from_reply
 from engine.metrics import FCALL_LATENCY
 from keys import SLOT_COUNT, key_slot
 
@@ -68,6 +68,30 @@ def run_command(client: redis.Redis, *args: Any) -> Any:
 
 _RETRYABLE_CONN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError,
                    rexc.TryAgainError, rexc.BusyLoadingError)
+
+
+# What redis-py raises while encoding an argument it cannot send (a lone
+# surrogate, None, a bool, a list): nothing has been written yet.
+_UNENCODABLE = (UnicodeError, rexc.DataError)
+
+
+def _encoding_refusal(conn: Any, command: tuple[Any, ...]) -> ContractError | None:
+    """A ContractError naming the first argument of ``command`` that cannot be encoded, if any."""
+    try:
+        conn.pack_command(*command)
+        return None
+    except _UNENCODABLE:
+        pass
+    for position, value in enumerate(command):
+        try:
+            conn.pack_command("ECHO", value)
+        except _UNENCODABLE as e:
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return ContractError(
+                f"{' '.join(str(a) for a in command[:2])}: argument {position} ({shown}) cannot be "
+                f"sent: {e} (arguments are str, int, float or bytes; strings must be valid UTF-8)")
+    return ContractError(f"{' '.join(str(a) for a in command[:2])}: the arguments cannot be encoded")
 
 
 def _is_missing_function(err: Exception) -> bool:
@@ -242,7 +266,13 @@ class Router:
 
     def _send_round(self, calls: Sequence[Routable], pending: list[int], results: list[Any],
                     asking: dict[int, Node], reloaded: set[int]) -> tuple[list[int], bool]:
-        """One pipelined round over every node; returns (indices to retry, refresh first?)."""
+        """One pipelined round over every node; returns (indices to retry, refresh first?).
+
+        Every connection taken here is released on every path: a call whose
+        arguments cannot be encoded is refused alone (ContractError) before
+        anything is written, and any other exception (even KeyboardInterrupt)
+        disconnects and releases the connections still held before it escapes.
+        """
         by_node: dict[Node, list[int]] = {}
         for i in pending:
             node = asking.get(i) or self._slots[calls[i].slot if calls[i].slot >= 0 else 0]
@@ -250,31 +280,77 @@ class Router:
         sent: list[tuple[Node, Any, list[int]]] = []
         retry: list[int] = []
         refresh = False
-        for node, idx in by_node.items():
-            pool = self.client(node).connection_pool
-            conn = None
-            try:
-                conn = pool.get_connection()
-                commands = []
-                for i in idx:
-                    if i in asking:
-                        commands.append(("ASKING",))
-                    commands.append(calls[i].command())
-                conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
-                sent.append((node, conn, idx))
-            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
-                if conn is not None:
-                    conn.disconnect()  # type: ignore[no-untyped-call]
-                    pool.release(conn)
-                for i in idx:
-                    results[i] = e
-                retry.extend(idx)
-                refresh = True
-        for node, conn, idx in sent:
-            r, f = self._read_replies(node, conn, idx, calls, results, asking, reloaded)
-            retry.extend(r)
-            refresh = refresh or f
+        try:
+            for node, idx in by_node.items():
+                if not self._send_to(node, idx, calls, results, asking, sent):
+                    retry.extend(i for i in idx if not isinstance(results[i], ContractError))
+                    refresh = True
+            while sent:
+                node, conn, idx = sent.pop(0)
+                r, f = self._read_replies(node, conn, idx, calls, results, asking, reloaded)
+                retry.extend(r)
+                refresh = refresh or f
+        finally:
+            for node, conn, _ in sent:  # left only when an exception escapes
+                conn.disconnect()
+                self.client(node).connection_pool.release(conn)
         return retry, refresh
+
+    def _send_to(self, node: Node, idx: list[int], calls: Sequence[Routable], results: list[Any],
+                 asking: dict[int, Node], sent: list[tuple[Node, Any, list[int]]]) -> bool:
+        """Write one node's calls on one pooled connection; False when the node must be retried."""
+        pool = self.client(node).connection_pool
+        try:
+            conn: Any = pool.get_connection()
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+            for i in idx:
+                results[i] = e
+            return False
+        try:
+            packed, idx = self._pack(conn, idx, calls, results, asking)
+            if idx:
+                conn.send_packed_command(packed)
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+            conn.disconnect()
+            pool.release(conn)
+            for i in idx:
+                results[i] = e
+            return False
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        if idx:
+            sent.append((node, conn, idx))
+        else:
+            pool.release(conn)  # every call was refused: nothing was written
+        return True
+
+    @staticmethod
+    def _pack(conn: Any, idx: list[int], calls: Sequence[Routable], results: list[Any],
+              asking: dict[int, Node]) -> tuple[Any, list[int]]:
+        """RESP bytes for the calls that can be encoded; the others get a ContractError."""
+
+        def commands(indices: list[int]) -> list[tuple[Any, ...]]:
+            out: list[tuple[Any, ...]] = []
+            for i in indices:
+                if i in asking:
+                    out.append(("ASKING",))
+                out.append(calls[i].command())
+            return out
+
+        try:
+            return conn.pack_commands(commands(idx)), idx
+        except _UNENCODABLE:
+            pass  # rare: find the calls at fault, send the rest
+        good = []
+        for i in idx:
+            refusal = _encoding_refusal(conn, calls[i].command())
+            if refusal is None:
+                good.append(i)
+            else:
+                results[i] = refusal
+        return conn.pack_commands(commands(good)), good
 
     def _read_replies(self, node: Node, conn: Any, idx: list[int], calls: Sequence[Routable],
                       results: list[Any], asking: dict[int, Node],
