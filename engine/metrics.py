@@ -19,6 +19,8 @@ SCANNER_REPAIRS = Counter("flowslot_scanner_repairs", "Stragglers repaired, by s
                           registry=REGISTRY)
 SCANNER_PASSES = Counter("flowslot_scanner_passes", "Scanner passes, by scanner.", ["scanner"],
                          registry=REGISTRY)
+SCANNER_ERRORS = Counter("flowslot_scanner_errors", "Partitions a scanner pass skipped on an error, and "
+                         "scanner passes that failed, by scanner.", ["scanner"], registry=REGISTRY)
 DISPATCH_CASCADES = Counter("flowslot_dispatch_cascades", "Dispatcher runs.", registry=REGISTRY)
 DISPATCH_EDGES = Counter("flowslot_dispatch_edges", "Edges resolved by the dispatcher, by outcome.",
                          ["outcome"], registry=REGISTRY)

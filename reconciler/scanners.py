@@ -21,8 +21,10 @@ from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
 from engine.hints import hint_commands
+from reconciler.throttle import LogThrottle
 
 log = logging.getLogger("flowslot.reconciler")
+THROTTLE = LogThrottle(log)
 
 
 @dataclass
@@ -32,6 +34,8 @@ class ScanResult:
     rounds: int = 0
     commands: int = 0
     details: list[Any] = field(default_factory=list)
+    errors: int = 0
+    failed_partitions: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -74,23 +78,47 @@ class Scanner:
             result.commands += stats.rounds
 
     def run(self, client: Client, partitions: Sequence[int], max_rounds: int = 10) -> ScanResult:
+        """Call, digest and finish every partition; a partition that errors is skipped this pass.
+
+        Its error is logged (rate-limited) and counted in ``result.errors`` and
+        ``result.failed_partitions``; every other partition is still repaired.
+        """
         result = ScanResult(scanned_partitions=len(partitions))
         todo = list(partitions)
         while todo and result.rounds < max_rounds:
             result.rounds += 1
             replies = client.run_many([self.call(client, p) for p in todo])
             result.commands += len(todo)
-            digests = []
-            for p, reply in zip(todo, replies):
-                if isinstance(reply, Exception):
-                    raise reply
-                digests.append(self.digest(client, p, reply))
-            self.finish(client, digests, result)
+            digested = [(p, d) for p, reply in zip(todo, replies)
+                        if (d := self._digest_or_skip(client, p, reply, result)) is not None]
+            digests = [d for _, d in digested]
+            try:
+                self.finish(client, digests, result)
+            except Exception as e:  # noqa: BLE001 - its repairs are done; hints/dispatch have their own scanners
+                self._count_error(client, result, None, e)
             for d in digests:
                 result.repaired += d.repaired
                 result.details.extend(d.details)
-            todo = [p for p, d in zip(todo, digests) if d.full]
+            todo = [p for p, d in digested if d.full]
         return result
+
+    def _digest_or_skip(self, client: Client, partition: int, reply: Any, result: ScanResult) -> Digest | None:
+        """The partition's digest, or None (counted, logged) when its reply or digest is an error."""
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            return self.digest(client, partition, reply)
+        except Exception as e:  # noqa: BLE001 - one partition's fault must not stop the others
+            self._count_error(client, result, partition, e)
+            return None
+
+    def _count_error(self, client: Client, result: ScanResult, partition: int | None, error: Exception) -> None:
+        result.errors += 1
+        if partition is not None:
+            result.failed_partitions.append(partition)
+        where = "finishing the round" if partition is None else f"partition {partition}"
+        THROTTLE.warning((client.keys.namespace, self.name, partition, type(error).__name__),
+                         "scanner %s skipped %s: %s: %s", self.name, where, type(error).__name__, error)
 
 
 class DependencyScanner(Scanner):
