@@ -11,7 +11,7 @@ it is safe: an edge resolves once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from engine import metrics
@@ -85,3 +85,12 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
     metrics.DISPATCH_EDGES.labels("impossible").inc(stats.impossible)
     metrics.CASCADE_SIZE.observe(stats.ready + stats.skipped)
     return stats
+
+
+def announce(client: Client, ready: Sequence[tuple[str, str]], skipped: Sequence[str]) -> None:
+    """After a call that made steps ready or skipped them: hint the ready, dispatch the skipped."""
+    keys = client.keys
+    if ready:
+        client.run_many(hint_commands(keys, [(execution_partition(keys, eid), lane) for eid, lane in ready]))
+    if skipped:
+        dispatch(client, skipped)

@@ -80,6 +80,18 @@ local function set_flow_state(prefix, fid, from, to, now, detail)
   end
 end
 
+-- Multi-call flow operations (seal, cancel, resume, retry) record themselves
+-- in the partition's `flow_ops` index ("<op>:<flow id>", by start time) until
+-- their last call, so the reconciler finishes one a crashed caller left.
+local function op_pending(prefix, op, fid, remaining, now)
+  local ops, member = pkey(prefix, 'flow_ops'), op .. ':' .. fid
+  if remaining then
+    rcall('ZADD', ops, 'NX', now, member)
+  else
+    rcall('ZREM', ops, member)
+  end
+end
+
 -- Write the new state of execution `e` (its HGETALL table, updated in place),
 -- keep the per-lane and per-flow counters, append the event. `fields` is an
 -- optional flat list of extra HSET field/value pairs. The event is written

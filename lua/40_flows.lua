@@ -200,6 +200,7 @@ end
   KEYS[1] flow     HASH   the flow
   ARGV[1] flow_id  ARGV[2] name  ARGV[3] labels (JSON)  ARGV[4] steps (JSON list)
   ARGV[5] final (1: seal the flow)  ARGV[6] parent (execution id adding steps, or '')
+  Derived: flow_ops ZSET ("seal:<flow>" while roots are still held after the final batch)
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -297,8 +298,9 @@ local function flow_submit(keys, args)
     for _, s in ipairs(fresh) do settle(prefix, gate_fields(prefix, s.id), now, out) end
     maybe_finish_flow(prefix, fid, now)
   end
-  return {rcall('HGET', keys[1], 'state'), created, out.ready, out.skipped,
-    rcall('LLEN', keys[1] .. ':roots')}
+  local roots_left = rcall('LLEN', keys[1] .. ':roots')
+  if final and roots_left > 0 then op_pending(prefix, 'seal', fid, true, now) end
+  return {rcall('HGET', keys[1], 'state'), created, out.ready, out.skipped, roots_left}
 end
 register('flow_submit', flow_submit)
 
@@ -306,6 +308,7 @@ register('flow_submit', flow_submit)
   flow was submitted in batches (call until roots_left is 0).
   KEYS[1] flow     HASH   the flow (already sealed by its final flow_submit)
   ARGV[1] max_count
+  Derived: flow_ops ZSET ("seal:<flow>" removed with the last root)
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -316,7 +319,9 @@ local function flow_seal(keys, args)
   local out = {ready = {}, skipped = {}}
   local roots = rcall('LPOP', keys[1] .. ':roots', max_count) or {}
   for _, id in ipairs(roots) do settle(prefix, gate_fields(prefix, id), now, out) end
-  return {out.ready, rcall('LLEN', keys[1] .. ':roots')}
+  local roots_left = rcall('LLEN', keys[1] .. ':roots')
+  op_pending(prefix, 'seal', rcall('HGET', keys[1], 'id'), roots_left > 0, now)
+  return {out.ready, roots_left}
 end
 register('flow_seal', flow_seal)
 
@@ -366,6 +371,7 @@ register('flow_resolve', flow_resolve)
   late results are refused). Idempotent; call until remaining is 0.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count  ARGV[2] reason
+  Derived: flow_ops ZSET ("cancel:<flow>" until the last step is canceled)
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)
@@ -389,13 +395,16 @@ local function flow_cancel(keys, args)
     pos = pos + 1
   end
   rcall('HSET', keys[1], 'cancel_pos', pos)
-  return {state, math.max(rcall('LLEN', order) - pos, 0)}
+  local remaining = math.max(rcall('LLEN', order) - pos, 0)
+  op_pending(prefix, 'cancel', fid, remaining > 0, now)
+  return {state, remaining}
 end
 register('flow_cancel', flow_cancel)
 
 --[[ flow_pause: hold the flow's ready and future-ready steps; running steps
   finish. running -> pausing (paused once nothing is leased). Idempotent.
   KEYS[1] flow     HASH   the flow
+  Derived: flow_ops ZSET (drops an unfinished "resume:<flow>")
   Reply:  new state
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function flow_pause(keys, args)
@@ -405,7 +414,9 @@ local function flow_pause(keys, args)
   if state ~= 'running' then raise('INVALID_STATE', 'flow is ' .. state .. ', cannot be paused') end
   local to = 'paused'
   if tonumber(leased or 0) > 0 then to = 'pausing' end
-  set_flow_state(prefix_of(keys[1]), rcall('HGET', keys[1], 'id'), state, to, now_ms(), 'pause')
+  local prefix, fid, now = prefix_of(keys[1]), rcall('HGET', keys[1], 'id'), now_ms()
+  set_flow_state(prefix, fid, state, to, now, 'pause')
+  op_pending(prefix, 'resume', fid, false, now)  -- a pause supersedes an unfinished resume
   return to
 end
 register('flow_pause', flow_pause)
@@ -414,6 +425,7 @@ register('flow_pause', flow_pause)
   steps per call to their ready sets (call until remaining is 0). Idempotent.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count
+  Derived: flow_ops ZSET ("resume:<flow>" until the last held step is released)
   Reply:  {state, {lane...}, remaining}  lanes that received work (to hint)
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resume(keys, args)
@@ -437,6 +449,8 @@ local function flow_resume(keys, args)
       if not seen[lane] then seen[lane] = 1; lanes[#lanes + 1] = lane end
     end
   end
-  return {'running', lanes, rcall('ZCARD', held)}
+  local remaining = rcall('ZCARD', held)
+  op_pending(prefix, 'resume', rcall('HGET', keys[1], 'id'), remaining > 0, now_ms())
+  return {'running', lanes, remaining}
 end
 register('flow_resume', flow_resume)

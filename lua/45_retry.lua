@@ -69,6 +69,7 @@ end
   call until done is 1. Succeeded steps keep their results.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count
+  Derived: f:<flow>:retry SET (steps being re-run), flow_ops ZSET ("retry:<flow>" until done)
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('flow_retry', function(keys, args)
@@ -86,6 +87,7 @@ register('flow_retry', function(keys, args)
     rcall('DEL', keys[1] .. ':done')
     rcall('ZREM', pkey(prefix, 'flows_done'), fid)
     rcall('HDEL', keys[1], 'finished_ms', 'cancel_pos')
+    op_pending(prefix, 'cancel', fid, false, now)  -- a retry supersedes an unfinished cancel
     phase, pos = 'reset', 0
   end
   pos = tonumber(pos or 0)
@@ -111,11 +113,13 @@ register('flow_retry', function(keys, args)
     else
       rcall('DEL', keys[1] .. ':retry')
       rcall('HDEL', keys[1], 'retry_phase', 'retry_pos')
+      op_pending(prefix, 'retry', fid, false, now)
       maybe_finish_flow(prefix, fid, now)
       return {1, out.ready, out.skipped}
     end
     pos = 0
   end
   rcall('HSET', keys[1], 'retry_phase', phase, 'retry_pos', pos)
+  op_pending(prefix, 'retry', fid, true, now)
   return {done, out.ready, out.skipped}
 end)

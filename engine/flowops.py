@@ -1,0 +1,80 @@
+"""Flow operations that take several calls: seal, cancel, resume, retry.
+
+Each runs its FCALL until the server says it is done. Every one of these
+functions is idempotent and records itself in the partition's ``flow_ops``
+index until its last call, so when a process dies half-way the reconciler's
+``flow_ops`` scanner calls the same function again (``finish_op``) and the
+operation completes: nothing stays half-sealed, half-canceled or
+half-resumed.
+"""
+
+from __future__ import annotations
+
+from engine import flowcalls
+from engine.client import Client
+from engine.dispatcher import announce
+from engine.errors import ContractError
+from engine.hints import hint_commands
+
+CONTROL_BATCH = 200  # steps per cancel / resume / retry call
+SEAL_BATCH = 200  # roots released per flow_seal call
+OPS = ("seal", "cancel", "resume", "retry")
+
+
+def seal(client: Client, flow_id: str) -> None:
+    """Release every root held by a batched submit (``flow_seal`` until none is left)."""
+    ready: list[tuple[str, str]] = []
+    roots_left = 1
+    while roots_left:
+        r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, SEAL_BATCH))
+        ready += r
+    announce(client, ready, [])
+
+
+def cancel(client: Client, flow_id: str, reason: str = "flow canceled") -> str:
+    """Cancel the flow and every unfinished step; returns the state it was in."""
+    previous, remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason))
+    while remaining:
+        _, remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason))
+    return str(previous)
+
+
+def resume(client: Client, flow_id: str) -> str:
+    """Run the flow again and hint every step it held; returns the new state."""
+    lanes: set[str] = set()
+    remaining = 1
+    state = ""
+    while remaining:
+        state, new_lanes, remaining = client.run(flowcalls.resume(client.keys, flow_id, CONTROL_BATCH))
+        lanes.update(new_lanes)
+    if lanes:
+        partition = flowcalls.flow_partition(client.keys, flow_id)
+        client.run_many(hint_commands(client.keys, [(partition, lane) for lane in lanes]))
+    return str(state)
+
+
+def retry(client: Client, flow_id: str) -> None:
+    """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases)."""
+    ready: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    done = False
+    while not done:
+        done, r, s = client.run(flowcalls.retry(client.keys, flow_id, CONTROL_BATCH))
+        ready += r
+        skipped += s
+    announce(client, ready, skipped)
+
+
+def finish_op(client: Client, member: str) -> None:
+    """Complete a recorded operation (``"<op>:<flow id>"`` from the ``flow_ops`` index)."""
+    op, _, flow_id = member.partition(":")
+    if op == "seal":
+        seal(client, flow_id)
+    elif op == "cancel":
+        cancel(client, flow_id)
+    elif op == "resume":
+        resume(client, flow_id)
+    elif op == "retry":
+        retry(client, flow_id)
+    else:
+        raise ContractError(f"unknown flow operation {member!r}")
