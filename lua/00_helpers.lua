@@ -2,7 +2,11 @@
 
   Conventions (see ARCHITECTURE.md §4):
   * raise(code, detail) aborts with an error reply "CODE detail"; it is only
-    ever called before the first write of a function.
+    ever called before the first write of a function, except for BUG (move()
+    asked for a transition its table forbids: a bug in this library).
+  * every function registered without 'no-writes' first checks that its slot
+    is stable (check_slot_stable), so it runs whole or not at all while a
+    slot is being migrated.
   * now_ms() is the only clock: the server's TIME, never the caller's.
   * pkey(prefix, suffix) rebuilds a partition key from the prefix of a KEYS
     entry; it mirrors keys/schema.py (a unit test checks both agree).
