@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from engine import checks, executions, metrics
+from engine import checks, executions, metrics, refs
 from engine.client import Client
-from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
+from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from engine.errors import ContractError
 from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
 from engine.handle import Handle, read_execution
@@ -139,14 +139,23 @@ class App:
                 kwargs: dict[str, Any] | None = None, *, lane: str | None = None,
                 priority: int | None = None, delay_s: float | None = None,
                 deadline_s: float | None = None, idempotency_key: str | None = None,
-                retry: Retry | None = None, partition: int | None = None) -> tuple[executions.SubmitSpec, int]:
-        """Validate and encode one submission; raises before anything is written."""
+                retry: Retry | None = None, partition: int | None = None,
+                allow_refs: bool = False) -> tuple[executions.SubmitSpec, int]:
+        """Validate and encode one submission; raises before anything is written.
+
+        ``allow_refs``: a flow step's arguments may hold references (``engine/refs.py``).
+        """
         definition = self._resolve(task)
         policy = retry or definition.retry
         if not isinstance(policy, Retry):
             raise ContractError(f"retry must be a Retry, got {policy!r}")
-        payload = encode({"args": list(args), "kwargs": kwargs or {}},
-                         limit_bytes=self.max_payload_bytes, what=f"payload of {definition.name}")
+        kwargs = kwargs or {}
+        found = refs.find(args, kwargs)
+        if found and not allow_refs:
+            raise ContractError(f"{refs.shown(found[0][0])} is a step reference: references are "
+                                "arguments of flow steps only")
+        payload = refs.encode_payload(args, kwargs, found, limit_bytes=self.max_payload_bytes,
+                                      what=f"payload of {definition.name}")
         if idempotency_key is not None:
             checks.text(idempotency_key, "idempotency_key", max_chars=MAX_IDEMPOTENCY_KEY)
         if partition is None:  # flow steps pass their flow's partition

@@ -50,12 +50,13 @@ class TaskContext:
     # -- dynamic steps ---------------------------------------------------
     def ref(self, step: str) -> Any:
         """Required data from another step of this flow, for ``add_step`` arguments."""
-        from engine.flows import Ref
+        from engine.refs import Ref
 
         return Ref(None, step, "ref")
 
     def ref_or_default(self, step: str, default: Any) -> Any:
-        from engine.flows import Ref
+        """Optional data from another step of this flow, or ``default`` if it does not succeed."""
+        from engine.refs import Ref
 
         return Ref(None, step, "ref_or_default", default)
 

@@ -7,9 +7,11 @@
 
 Everything is checked before anything is written: duplicate step ids,
 references to unknown steps or to another flow's steps, cycles, the step
-bound, unserializable arguments. A reference becomes a marker in the step's
-payload plus an edge; the worker substitutes the upstream result (or the
-default) that the resolving FCALL copied into the step's inputs.
+bound, unserializable arguments. A reference becomes an edge plus a path in
+the payload's ``refs`` list, beside the arguments (``engine/refs.py``); the
+worker puts the upstream result (or the default) that the resolving FCALL
+copied into the step's inputs at that path. Argument values are never read
+as references.
 """
 
 from __future__ import annotations
@@ -28,26 +30,17 @@ from engine.executions import execution_partition
 from engine.flowbatches import WORK_BUDGET, plan_batches
 from engine.hints import hint_commands
 from engine.policy import Retry
+from engine.refs import Ref as Ref  # re-exported: Ref was defined here
+from engine.refs import find as find_refs
 from keys import new_id
 
 if TYPE_CHECKING:
     from engine.app import App, TaskDef
     from engine.flowrun import FlowRun
 
-REF_MARKER = "__flowslot_ref__"
 DEFAULT_MAX_STEPS = 10_000
 SEAL_BATCH = 200  # roots released per flow_seal call
 EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A reference to a step's result inside another step's arguments."""
-
-    flow: FlowBuilder | None  # None: a reference made by a running step to its own flow
-    step: str
-    kind: str  # "ref" or "ref_or_default"
-    default: Any = None
 
 
 @dataclass
@@ -112,10 +105,9 @@ class FlowBuilder:
                     options={"lane": lane, "priority": priority, "retry": retry,
                              "deadline_s": deadline_s, "optional": bool(optional),
                              "policy": policy, "quorum": n})
-        for value in (*step.args, *step.kwargs.values()):
-            for ref in _refs_in(value):
-                same_flow = ref.flow is self or ref.flow is None  # None: from a running step's context
-                self._add_edge(step, ref.step if same_flow else ref, ref.kind, ref.default)
+        for _, ref in find_refs(step.args, step.kwargs):
+            same_flow = ref.flow is self or ref.flow is None  # None: from a running step's context
+            self._add_edge(step, ref.step if same_flow else ref, ref.kind, ref.default)
         for upstream in after:
             self._add_edge(step, upstream, "after")
         for upstream in after_any:
@@ -182,9 +174,9 @@ class FlowBuilder:
     def encode_step(self, step: Step, partition: int) -> dict[str, Any]:
         app = self.app
         o = step.options
-        spec, _ = app.prepare(step.task, _mark(step.args), _mark(step.kwargs), lane=o["lane"],
+        spec, _ = app.prepare(step.task, step.args, step.kwargs, lane=o["lane"],
                               priority=o["priority"], retry=o["retry"], deadline_s=o["deadline_s"],
-                              partition=partition)
+                              partition=partition, allow_refs=True)
         step.execution_id = spec.execution_id
         edges: list[list[str]] = []
         for upstream, (kind, default) in step.edges.items():
@@ -260,37 +252,3 @@ def announce(app: App, ready: Sequence[tuple[str, str]], skipped: Sequence[str])
     if skipped:
         dispatch(app.client, skipped)
 
-
-def _refs_in(value: Any) -> Iterable[Ref]:
-    if isinstance(value, Ref):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _refs_in(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _refs_in(item)
-
-
-def _mark(value: Any) -> Any:
-    """Replace every Ref with its JSON marker (nested in lists and dicts too)."""
-    if isinstance(value, Ref):
-        return {REF_MARKER: value.step}
-    if isinstance(value, tuple):
-        return [_mark(v) for v in value]
-    if isinstance(value, list):
-        return [_mark(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _mark(v) for k, v in value.items()}
-    return value
-
-
-def substitute(value: Any, inputs: dict[str, Any]) -> Any:
-    """The worker's side: replace markers with upstream inputs (None when absent)."""
-    if isinstance(value, dict):
-        if len(value) == 1 and REF_MARKER in value:
-            return inputs.get(value[REF_MARKER])
-        return {k: substitute(v, inputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, inputs) for v in value]
-    return value

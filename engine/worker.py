@@ -42,7 +42,7 @@ from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
 from engine.dispatcher import dispatch
-from engine.flows import substitute
+from engine.refs import substitute
 from engine.errors import Canceled, EngineError, InvalidState, NotFound, StaleLease, TransitionRejected
 from engine.hints import hint_commands, pop_hints
 from keys import partition_of
@@ -361,12 +361,15 @@ class Worker:
 
     @staticmethod
     def _arguments(held: Held) -> tuple[list[Any], dict[str, Any]]:
-        """Decode the payload; in a flow step, put upstream results where references were."""
+        """Decode the payload; in a flow step, put upstream results at the listed reference paths.
+
+        The argument values themselves are passed on exactly as submitted.
+        """
         payload = decode(held.claimed.payload) or {}
         args, kwargs = list(payload.get("args", [])), dict(payload.get("kwargs", {}))
-        if held.claimed.flow:
+        if payload.get("refs"):
             inputs = {step: decode(value) for step, value in held.claimed.inputs.items()}
-            args, kwargs = substitute(args, inputs), substitute(kwargs, inputs)
+            substitute(args, kwargs, payload["refs"], inputs)
         return args, kwargs
 
     def _success(self, held: Held, value: Any) -> Outcome:

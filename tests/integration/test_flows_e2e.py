@@ -61,6 +61,19 @@ def test_references_nested_in_lists_and_dicts_are_substituted(server_url, namesp
     assert run.result("c", timeout=30) == {"list": [1, {"deep": "two"}], "plain": 3}
 
 
+def test_a_literal_shaped_like_a_reference_marker_reaches_the_handler_intact(
+        server_url, namespace, make_app, spawn_worker):
+    app = make_app(server_url, namespace)
+    spawn_worker(server_url, namespace)
+    flow = app.flow("literal")
+    a = flow.step("a", "flow.echo", "from a")
+    webhook = {"__flowslot_ref__": "a"}  # user data: JSON from outside can look like anything
+    flow.step("b", "flow.echo", {"literal": webhook, "ref": a.ref(), "list": [webhook, a.ref()]})
+    run = flow.submit()
+    assert run.result("b", timeout=30) == {"literal": {"__flowslot_ref__": "a"}, "ref": "from a",
+                                           "list": [{"__flowslot_ref__": "a"}, "from a"]}
+
+
 def test_a_required_failure_skips_the_children_and_result_says_so(server_url, namespace, make_app, spawn_worker):
     app = make_app(server_url, namespace)
     spawn_worker(server_url, namespace)
