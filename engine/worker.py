@@ -67,6 +67,25 @@ class Outcome:
     retryable: bool = True
 
 
+def _log_failure(outcome: Outcome, reply: Any) -> None:
+    """One WARNING line per failed attempt: task, id, attempt, error kind and message, and what
+    became of it (retry, failed, or not recorded)."""
+    c = outcome.claimed
+    message = outcome.message.split("\n", 1)[0][:500]
+    if isinstance(reply, Exception):
+        then = f"not recorded: {reply}"
+    elif reply[0] == "delayed":
+        then = f"retry in {reply[2] / 1000:g} s"
+    elif reply[0] == "ready":
+        then = "retry now"
+    else:
+        then = str(reply[0])
+    fields = {"task": c.task, "id": c.execution_id, "attempt": c.attempt, "error_kind": outcome.kind,
+              "error_message": message, "outcome": then}
+    log.warning("task %s %s attempt %d failed: %s: %s (%s)", c.task, c.execution_id, c.attempt,
+                outcome.kind, message, then, extra={"fields": fields})
+
+
 @dataclass
 class Held:
     """A lease this worker holds."""
@@ -432,11 +451,15 @@ class Worker:
         for o, reply in zip(batch, replies):
             with self._held_lock:
                 self._held.pop(o.claimed.execution_id, None)
+            if not o.ok:
+                _log_failure(o, reply)
             if isinstance(reply, (Canceled, StaleLease, NotFound, InvalidState)):  # e.g. expired meanwhile
-                log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
+                if o.ok:
+                    log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
                 continue
             if isinstance(reply, Exception):
-                log.error("could not record %s: %s", o.claimed.execution_id, reply)
+                if o.ok:
+                    log.error("could not record %s: %s", o.claimed.execution_id, reply)
                 continue
             state = reply[0]
             if (o.ok and reply[2]) or (not o.ok and reply[3]):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 
 import click
+import redis
 
 from engine.app import App
 from engine.cli.options import connection_options, given
+from engine.errors import EngineError
+from engine.logs import setup_logging
 
 
 def load_app(target: str) -> App:
@@ -52,6 +54,17 @@ def apply_deployment(ctx: click.Context, app: App, url: str | None, namespace: s
         setattr(app, name, flag_value)
 
 
+def connect(app: App) -> None:
+    """Connect before any thread starts, so a first-run mistake (no server recorded, nothing
+    listening, a wrong URL, another partition count) is one ``Error:`` line, not a traceback."""
+    try:
+        app.client  # noqa: B018 - the property connects, checks the config and loads the library
+    except EngineError as e:
+        raise click.ClickException(str(e)) from e
+    except (ValueError, redis.RedisError) as e:
+        raise click.ClickException(f"cannot connect to {app.url or 'the configured server'}: {e}") from e
+
+
 @click.command()
 @click.argument("target")
 @click.option("--lanes", default="default", show_default=True, help="Comma-separated lanes to serve.")
@@ -61,10 +74,11 @@ def apply_deployment(ctx: click.Context, app: App, url: str | None, namespace: s
               help="On SIGTERM, how long running handlers may finish before their leases are released.")
 @click.option("--metrics-port", envvar="FLOWSLOT_WORKER_METRICS_PORT", default=0, show_default=True, type=int,
               help="Serve /metrics and /healthz on this port (0: off).")
+@click.option("--log-json", is_flag=True, envvar="FLOWSLOT_LOG_JSON", help="Log one JSON object per line.")
 @connection_options
 @click.pass_context
 def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_ms: int, grace_s: float,
-           metrics_port: int, url: str | None, namespace: str, partitions: int) -> None:
+           metrics_port: int, log_json: bool, url: str | None, namespace: str, partitions: int) -> None:
     """Run the tasks registered on TARGET (``module:app``) until SIGTERM.
 
     The App's own url, namespace and partitions are used unless a flag (or
@@ -72,9 +86,10 @@ def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_
     """
     from engine.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(log_json)
     app = load_app(target)
     apply_deployment(ctx, app, url, namespace, partitions)
+    connect(app)
     lane_list = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
     if metrics_port:

@@ -3,6 +3,7 @@ global options, readable output, and read-only status commands."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -36,7 +37,8 @@ class Worker:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or clean_env())
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -71,6 +73,9 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -115,3 +120,66 @@ def test_a_worker_refuses_a_namespace_or_partition_count_its_app_contradicts(clu
     assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
     for value in named:
         assert (namespace if value == "NS" else value) in lines[0]
+
+
+# -- item 11: the worker's first-run errors and failure log --------------------------------
+
+def run_worker_once(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "worker", "tests.apps.basic:app", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    return lines[0]
+
+
+def test_a_worker_with_no_cluster_recorded_says_so_in_one_line(tmp_path):
+    line = one_error_line(run_worker_once(env=clean_env(FLOWSLOT_HOME=str(tmp_path))))
+    assert "flowslot cluster up" in line
+
+
+def test_a_worker_facing_a_refused_connection_or_an_http_url_says_so_in_one_line(tmp_path):
+    from engine.localcluster import pick_free_ports
+
+    port = pick_free_ports(1, with_bus=False)[0]
+    env = clean_env(FLOWSLOT_HOME=str(tmp_path))
+    assert "Connection refused" in one_error_line(run_worker_once("--url", f"redis://127.0.0.1:{port}",
+                                                                  env=env))
+    assert "redis://" in one_error_line(run_worker_once("--url", "http://127.0.0.1:6379", env=env))
+
+
+def test_a_worker_on_a_deployment_with_another_partition_count_says_so_in_one_line(cluster, namespace,
+                                                                                   make_app):
+    make_app(cluster.url, namespace).client  # records 16 partitions for the namespace
+    line = one_error_line(run_worker_once("--url", cluster.url, "--namespace", namespace,
+                                          "--partitions", "32", env=clean_env()))
+    assert "16 partitions" in line and "32" in line
+
+
+def test_a_worker_logs_one_line_per_failed_attempt_and_unknown_task(cluster, namespace, make_app, workers):
+    worker = workers("tests.apps.basic:app", "--url", cluster.url, "--namespace", namespace,
+                     "--partitions", str(TEST_PARTITIONS))
+    worker.wait_for("started")
+    app = make_app(cluster.url, namespace)
+    boom, missing = app.submit("basic.boom"), app.submit("nowhere.registered")
+    line = worker.wait_for(boom.id)
+    assert "WARNING" in line and "basic.boom" in line and "attempt 1" in line
+    assert "PermanentError: this input can never work" in line and "(failed)" in line
+    line = worker.wait_for(missing.id)
+    assert "WARNING" in line and "nowhere.registered" in line and "unknown_task" in line
+
+
+def test_a_worker_with_log_json_logs_each_failure_as_one_json_object(cluster, namespace, make_app, workers):
+    worker = workers("tests.apps.basic:app", "--url", cluster.url, "--namespace", namespace,
+                     "--partitions", str(TEST_PARTITIONS), env=clean_env(FLOWSLOT_LOG_JSON="1"))
+    worker.wait_for("started")
+    boom = make_app(cluster.url, namespace).submit("basic.boom")
+    entry = json.loads(worker.wait_for(boom.id))
+    assert entry["level"] == "warning" and entry["logger"] == "flowslot.worker"
+    assert {k: entry[k] for k in ("task", "id", "attempt", "error_kind", "outcome")} == {
+        "task": "basic.boom", "id": boom.id, "attempt": 1, "error_kind": "PermanentError",
+        "outcome": "failed"}
+    assert all(json.loads(line) for line in worker.lines)
