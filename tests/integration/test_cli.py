@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from engine import TaskFailed
 from engine.cli import main
 from keys import new_id
 from tests.conftest import TEST_PARTITIONS
@@ -44,7 +45,7 @@ def finished_flow(cluster, namespace, make_app):
         run = flow.submit()
         run.wait(timeout=30)
         failed = app.submit("basic.boom")
-        with pytest.raises(Exception):
+        with pytest.raises(TaskFailed):
             failed.result(timeout=20)
     finally:
         worker.stop_and_wait()

@@ -49,8 +49,7 @@ def state_of(app, eid, partition):
 
 def test_hint_repair_finds_ready_work_whose_hint_was_lost(cluster, namespace, make_app, spawn_worker):
     app = make_app(cluster.url, namespace)
-    spawn_worker(cluster.url, namespace)
-    time.sleep(1.0)  # past the worker's start-up sweep
+    spawn_worker(cluster.url, namespace)  # returns once its start-up sweep is done
     eid, partition = submit_without_hint(app, "basic.add", 2, 2)
     time.sleep(0.5)
     assert state_of(app, eid, partition) == "ready"  # nobody was told
