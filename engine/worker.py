@@ -14,8 +14,10 @@ Threads, each with one job:
     partition about once a second, and on a partition as soon as one of this
     worker's retries is due, so delays and back-offs need no daemon.
 
-SIGTERM stops claiming, lets running handlers finish for ``grace_s``, hands
-back the leases of those that did not (``exec_release``), and returns.
+SIGTERM (or SIGINT) stops claiming, lets running handlers finish for
+``grace_s`` (saying every few seconds what it waits for), hands back the
+leases of those that did not (``exec_release``), and returns; a second
+signal hands them back at once.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from keys import partition_of
 log = logging.getLogger("flowslot.worker")
 
 MAX_ERROR_KIND = 200
+SHUTDOWN_REPORT_S = 5.0  # how often a stopping worker says what it still waits for
 PROMOTE_BATCH = 200  # due delayed executions promoted per partition per call
 MAX_ERROR_MESSAGE = 4096
 
@@ -140,6 +143,8 @@ class Worker:
         self._wakeup_cv = threading.Condition()
         self._outcomes: queue.Queue[Outcome | None] = queue.Queue()
         self._stopping = threading.Event()
+        self._abort = threading.Event()  # a second signal: release the leases now
+        self._signal_name = ""
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="flowslot-task")
@@ -149,13 +154,35 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------
     def run(self, install_signals: bool = True) -> None:
-        """Run until SIGTERM/SIGINT (or ``stop()``), then shut down gracefully."""
+        """Run until SIGTERM/SIGINT (or ``stop()``), then shut down gracefully.
+
+        A second SIGTERM/SIGINT during the grace period hands the leases of the
+        handlers still running back at once (``exec_release``) and returns; the
+        caller decides whether to wait for those handler threads
+        (``running_handlers``) or to exit the process.
+        """
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop())
+                signal.signal(sig, self._on_signal)
         self.start()
         self._stopping.wait()
         self._shutdown()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """First signal: stop claiming. Second: stop waiting for running handlers.
+        (Only flags here; the main thread does the logging and the calls.)"""
+        self._signal_name = signal.Signals(signum).name
+        if self._stopping.is_set():
+            self._abort.set()
+            with self._capacity:
+                self._capacity.notify_all()
+        else:
+            self.stop()
+
+    @property
+    def running_handlers(self) -> int:
+        """Handlers started and not yet finished."""
+        return self._inflight
 
     def start(self) -> Worker:
         """Start every thread and return (the caller owns the lifetime)."""
@@ -206,10 +233,10 @@ class Worker:
         for thread in self._threads:  # claim loop and hint listeners first: nothing new starts
             if thread.name.startswith(("flowslot-claim", "flowslot-hints")):
                 thread.join(timeout=self.poll_s + 10)
-        deadline = time.monotonic() + self.grace_s
-        with self._capacity:
-            while self._inflight > 0 and time.monotonic() < deadline:
-                self._capacity.wait(timeout=0.1)
+        self._wait_for_handlers(time.monotonic() + self.grace_s)
+        if self._abort.is_set():
+            log.warning("worker %s: second %s, handing back the leases of %d running handler(s) now",
+                        self.id, self._signal_name, self._inflight)
         self._release_held()
         self._outcomes.put(None)
         self._stopped.set()
@@ -222,6 +249,23 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
         log.info("worker %s stopped: %s", self.id, self.stats)
 
+    def _wait_for_handlers(self, deadline: float) -> None:
+        """Let running handlers finish until the deadline or a second signal, saying every
+        few seconds what is still running."""
+        report_at = time.monotonic()
+        while not self._abort.is_set():
+            now = time.monotonic()
+            if self._inflight <= 0 or now >= deadline:
+                return
+            if now >= report_at:
+                log.warning("worker %s stopping%s: waiting for %d running handler(s), %.0f s of grace "
+                            "left; SIGINT/SIGTERM again (Ctrl-C) hands their leases back now", self.id,
+                            f" on {self._signal_name}" if self._signal_name else "", self._inflight,
+                            deadline - now)
+                report_at = now + SHUTDOWN_REPORT_S
+            with self._capacity:
+                self._capacity.wait(timeout=0.1)
+
     def _release_held(self) -> None:
         with self._held_lock:
             held = [h for h in self._held.values() if not h.done]
@@ -231,13 +275,17 @@ class Worker:
             h.context._cancel("worker shutting down")
         calls = [executions.release(self.keys, h.claimed.execution_id, h.claimed.token) for h in held]
         replies = self.client.run_many(calls)
-        hints = []
+        hints, released = [], []
         for h, reply in zip(held, replies):
             if isinstance(reply, Exception):
                 log.warning("could not release %s: %s", h.claimed.execution_id, reply)
                 continue
             self.stats.released += 1
+            released.append(h.claimed.execution_id)
             hints.append((partition_of(h.claimed.execution_id, self.keys.partitions), h.lane))
+        if released:
+            log.warning("worker %s handed back %d lease(s), their attempts not counted: %s", self.id,
+                        len(released), ", ".join(released))
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
 

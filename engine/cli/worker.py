@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -98,3 +99,10 @@ def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_
 
         serve(metrics_port, lambda: health_report(app.client))
     runner.run()
+    if runner.running_handlers:
+        # Their leases are handed back; a plain-function handler cannot be interrupted, and
+        # the interpreter would wait for its thread at exit. The cluster holds the truth.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

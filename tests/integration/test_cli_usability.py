@@ -16,6 +16,7 @@ import pytest
 
 from engine import App
 from tests.conftest import TEST_PARTITIONS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -183,3 +184,28 @@ def test_a_worker_with_log_json_logs_each_failure_as_one_json_object(cluster, na
         "task": "basic.boom", "id": boom.id, "attempt": 1, "error_kind": "PermanentError",
         "outcome": "failed"}
     assert all(json.loads(line) for line in worker.lines)
+
+
+# -- item 12: Ctrl-C on a busy worker --------------------------------------------------------
+
+@pytest.mark.parametrize("first, second", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT)],
+                         ids=["sigint-twice", "sigterm-then-sigint"])
+def test_a_second_interrupt_hands_the_running_lease_back_at_once_and_exits(cluster, namespace, make_app,
+                                                                           workers, tmp_path, first, second):
+    worker = workers("tests.apps.basic:app", "--url", cluster.url, "--namespace", namespace,
+                     "--partitions", str(TEST_PARTITIONS), "--grace-s", "600", "--lease-ms", "60000")
+    worker.wait_for("started")
+    app = make_app(cluster.url, namespace)
+    handle = app.submit("basic.marker", str(tmp_path), 600)  # a plain sleep: it ignores cancellation
+    wait_until(lambda: list(tmp_path.glob("*.started")), what="the handler to start")
+
+    worker.proc.send_signal(first)
+    line = worker.wait_for("waiting for 1 running handler(s)")
+    assert "s of grace left" in line and "hands their leases back now" in line
+    worker.proc.send_signal(second)
+    code, output = worker.finish(timeout_s=30)  # the handler alone would take 600 s
+
+    assert code == 0, output
+    assert f"handed back 1 lease(s), their attempts not counted: {handle.id}" in output
+    info = handle.info()
+    assert (info["state"], int(info["attempts"])) == ("ready", 0)
