@@ -6,6 +6,7 @@ blocks on the flow's ``done`` list with the same BLMOVE rotation as results.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +49,13 @@ class FlowRun:
 
     # -- state -----------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """The flow hash: state, name, labels, and exact per-state step counts (one read)."""
+        """The flow hash: state, name, labels (a dict), and exact per-state step counts (one read)."""
         raw = self._get("HGETALL", self.key)
         if not raw:
             raise NotFound(f"no flow {self.id}")
         counts = {k[2:]: int(v) for k, v in raw.items() if k.startswith("c:") and int(v)}
         return {"id": self.id, "name": raw.get("name", ""), "state": raw["state"],
-                "labels": raw.get("labels", "{}"), "total": int(raw.get("total", 0)),
+                "labels": json.loads(raw.get("labels") or "{}"), "total": int(raw.get("total", 0)),
                 "terminal": int(raw.get("terminal", 0)), "counts": counts,
                 "created_ms": int(raw.get("created_ms", 0)),
                 "finished_ms": int(raw["finished_ms"]) if raw.get("finished_ms") else None}

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from engine.cli.options import global_options
+
 COMMANDS: dict[str, str] = {
     "cluster": "engine.cli.cluster:cluster",
     "worker": "engine.cli.worker:worker",
@@ -41,5 +43,10 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="flowslot")
-def main() -> None:
-    """flowslot: durable execution inside a Redis Cluster."""
+@global_options
+def main(url: str | None, namespace: str | None, partitions: int | None, as_json: bool) -> None:
+    """flowslot: durable execution inside a Redis Cluster.
+
+    --url, --namespace, --partitions and --json may come before the command
+    or after it; after it, they win.
+    """

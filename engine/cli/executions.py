@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.options import connection_options, emit_json, json_option, open_client
+from engine.cli.options import connection_options, emit_json, iso_utc, json_option, open_client
 from engine.errors import EngineError
 from engine.handle import Handle, read_execution
 from keys import MalformedId
+
+
+TIMESTAMPS = frozenset({"created_ms", "ready_ms", "started_ms", "finished_ms", "due_ms", "deadline_ms",
+                        "lease_expiry_ms"})
 
 
 @click.group("exec")
@@ -29,9 +33,17 @@ def show(execution_id: str, as_json: bool, url: str | None, namespace: str, part
     if as_json:
         emit_json(info)
         return
-    width = max(len(k) for k in info)
-    for key in sorted(info):
-        click.echo(f"{key.ljust(width)}  {info[key]}")
+    shown = readable(info)
+    width = max(len(k) for k in shown)
+    for key in sorted(shown):
+        click.echo(f"{key.ljust(width)}  {shown[key]}")
+
+
+def readable(info: dict[str, str]) -> dict[str, str]:
+    """Timestamps (``created_ms``...) as ISO-8601 UTC under their name without ``_ms``;
+    durations (``backoff_ms``...) and everything else as stored."""
+    return {(key[:-3] if key in TIMESTAMPS else key): (iso_utc(value) if key in TIMESTAMPS else value)
+            for key, value in info.items()}
 
 
 @exec_group.command("cancel")

@@ -3,9 +3,11 @@ global options, readable output, and read-only status commands."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -105,16 +107,17 @@ def test_a_worker_serves_the_namespace_and_partitions_its_app_chose(cluster, nam
         app.close()
 
 
-@pytest.mark.parametrize("flag, env, named", [
-    (["--namespace", "elsewhere"], {}, ("elsewhere", "NS")),
-    ([], {"FLOWSLOT_NAMESPACE": "elsewhere"}, ("elsewhere", "NS")),
-    (["--partitions", "32"], {}, ("32", "16")),
-])
-def test_a_worker_refuses_a_namespace_or_partition_count_its_app_contradicts(cluster, namespace, flag,
-                                                                             env, named):
+@pytest.mark.parametrize("before, flag, env, named", [
+    ([], ["--namespace", "elsewhere"], {}, ("elsewhere", "NS")),
+    (["--namespace", "elsewhere"], [], {}, ("elsewhere", "NS")),
+    ([], [], {"FLOWSLOT_NAMESPACE": "elsewhere"}, ("elsewhere", "NS")),
+    ([], ["--partitions", "32"], {}, ("32", "16")),
+], ids=["flag", "group-flag", "environment", "partitions"])
+def test_a_worker_refuses_a_namespace_or_partition_count_its_app_contradicts(cluster, namespace, before,
+                                                                             flag, env, named):
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "worker", "tests.apps.namespaced:app", "--url", cluster.url,
-         *flag], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "engine.cli", *before, "worker", "tests.apps.namespaced:app",
+         "--url", cluster.url, *flag], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env=clean_env(FLOWSLOT_TEST_APP_NAMESPACE=namespace, **env))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -209,3 +212,60 @@ def test_a_second_interrupt_hands_the_running_lease_back_at_once_and_exits(clust
     assert f"handed back 1 lease(s), their attempts not counted: {handle.id}" in output
     info = handle.info()
     assert (info["state"], int(info["attempts"])) == ("ready", 0)
+
+
+# -- item 13: global options, readable times, labels as a dict ------------------------------
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_connection_options_and_json_are_accepted_before_the_command(cluster, namespace, make_app):
+    make_app(cluster.url, namespace).submit_many("basic.add", [(1, 2), (3, 4)])
+    result = invoke("--url", cluster.url, "--namespace", namespace, "--partitions", str(TEST_PARTITIONS),
+                    "--json", "lanes")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"default": {"ready": 2}}
+
+
+def test_a_command_flag_wins_over_the_group_flag_which_wins_over_the_environment(cluster, namespace,
+                                                                                 make_app):
+    make_app(cluster.url, namespace).submit("basic.add", 1, 2)
+    partitions = str(TEST_PARTITIONS)
+    after_wins = invoke("--namespace", "elsewhere", "lanes", "--json", "--url", cluster.url,
+                        "--namespace", namespace, "--partitions", partitions)
+    group_beats_env = invoke("--namespace", namespace, "--partitions", partitions, "lanes", "--json",
+                             env={"FLOWSLOT_URL": cluster.url, "FLOWSLOT_NAMESPACE": "elsewhere",
+                                  "FLOWSLOT_PARTITIONS": "256"})
+    for result in (after_wins, group_beats_env):
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"default": {"ready": 1}}
+
+
+def test_exec_show_prints_iso_utc_times_and_json_keeps_the_raw_milliseconds(cluster, namespace, make_app):
+    handle = make_app(cluster.url, namespace).submit("basic.add", 1, 2, delay_s=3600)
+    common = ("--url", cluster.url, "--namespace", namespace, "--partitions", str(TEST_PARTITIONS))
+    raw = json.loads(invoke(*common, "exec", "show", handle.id, "--json").output)
+    shown = invoke(*common, "exec", "show", handle.id).output
+    created = datetime.datetime.fromtimestamp(int(raw["created_ms"]) / 1000, tz=datetime.timezone.utc)
+    assert re.search(r"^created +" + re.escape(created.strftime("%Y-%m-%dT%H:%M:%S.")) + r"\d{3}Z$", shown,
+                     re.MULTILINE), shown
+    assert re.search(r"^due +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", shown, re.MULTILINE), shown
+    assert re.search(r"^deadline +-$", shown, re.MULTILINE), shown
+    assert raw["created_ms"].isdigit() and raw["due_ms"].isdigit()
+    assert raw["created_ms"] not in shown and "created_ms" not in shown
+
+
+def test_flow_status_labels_are_a_dict(cluster, namespace, make_app):
+    app = make_app(cluster.url, namespace)
+    flow = app.flow("labelled", labels={"team": "bi", "tier": "gold"})
+    flow.step("a", "basic.add", 1, 2)
+    run = flow.submit()
+    assert run.status()["labels"] == {"team": "bi", "tier": "gold"}
+    shown = invoke("--url", cluster.url, "--namespace", namespace, "--partitions", str(TEST_PARTITIONS),
+                   "flow", "show", run.id, "--json")
+    assert json.loads(shown.output)["flow"]["labels"] == {"team": "bi", "tier": "gold"}
