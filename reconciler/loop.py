@@ -96,7 +96,8 @@ class Reconciler:
             self.run_scanner(scanner)
         except Exception as e:  # noqa: BLE001 - one scanner's fault must not starve the others
             failures = self.failures[scanner.name] = self.failures[scanner.name] + 1
-            delay_s = min(scanner.interval_s * 2.0 ** min(failures, 20), max(MAX_BACKOFF_S, scanner.interval_s))
+            cap_s = max(MAX_BACKOFF_S, scanner.interval_s)
+            delay_s = min(scanner.interval_s * 2.0 ** min(failures, 20), cap_s)
             metrics.SCANNER_ERRORS.labels(scanner.name).inc()
             THROTTLE.warning((self.client.keys.namespace, "scanner", scanner.name),
                              "scanner %s failed (%d in a row), next try in %.1fs: %s: %s", scanner.name,

@@ -58,7 +58,8 @@ class WorkerProcess:
                                         + "\n".join(self.lines))
             if time.monotonic() > deadline:
                 self.stop()
-                raise WorkerDidNotStart(f"worker logged no start line in {timeout_s}s:\n" + "\n".join(self.lines))
+                raise WorkerDidNotStart(f"worker logged no start line in {timeout_s}s:\n"
+                                        + "\n".join(self.lines))
 
     @property
     def pid(self) -> int:

@@ -178,7 +178,8 @@ def test_a_submit_acknowledged_while_the_replica_was_cut_off_is_lost_with_its_pr
             lost = app.submit("basic.add", 2, 1, idempotency_key=second)  # acknowledged by the primary alone
             cluster.kill_node(victim)
             cluster.kill_node(replica, signal.SIGCONT)
-            wait_until(lambda: cluster.slot_owner(slot) == replica, timeout_s=30, what="the replica's promotion")
+            wait_until(lambda: cluster.slot_owner(slot) == replica, timeout_s=30,
+                       what="the replica's promotion")
             assert kept.state().value == "ready"
             with pytest.raises(NotFound):
                 lost.info()
