@@ -43,7 +43,11 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rec_stale_ready": (("counts",), ("age_ms", "max_lanes")),
     "rec_purge": (("terminal",), ("age_ms", "max_count")),
     "flow_purge": (("flows_done",), ("age_ms", "max_steps")),
-    "rec_check": (("counts",), ("max_count",)),
+    "rec_audit": (
+        ("counts", "events", "cursor", "leases", "delayed", "deadlines", "terminal", "pending_dispatch",
+         "flows_done"),
+        ("max_count", "max_work", "head_count"),
+    ),
     "own_claim": (("owner",), ("daemon_id", "ttl_ms")),
     "own_release": (("owner",), ("daemon_id",)),
     "own_heartbeat": (("daemons",), ("daemon_id", "ttl_ms", "leaving")),

@@ -99,6 +99,10 @@ class KeySpace:
         """STREAM: one entry per transition, trimmed with MAXLEN ~."""
         return f"{self.prefix(partition)}events"
 
+    def check_cursor(self, partition: int) -> str:
+        """STRING: id of the last event the index check examined (``rec_audit``)."""
+        return f"{self.prefix(partition)}check_cursor"
+
     def pending_dispatch(self, partition: int) -> str:
         """ZSET: terminal executions whose outgoing edges are not all resolved yet."""
         return f"{self.prefix(partition)}pending_dispatch"

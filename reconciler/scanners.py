@@ -254,18 +254,42 @@ class FlowRetention(Retention):
 
 
 class IndexCheck(Scanner):
-    """Index members whose execution is gone or in another state → removed, logged."""
+    """Executions and flows whose state and indexes disagree → repaired, counted, logged.
+
+    Follows each partition's event stream from a cursor (``rec_audit``): every
+    transition writes its event first, so whatever a half-applied transition
+    left is named there. One call per partition reads up to ``batch`` events
+    (a pass repeats while events remain, so ``batch`` × ``max_rounds`` covers
+    the 10,000 events a stream keeps), recounts flows of up to ``batch``
+    steps, and checks at most ``max_work`` executions and ``max_work`` edges,
+    which keeps one call short; a quiet partition costs one call. Each call
+    also clears the first ``head_count`` members of the lease, delayed and
+    ready sets whose execution is gone or in another state.
+    """
 
     name = "index_check"
-    default_interval_s = 60.0
+    default_interval_s = 10.0
+
+    def __init__(self, batch: int = 1000, interval_s: float | None = None, max_work: int = 100,
+                 head_count: int = 100) -> None:
+        super().__init__(batch, interval_s)
+        self.max_work = max_work
+        self.head_count = head_count
 
     def call(self, client: Client, partition: int) -> FCall:
-        return FCall("rec_check", (client.keys.counts(partition),), (self.batch,))
+        ks = client.keys
+        return FCall("rec_audit",
+                     (ks.counts(partition), ks.events(partition), ks.check_cursor(partition),
+                      ks.leases(partition), ks.delayed(partition), ks.deadlines(partition),
+                      ks.terminal(partition), ks.pending_dispatch(partition), ks.flows_done(partition)),
+                     (self.batch, self.max_work, self.head_count))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        for index, eid, state in reply:
-            log.warning("index drift fixed: %s listed %s, which is %s", index, eid, state)
-        return Digest(repaired=len(reply), details=[tuple(r) for r in reply])
+        more, repairs, lanes, to_dispatch = reply
+        for kind, eid, detail in repairs:
+            log.warning("index check repaired %s of %s in partition %d: %s", kind, eid, partition, detail)
+        return Digest(repaired=len(repairs), hints=[(partition, lane) for lane in lanes],
+                      dispatch=list(to_dispatch), full=bool(more), details=[tuple(r) for r in repairs])
 
 
 SCANNERS: dict[str, type[Scanner]] = {
