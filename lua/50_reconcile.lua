@@ -492,7 +492,8 @@ end
   restored, edges from terminal upstreams resolved, gate applied), flow
   counters that disagree with the steps (then the flow pauses or finishes if
   due), a terminal flow without its done marker or flows_done entry.
-  A quiet partition (no new events) costs one call and writes nothing.
+  A partition with no new event and nothing to repair costs one call and
+  writes nothing (but deleting, once, a cursor whose stream retention removed).
   KEYS[1] counts    HASH   lanes come from its "<lane>:<state>" fields
   KEYS[2] events    STREAM one entry per transition
   KEYS[3] cursor    STRING id of the last event checked
