@@ -89,6 +89,15 @@ def _log_failure(outcome: Outcome, reply: Any) -> None:
                 outcome.kind, message, then, extra={"fields": fields})
 
 
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The async handlers' loop: runs until the shutdown stops it, then is closed (a loop left
+    open warns when it is collected, at whatever moment that happens to be)."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 @dataclass
 class Held:
     """A lease this worker holds."""
@@ -397,7 +406,7 @@ class Worker:
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="flowslot-asyncio", daemon=True).start()
+            threading.Thread(target=_run_loop, args=(loop,), name="flowslot-asyncio", daemon=True).start()
             self._loop = loop
         return self._loop
 
