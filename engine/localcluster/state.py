@@ -89,3 +89,24 @@ def probe_nodes(state: dict[str, Any]) -> list[dict[str, Any]]:
             client.close()
         report.append(row)
     return report
+
+
+def running_server(state: dict[str, Any]) -> dict[str, str] | None:
+    """What the first answering node says it is (``INFO server``): path, flavor, version.
+
+    This names the binary actually running, which a state file written by an
+    older flowslot, or a node restarted by hand, may not.
+    """
+    for node in state["nodes"]:
+        client = redis.Redis(host=node["host"], port=node["port"], decode_responses=True,
+                             socket_timeout=1)
+        try:
+            info = client.info("server")
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        flavor = str(info.get("server_name") or "redis")
+        version = info.get(f"{flavor}_version") or info.get("redis_version")
+        return {"path": str(info.get("executable", "")), "flavor": flavor, "version": str(version)}
+    return None
