@@ -269,3 +269,28 @@ def test_flow_status_labels_are_a_dict(cluster, namespace, make_app):
     shown = invoke("--url", cluster.url, "--namespace", namespace, "--partitions", str(TEST_PARTITIONS),
                    "flow", "show", run.id, "--json")
     assert json.loads(shown.output)["flow"]["labels"] == {"team": "bi", "tier": "gold"}
+
+
+# -- item 18: a status command only reads ----------------------------------------------------
+
+def test_functions_status_reports_a_node_that_lost_the_library_and_leaves_it_lost(cluster, namespace):
+    from engine.client import Client
+
+    client = Client(cluster.url, namespace=namespace, partitions=TEST_PARTITIONS)  # loaded everywhere
+    flushed = cluster.primaries()[1]
+    node = cluster.client(flushed.port)
+    node.execute_command("FUNCTION", "FLUSH")
+    try:
+        common = ("--url", cluster.url, "--namespace", namespace, "--partitions", str(TEST_PARTITIONS))
+        as_json = invoke("functions", "status", "--json", *common)
+        shown = invoke("functions", "status", *common)
+        assert as_json.exit_code == 1 and shown.exit_code == 1, as_json.output + shown.output
+        versions = json.loads(as_json.output)["nodes"]
+        name = f"127.0.0.1:{flushed.port}"
+        assert versions.pop(name) is None
+        assert set(versions.values()) == {json.loads(as_json.output)["expected"]}
+        assert re.search(rf"^{re.escape(name)} +missing +MISMATCH$", shown.output, re.MULTILINE), shown.output
+        assert node.execute_command("FUNCTION", "LIST") == []
+    finally:
+        client.ensure_library()
+        client.close()
