@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.calls import FCall
 from engine.errors import ContractError
+from engine.router import Command
 from keys import KIND_EXECUTION, KeySpace, MalformedId, parse_id, partition_of
 
 SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -90,6 +91,7 @@ class Claimed:
     inputs: dict[str, str] = field(default_factory=dict)
     flow: str = ""
     step: str = ""
+    inputs_paged: int = 0  # inputs too many to carry (``inputs`` is then empty): see inputs_page
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,34 @@ def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
 
 
 def _parse_claim(reply: Any) -> ClaimReply:
-    claimed = [
-        Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]),
-                dict(zip(c[7][::2], c[7][1::2])), c[8], c[9])
-        for c in reply[1]
-    ]
+    claimed = []
+    for c in reply[1]:
+        inputs, paged = _claimed_inputs(c[7])
+        claimed.append(Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]), inputs,
+                               c[8], c[9], paged))
     return ClaimReply(int(reply[0]), claimed, list(reply[2]))
+
+
+def _claimed_inputs(raw: Any) -> tuple[dict[str, str], int]:
+    """A claimed step's inputs, or none and their count when too many to carry in the claim."""
+    if isinstance(raw, int):
+        return {}, raw
+    return dict(zip(raw[::2], raw[1::2])), 0
+
+
+def inputs_page(ks: KeySpace, execution_id: str, cursor: str, count: int = 1000) -> Command:
+    """One page of a step's inputs (``HSCAN inp:<id>``), for a claim that left them out.
+
+    Reply: (next cursor, {upstream step: input JSON}); the cursor is "0" after the last page.
+    """
+    key = ks.inputs(execution_partition(ks, execution_id), execution_id)
+    return Command(("HSCAN", key, cursor, "COUNT", count), key, parse=_parse_page)
+
+
+def _parse_page(reply: Any) -> tuple[str, dict[str, str]]:
+    cursor, items = reply
+    pairs = dict(items) if isinstance(items, dict) else dict(zip(items[::2], items[1::2]))
+    return str(cursor), pairs
 
 
 def claim(ks: KeySpace, partition: int, lane: str, max_count: int, lease_ms: int,

@@ -435,8 +435,7 @@ class Worker:
             outcome = self._failure(definition, held, e)
         self._finish(held, outcome)
 
-    @staticmethod
-    def _arguments(held: Held) -> tuple[list[Any], dict[str, Any]]:
+    def _arguments(self, held: Held) -> tuple[list[Any], dict[str, Any]]:
         """Decode the payload; in a flow step, put upstream results at the listed reference paths.
 
         The argument values themselves are passed on exactly as submitted.
@@ -444,9 +443,22 @@ class Worker:
         payload = decode(held.claimed.payload) or {}
         args, kwargs = list(payload.get("args", [])), dict(payload.get("kwargs", {}))
         if payload.get("refs"):
-            inputs = {step: decode(value) for step, value in held.claimed.inputs.items()}
+            raw = held.claimed.inputs or self._paged_inputs(held.claimed)
+            inputs = {step: decode(value) for step, value in raw.items()}
             substitute(args, kwargs, payload["refs"], inputs)
         return args, kwargs
+
+    def _paged_inputs(self, claimed: executions.Claimed) -> dict[str, str]:
+        """The inputs the claim left out (a wide fan-in): read in bounded ``HSCAN`` pages."""
+        inputs: dict[str, str] = {}
+        cursor = "0"
+        while claimed.inputs_paged:
+            page_call = executions.inputs_page(self.keys, claimed.execution_id, cursor)
+            cursor, page = self.client.run(page_call)
+            inputs.update(page)
+            if cursor == "0":
+                break
+        return inputs
 
     def _success(self, held: Held, value: Any) -> Outcome:
         try:

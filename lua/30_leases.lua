@@ -5,6 +5,10 @@
 local function rcall(...) return redis.call(...) end
 
 local MAX_ERROR_MSG = 8192
+-- Upstream inputs one claim returns in all. A step with more (a 20,000-way
+-- fan-in) gets the count instead, and its worker reads inp:<id> in pages with
+-- HSCAN, so no claim copies an unbounded hash.
+local CLAIM_INPUTS = 1000
 
 -- Check that `token` is the live lease of the execution at `key`; returns its
 -- fields. Read-only, so callers may use it before their first write.
@@ -45,8 +49,9 @@ end
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
-           lease_expiry_ms, {upstream_step, input_json, ...}, flow_id, step_id}, ...},
-           {expired_id, ...}}
+           lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
+           inputs: {upstream_step, input_json, ...}, or the number of inputs when
+           they would take the claim past CLAIM_INPUTS (read inp:<id> with HSCAN)
   Errors: BAD_ARGS ]]
 local function exec_claim(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -56,6 +61,7 @@ local function exec_claim(keys, args)
   local now = now_ms()
   local ids = rcall('ZRANGE', keys[1], 0, max_count - 1)
   local claimed, expired = {}, {}
+  local inputs_left = CLAIM_INPUTS
   for _, id in ipairs(ids) do
     local key = exec_key(prefix, id)
     rcall('ZREM', keys[1], id)
@@ -83,7 +89,15 @@ local function exec_claim(keys, args)
           'started_ms', now, 'lease_expiry_ms', expiry}, worker)
         rcall('ZADD', pkey(prefix, 'leases'), expiry, id)
         local inputs = {}
-        if f.flow then inputs = rcall('HGETALL', prefix .. 'inp:' .. id) end
+        if f.flow then
+          local inp = prefix .. 'inp:' .. id
+          local count = rcall('HLEN', inp)
+          if count <= inputs_left then
+            inputs, inputs_left = rcall('HGETALL', inp), inputs_left - count
+          else
+            inputs = count
+          end
+        end
         claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry,
           inputs, f.flow or '', f.step or ''}
       end

@@ -228,7 +228,7 @@ class Retention(Scanner):
     name = "retention"
     default_interval_s = 30.0
 
-    def __init__(self, batch: int = 500, interval_s: float | None = None,
+    def __init__(self, batch: int = 200, interval_s: float | None = None,
                  retention_s: float = 7 * 24 * 3600) -> None:
         super().__init__(batch, interval_s)
         self.age_ms = int(retention_s * 1000)
