@@ -21,7 +21,9 @@ from engine.cli.flows import paint, tree_lines
 def demo(primaries: int, images: int, server: str | None) -> None:
     """Start an embedded cluster (the packaged Valkey unless --server), a daemon and workers;
     run a sample flow and show it."""
-    from engine.demo_app import REGIONS, app
+    from engine import App
+    from engine.demo_app import REGIONS
+    from engine.demo_app import app as demo_tasks
     from engine.localcluster import LocalCluster, LocalClusterError
     from engine.worker import Worker
     from reconciler import Ownership, Reconciler
@@ -32,10 +34,11 @@ def demo(primaries: int, images: int, server: str | None) -> None:
         cluster = LocalCluster(primaries=primaries, server=server).start()
     except LocalClusterError as e:
         raise click.ClickException(str(e)) from e
+    app = App(cluster.url)  # a fresh App each run: a client never outlives its cluster
+    app.tasks.update(demo_tasks.tasks)
     workers: list[Worker] = []
     reconciler = None
     try:
-        app.url = cluster.url
         client = app.client
         click.echo(f"cluster up at {cluster.url} in {time.monotonic() - started:.1f}s, running "
                    f"{cluster.binary}; functions loaded on {len(client.router.primaries())} primaries")

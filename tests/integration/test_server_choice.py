@@ -70,7 +70,10 @@ def test_cluster_up_and_status_name_the_binary_flavour_and_version(on_path, pack
         runner.invoke(main, ["cluster", "down"])
 
 
-def test_the_demo_names_the_server_it_runs(on_path, packaged):
-    result = CliRunner().invoke(main, ["demo", "--primaries", "1", "--images", "0"])
-    assert result.exit_code == 0, result.output
-    assert f"running Valkey {'.'.join(map(str, packaged.version))} ({packaged.path})" in result.output
+def test_the_demo_names_the_server_it_runs_each_time_it_runs_in_one_process(on_path, packaged):
+    version = ".".join(map(str, packaged.version))
+    wrapper = on_path / "valkey-server"
+    for server, path in (([], packaged.path), (["--server", str(wrapper)], wrapper)):
+        result = CliRunner().invoke(main, ["demo", "--primaries", "1", "--images", "0", *server])
+        assert result.exit_code == 0, result.output
+        assert f"running Valkey {version} ({path})" in result.output
