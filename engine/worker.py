@@ -610,15 +610,18 @@ class Worker:
         had more due work than one call takes is scheduled again at once."""
         replies = self.client.run_many([executions.promote(self.keys, p, PROMOTE_BATCH)
                                         for p in partitions])
-        hints = []
+        hints, failed = [], []
         for partition, reply in zip(partitions, replies):
             if isinstance(reply, Exception):
-                log.warning("promoting partition %d failed: %s", partition, reply)
+                failed.append((partition, reply))
                 continue
             promoted, lanes = reply
             hints += [(partition, lane) for lane in lanes]
             if promoted >= PROMOTE_BATCH:
                 self._schedule_promotion(partition, 0)
+        if failed:  # one line a pass: a node down fails every partition it serves
+            log.warning("promoting %d partition(s) failed, first %d: %s; the next pass retries them",
+                        len(failed), failed[0][0], failed[0][1])
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
 
