@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import redis
@@ -28,7 +28,7 @@ from redis import exceptions as rexc
 
 from engine import executions as X
 from engine.client import Client
-from engine.errors import ResultTimeout
+from engine.errors import ClusterUnavailable, ResultTimeout
 from engine.flowrun import TERMINAL_FLOW, FlowRun
 from engine.localcluster import LocalCluster
 from engine.localcluster.common import HOST
@@ -400,26 +400,35 @@ def claimed_execution(client: Client, p: int) -> tuple[str, str]:
     return eid, claim.token
 
 
-def complete_with_execution_on_source(client: Client, p: int) -> tuple[Any, list[str], str, str]:
+class InFlux(NamedTuple):
+    call: Any  # the writing FCALL made while the slot is in flux
+    moved_first: list[str]  # the keys MIGRATEd before it
+    execution_id: str
+    state: str  # the execution's state after the call ran once
+    reply: tuple[Any, ...]  # what the call returns when it made the transition
+
+
+def complete_with_execution_on_source(client: Client, p: int) -> InFlux:
     """exec_complete's declared key is still on the source; the counters it writes have moved."""
     eid, token = claimed_execution(client, p)
-    return X.complete(client.keys, eid, token, "3"), [client.keys.counts(p)], eid, "succeeded"
+    return InFlux(X.complete(client.keys, eid, token, "3"), [client.keys.counts(p)], eid,
+                  "succeeded", ("succeeded", True, False))
 
 
-def complete_with_execution_moved(client: Client, p: int) -> tuple[Any, list[str], str, str]:
+def complete_with_execution_moved(client: Client, p: int) -> InFlux:
     """exec_complete's declared key has moved (ASK); the partition keys it writes have not."""
     eid, token = claimed_execution(client, p)
-    call = X.complete(client.keys, eid, token, "3")
-    return call, [client.keys.execution(p, eid)], eid, "succeeded"
+    return InFlux(X.complete(client.keys, eid, token, "3"), [client.keys.execution(p, eid)], eid,
+                  "succeeded", ("succeeded", True, False))
 
 
-def submit_with_counters_moved(client: Client, p: int) -> tuple[Any, list[str], str, str]:
+def submit_with_counters_moved(client: Client, p: int) -> InFlux:
     """exec_submit of a new execution after the partition's counters moved (every key it
     declares is new, so the source answers ASK and the router must not follow it)."""
     claimed_execution(client, p)  # the partition has counters, events, leases to move
     eid = new_id("e", p)
     call = X.submit(client.keys, X.SubmitSpec(eid, "basic.add", "default", "[2, 3]"), p)
-    return call, [client.keys.counts(p)], eid, "ready"
+    return InFlux(call, [client.keys.counts(p)], eid, "ready", (eid, "ready", True))
 
 
 @pytest.mark.parametrize("setup", [complete_with_execution_on_source, complete_with_execution_moved,
@@ -430,10 +439,12 @@ def test_a_writing_call_on_a_slot_in_flux_writes_nothing_and_runs_once_after_the
     cluster = reshard_cluster
     p = 3
     client = Client(cluster.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    impatient = Client(cluster.url, namespace=namespace, partitions=TEST_PARTITIONS,
+                       retry_window_s=0.5)
     readers: dict[int, redis.Redis] = {}
     move = None
     try:
-        call, moved_first, eid, want_state = setup(client, p)
+        call, moved_first, eid, want_state, want_reply = setup(client, p)
         slot = partition_slot(p, TEST_PARTITIONS)
         move = ClassicMove(cluster, slot, other_primary(cluster, slot))
         move.begin()
@@ -454,13 +465,18 @@ def test_a_writing_call_on_a_slot_in_flux_writes_nothing_and_runs_once_after_the
         caller.start()
         wait_until(lambda: refused_fcalls(cluster, nodes) >= refused_before + 3
                    or not caller.is_alive(), timeout_s=5, what="the call to be refused and retried")
+        try:  # a caller whose retry window ends while the slot is in flux gets an error
+            gave_up: Any = impatient.run(call)
+        except Exception as e:  # noqa: BLE001 - checked below, after the keyspace
+            gave_up = e
         during = {port: node_snapshot(reader, namespace) for port, reader in readers.items()}
         assert caller.is_alive(), f"the call returned while its slot was in flux: {outcome}"
         assert during == before, "a call on a migrating slot changed the keyspace"
+        assert isinstance(gave_up, ClusterUnavailable), f"a 0.5 s retry window ended: {gave_up!r}"
 
         finish_moves([move])
         caller.join(timeout=15)
-        assert not caller.is_alive() and "error" not in outcome, outcome
+        assert not caller.is_alive() and outcome.get("reply") == want_reply, outcome
         assert cluster.slot_owner(slot) == move.target
         owner = cluster.client(move.target)
         assert owner.hget(client.keys.execution(p, eid), "state") == want_state
@@ -473,4 +489,5 @@ def test_a_writing_call_on_a_slot_in_flux_writes_nothing_and_runs_once_after_the
             finish_moves([move], cleanup=True)
         for reader in readers.values():
             reader.close()
+        impatient.close()
         client.close()
