@@ -100,12 +100,14 @@ def show(flow_id: str, as_json: bool, url: str | None, namespace: str, partition
 
 
 def tree_lines(steps: list[dict[str, Any]]) -> list[str]:
-    """The DAG drawn as a tree: each step under its first upstream, other upstreams noted."""
+    """The DAG drawn as a tree: each step under its first upstream (in the order the steps were
+    created, not the order the server lists the edges in), other upstreams noted."""
     by_id = {s["step"]: s for s in steps}
+    rank = {s["step"]: n for n, s in enumerate(steps)}
     children: dict[str, list[str]] = {s["step"]: [] for s in steps}
     roots, extra = [], {}
     for s in steps:
-        ups = [u for u in s["edges"] if u in by_id]
+        ups = sorted((u for u in s["edges"] if u in by_id), key=rank.__getitem__)
         if ups:
             children[ups[0]].append(s["step"])
             extra[s["step"]] = ups[1:]
