@@ -7,10 +7,14 @@ node. A batch is written to every node before any reply is read, so a batch
 spanning three nodes costs one round trip, not three.
 
 Recovery: ``MOVED`` refreshes the slot map and retries; ``ASK`` retries once
-on the named node after ``ASKING``; a dropped connection or ``CLUSTERDOWN``/
-``TRYAGAIN`` refreshes and retries with back-off for up to ``retry_window_s``
-(long enough to ride out a failover); "function not found" reloads the
-library on that node once. Every flowslot transition is atomic, so a call
+on the named node after ``ASKING`` for plain commands (one key each); a
+dropped connection or ``CLUSTERDOWN``/``TRYAGAIN`` refreshes and retries with
+back-off for up to ``retry_window_s`` (long enough to ride out a failover);
+"function not found" reloads the library on that node once. A writing FCALL
+never follows ``ASK``: while its slot is being migrated key by key it is
+retried with back-off (like ``TRYAGAIN``) until the slot has one owner again,
+so a function runs whole on the node holding all of its keys. Every flowslot
+transition is atomic, so a call
 that got ``MOVED`` never ran; a call cut off by a dropped connection may have
 run, which is why every wrapper is safe to repeat (same id, same token).
 """
@@ -101,6 +105,23 @@ def _is_missing_function(err: Exception) -> bool:
 
 def _is_readonly(err: Exception) -> bool:
     return isinstance(err, rexc.ReadOnlyError) or str(err).startswith("READONLY")
+
+
+# A function refused before its first write because its slot is being migrated
+# (lua/00_helpers.lua check_slot_stable), or the server refused it for keys in flux.
+_SLOT_IN_FLUX = ("non local key", "undeclared keys were accessed during rehashing")
+
+
+def _is_slot_in_flux(err: Exception) -> bool:
+    if not isinstance(err, rexc.ResponseError):
+        return False
+    text = str(err)
+    return any(marker in text for marker in _SLOT_IN_FLUX)
+
+
+def _writes_many_keys(call: Routable) -> bool:
+    """An FCALL that may write: it must run whole on one node, so it never follows ASK."""
+    return getattr(call, "function", None) is not None and not getattr(call, "read_only", False)
 
 
 class Router:
@@ -370,7 +391,14 @@ class Router:
                 if not isinstance(reply, Exception):
                     continue  # the common case: no string work on successful replies
                 # MovedError subclasses AskError in redis-py: test it first.
-                if isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply):
+                if (isinstance(reply, (rexc.MovedError, *_RETRYABLE_CONN)) or _is_readonly(reply)
+                        or _is_slot_in_flux(reply)):
+                    retry.append(i)
+                    refresh = True
+                elif isinstance(reply, rexc.AskError) and _writes_many_keys(calls[i]):
+                    # Half the slot has moved. Running the function on the importing
+                    # node would create second copies of keys still on the source, so
+                    # wait (back-off and retry) until the migration ends with MOVED.
                     retry.append(i)
                     refresh = True
                 elif isinstance(reply, rexc.AskError):
