@@ -17,7 +17,7 @@ from engine.errors import ContractError
 from engine.hints import hint_commands
 
 CONTROL_BATCH = 100  # steps per cancel / resume call (~30 us per canceled step)
-RETRY_BATCH = 200  # steps per flow_retry call; each call also sorts the whole retry set
+RETRY_BATCH = 200  # steps per flow_retry call (its edges phase reads 4 edges per unit)
 SEAL_BATCH = 200  # roots released per flow_seal call
 OPS = ("seal", "cancel", "resume", "retry")
 

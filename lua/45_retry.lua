@@ -40,15 +40,27 @@ local function retry_reset(prefix, fkey, id, now)
   rcall('SADD', fkey .. ':retry', id)
 end
 
--- Phase 2: edges from re-run upstreams are pending again; recount the gate.
-local function retry_edges(prefix, fkey, id)
+-- Phases 2 and 3 visit the steps being re-run, and any step left blocked.
+local function rerun(fkey, id)
+  return rcall('SISMEMBER', fkey .. ':retry', id) == 1
+    or rcall('HGET', exec_key(prefix_of(fkey), id), 'state') == 'blocked'
+end
+
+-- Phase 2, for one step: its edges from re-run upstreams are pending again
+-- and the gate counters are recounted. The edge hash is read with HSCAN a page
+-- at a time (a 20,000-way fan-in spans many calls); counts so far are kept in
+-- the flow hash with the cursor. Returns true once the step is done, and the
+-- number of edges read.
+local function retry_edges(prefix, fkey, id, budget)
   local in_key = prefix .. 'in:' .. id
-  local edges = rcall('HGETALL', in_key)
-  local ok, bad, soft = 0, 0, 0
+  local cursor, ok, bad, soft = unpack(rcall('HMGET', fkey, 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft'))
+  ok, bad, soft = tonumber(ok or 0), tonumber(bad or 0), tonumber(soft or 0)
+  local page = rcall('HSCAN', in_key, cursor or '0', 'COUNT', budget)
+  local edges = page[2]
   for i = 1, #edges, 2 do
     local up, kind, state = edges[i], string.match(edges[i + 1], '^([%w_]+)|(%w+)$')
     local up_id = rcall('HGET', fkey .. ':steps', up)
-    if up_id and rcall('SISMEMBER', fkey .. ':retry', up_id) == 1 then
+    if state ~= 'pending' and up_id and rcall('SISMEMBER', fkey .. ':retry', up_id) == 1 then
       state = 'pending'
       rcall('HSET', in_key, up, kind .. '|pending')
       rcall('HDEL', prefix .. 'inp:' .. id, up)
@@ -61,11 +73,19 @@ local function retry_edges(prefix, fkey, id)
       end
     end
   end
-  rcall('HSET', exec_key(prefix, id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
+  if page[1] == '0' then
+    rcall('HSET', exec_key(prefix, id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
+    rcall('HDEL', fkey, 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft')
+    return true, #edges / 2
+  end
+  rcall('HSET', fkey, 'retry_cursor', page[1], 'retry_ok', ok, 'retry_bad', bad, 'retry_soft', soft)
+  return false, #edges / 2
 end
 
 --[[ flow_retry: re-run the failed, skipped, expired and canceled steps of a
-  failed or canceled flow, in three bounded phases (reset, edges, settle);
+  failed or canceled flow, in three bounded phases (reset, edges, settle),
+  each walking the flow's steps in order from a position kept in the flow
+  hash (the edges phase also keeps an HSCAN cursor within a step's edges);
   call until done is 1. Succeeded steps keep their results.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count
@@ -91,28 +111,41 @@ register('flow_retry', function(keys, args)
     phase, pos = 'reset', 0
   end
   pos = tonumber(pos or 0)
-  local list_key, list_len
+  local order = keys[1] .. ':order'
+  local list_len = rcall('LLEN', order)
   if phase == 'reset' then
-    for _, id in ipairs(rcall('LRANGE', keys[1] .. ':order', pos, pos + max_count - 1)) do
+    for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do
       retry_reset(prefix, keys[1], id, now)
     end
-    list_len = rcall('LLEN', keys[1] .. ':order')
+    pos = pos + max_count
   else
-    local members = rcall('SORT', keys[1] .. ':retry', 'ALPHA', 'LIMIT', pos, max_count)
-    for _, id in ipairs(members) do
-      if phase == 'edges' then retry_edges(prefix, keys[1], id)
-      else settle(prefix, gate_fields(prefix, id), now, out, 'upstream failed again') end
+    -- One unit per step visited, one per edge read (edges cost a quarter of a step).
+    local budget = max_count
+    if phase == 'edges' then budget = max_count * 4 end
+    for _, id in ipairs(rcall('LRANGE', order, pos, pos + budget - 1)) do
+      if budget <= 0 then break end
+      budget = budget - 1
+      local finished = true
+      if rerun(keys[1], id) then
+        if phase == 'edges' then
+          local read
+          finished, read = retry_edges(prefix, keys[1], id, math.max(budget, 10))
+          budget = budget - read
+        else
+          settle(prefix, gate_fields(prefix, id), now, out, 'upstream failed again')
+        end
+      end
+      if not finished then break end
+      pos = pos + 1
     end
-    list_len = rcall('SCARD', keys[1] .. ':retry')
   end
-  pos = pos + max_count
   local done = 0
   if pos >= list_len then
     if phase == 'reset' then phase = 'edges'
     elseif phase == 'edges' then phase = 'settle'
     else
       rcall('DEL', keys[1] .. ':retry')
-      rcall('HDEL', keys[1], 'retry_phase', 'retry_pos')
+      rcall('HDEL', keys[1], 'retry_phase', 'retry_pos', 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft')
       op_pending(prefix, 'retry', fid, false, now)
       maybe_finish_flow(prefix, fid, now)
       return {1, out.ready, out.skipped}

@@ -121,3 +121,29 @@ def test_a_fan_in_split_over_many_calls_runs_once_every_parent_succeeded(app):
     assert state(run, "j") == "ready"
     key = app.client.keys.inputs(run.partition, run.step_execution("j"))
     assert len(app.client.run(Command(("HGETALL", key), key))) == 30
+
+
+def test_retrying_a_wide_fan_in_in_small_calls_recounts_every_edge(app):
+    """flow_retry reads a step's edges a page at a time (HSCAN), so no call holds
+    the shard for a whole fan-in; the recount across pages is exact."""
+    from engine import flowcalls
+
+    flow = app.flow("wide-retry")
+    parents = [flow.step(f"p{i}", "t.a") for i in range(200)]
+    flow.step("j", "t.b", [p.ref() for p in parents])
+    run = flow.submit()
+    for i in range(199):
+        finish(app, run, f"p{i}", "succeeded", result=i)
+    finish(app, run, "p199", "failed")
+    assert state(run, "j") == "skipped" and run.status()["state"] == "failed"
+    calls = 0
+    while not app.client.run(flowcalls.retry(app.client.keys, run.id, 5))[0]:
+        calls += 1
+    assert calls > 3
+    join = app.client.keys.execution(run.partition, run.step_execution("j"))
+    counters = app.client.run(Command(("HMGET", join, "req_ok", "req_bad", "state"), join))
+    assert counters == ["199", "0", "blocked"]  # 199 kept their results, p199 runs again
+    finish(app, run, "p199", "succeeded", result=199)
+    assert state(run, "j") == "ready"
+    key = app.client.keys.inputs(run.partition, run.step_execution("j"))
+    assert len(app.client.run(Command(("HGETALL", key), key))) == 200
