@@ -140,6 +140,15 @@ class KeySpace:
         """LIST: root steps waiting for a batched submit to be sealed."""
         return f"{self.flow(partition, flow_id)}:roots"
 
+    def flow_retry(self, partition: int, flow_id: str) -> str:
+        """SET: execution ids a ``flow_retry`` in progress is re-running."""
+        return f"{self.flow(partition, flow_id)}:retry"
+
+    def flow_ops(self, partition: int) -> str:
+        """ZSET: multi-call flow operations in progress, ``<op>:<flow id>`` by start time
+        (op: seal, cancel, resume, retry); the reconciler finishes what a crash left."""
+        return f"{self.prefix(partition)}flow_ops"
+
     def edges_in(self, partition: int, execution_id: str) -> str:
         """HASH: upstream step → "kind|state" of each incoming edge."""
         return f"{self.prefix(partition)}in:{execution_id}"

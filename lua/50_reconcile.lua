@@ -65,11 +65,41 @@ register('rec_stale_ready', function(keys, args)
   return lanes
 end, {'no-writes'})
 
+-- Delete an execution with every key of its own, leave every index, and
+-- take it out of its lane's counters.
 local function delete_execution(prefix, id)
+  local state, lane = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane'))
   -- UNLINK: a 20,000-way fan-in's edge and input hashes are freed in the background
   rcall('UNLINK', exec_key(prefix, id), done_key(prefix, id), prefix .. 'in:' .. id,
     prefix .. 'out:' .. id, prefix .. 'inp:' .. id, prefix .. 'def:' .. id)
-  rcall('ZREM', pkey(prefix, 'terminal'), id)
+  for _, index in ipairs({'terminal', 'pending_dispatch', 'leases', 'delayed', 'deadlines'}) do
+    rcall('ZREM', pkey(prefix, index), id)
+  end
+  if state and lane then
+    rcall('ZREM', ready_key(prefix, lane), id)
+    local counts, field = pkey(prefix, 'counts'), lane .. ':' .. state
+    rcall('HINCRBY', counts, field, -1)
+  end
+end
+
+-- Trim the event stream to `cutoff` (ms); a stream left with only older
+-- entries (approximate trimming keeps part of a node) is deleted whole.
+local function trim_events(prefix, cutoff)
+  local events = pkey(prefix, 'events')
+  rcall('XTRIM', events, 'MINID', '~', cutoff)
+  local newest = rcall('XREVRANGE', events, '+', '-', 'COUNT', 1)[1]
+  if newest == nil or tonumber(string.match(newest[1], '^(%d+)')) < cutoff then
+    rcall('DEL', events, pkey(prefix, 'check_cursor'))  -- no events left: no place to resume from
+  end
+end
+
+-- Drop the lane counters that are zero (bounded by lanes x states).
+local function tidy_counts(prefix)
+  local counts = pkey(prefix, 'counts')
+  local flat = rcall('HGETALL', counts)
+  for i = 1, #flat, 2 do
+    if tonumber(flat[i + 1]) == 0 then rcall('HDEL', counts, flat[i]) end
+  end
 end
 
 --[[ rec_purge: delete standalone executions that finished at least age_ms ago
@@ -77,6 +107,8 @@ end
   same age.
   KEYS[1] terminal ZSET   terminal executions by finish time
   ARGV[1] age_ms  ARGV[2] max_count
+  Derived: each execution's x: done: in: out: inp: def: and idem key, counts,
+    events, and the execution indexes
   Reply:  purged_count
   Errors: BAD_ARGS ]]
 register('rec_purge', function(keys, args)
@@ -86,17 +118,17 @@ register('rec_purge', function(keys, args)
   local cutoff = now_ms() - age_ms
   local purged = 0
   for _, id in ipairs(rcall('ZRANGEBYSCORE', keys[1], '-inf', cutoff, 'LIMIT', 0, max_count)) do
-    local flow, idem, state, lane = unpack(rcall('HMGET', exec_key(prefix, id), 'flow', 'idem', 'state', 'lane'))
+    local flow, idem = unpack(rcall('HMGET', exec_key(prefix, id), 'flow', 'idem'))
     if flow then
       rcall('ZREM', keys[1], id)
     else
       if idem and rcall('GET', idem) == id then rcall('DEL', idem) end
-      if state and lane then rcall('HINCRBY', pkey(prefix, 'counts'), lane .. ':' .. state, -1) end
       delete_execution(prefix, id)
       purged = purged + 1
     end
   end
-  rcall('XTRIM', pkey(prefix, 'events'), 'MINID', '~', cutoff)
+  trim_events(prefix, cutoff)
+  tidy_counts(prefix)
   return purged
 end)
 
@@ -104,6 +136,9 @@ end)
   steps, at most max_steps steps per call (a big flow takes several calls).
   KEYS[1] flows_done ZSET  terminal flows by finish time
   ARGV[1] age_ms  ARGV[2] max_steps
+  Derived: f:<flow> and its :steps :order :roots :held :done :retry, every step's
+    x: done: in: out: inp: def:, the flows / unsealed / flow_ops / counts and
+    execution indexes
   Reply:  {flows_purged, steps_purged}
   Errors: BAD_ARGS ]]
 register('flow_purge', function(keys, args)
@@ -114,16 +149,16 @@ register('flow_purge', function(keys, args)
   for _, fid in ipairs(rcall('ZRANGEBYSCORE', keys[1], '-inf', now_ms() - age_ms, 'LIMIT', 0, 10)) do
     local fkey = flow_key(prefix, fid)
     local ids = rcall('LPOP', fkey .. ':order', budget - steps) or {}
-    for _, id in ipairs(ids) do
-      local state, lane = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane'))
-      if state and lane then rcall('HINCRBY', pkey(prefix, 'counts'), lane .. ':' .. state, -1) end
-      delete_execution(prefix, id)
-    end
+    for _, id in ipairs(ids) do delete_execution(prefix, id) end
     steps = steps + #ids
     if rcall('LLEN', fkey .. ':order') == 0 then
-      rcall('UNLINK', fkey, fkey .. ':steps', fkey .. ':roots', fkey .. ':held', fkey .. ':done')
+      rcall('UNLINK', fkey, fkey .. ':steps', fkey .. ':roots', fkey .. ':held', fkey .. ':done',
+        fkey .. ':retry')
       rcall('ZREM', keys[1], fid)
       rcall('ZREM', pkey(prefix, 'flows'), fid)
+      rcall('ZREM', pkey(prefix, 'unsealed'), fid)
+      rcall('ZREM', pkey(prefix, 'flow_ops'), 'seal:' .. fid, 'cancel:' .. fid, 'resume:' .. fid,
+        'retry:' .. fid)
       flows = flows + 1
     end
     if steps >= budget then break end

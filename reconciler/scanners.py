@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowcalls
+from engine import executions, flowops
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
+from engine.errors import NotFound
 from engine.hints import hint_commands
+from engine.router import Command
 from reconciler.throttle import LogThrottle
 
 log = logging.getLogger("flowslot.reconciler")
@@ -54,6 +56,7 @@ class Scanner:
 
     name = "scanner"
     default_interval_s = 1.0
+    rounds_per_pass = 10  # calls per partition per pass at most, while batches come back full
 
     def __init__(self, batch: int = 200, interval_s: float | None = None) -> None:
         self.batch = batch
@@ -77,7 +80,8 @@ class Scanner:
             stats = dispatch(client, to_dispatch)
             result.commands += stats.rounds
 
-    def run(self, client: Client, partitions: Sequence[int], max_rounds: int = 10) -> ScanResult:
+    def run(self, client: Client, partitions: Sequence[int],
+            max_rounds: int | None = None) -> ScanResult:
         """Call, digest and finish every partition; a partition that errors is skipped this pass.
 
         Its error is logged (rate-limited) and counted in ``result.errors`` and
@@ -85,6 +89,8 @@ class Scanner:
         """
         result = ScanResult(scanned_partitions=len(partitions))
         todo = list(partitions)
+        if max_rounds is None:
+            max_rounds = self.rounds_per_pass
         while todo and result.rounds < max_rounds:
             result.rounds += 1
             replies = client.run_many([self.call(client, p) for p in todo])
@@ -215,11 +221,34 @@ class UnsealedFlows(Scanner):
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
         for flow_id in reply:
-            remaining = 1
-            while remaining:
-                _, remaining = client.run(flowcalls.cancel(client.keys, flow_id, 500,
-                                                           "its submit never finished"))
+            flowops.cancel(client, flow_id, "its submit never finished")
         return Digest(repaired=len(reply), details=list(reply))
+
+
+class FlowOps(Scanner):
+    """Multi-call flow operations (seal, cancel, resume, retry) a crashed caller left
+    half-done → finished, from the ``flow_ops`` index."""
+
+    name = "flow_ops"
+    default_interval_s = 5.0
+
+    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 30.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_due", (client.keys.flow_ops(partition),), (self.age_ms, self.batch),
+                     read_only=True)
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        for member in reply:
+            log.warning("finishing flow operation %s left by a crashed caller", member)
+            try:
+                flowops.finish_op(client, member)
+            except NotFound:  # the flow is gone (retention): nothing left to finish
+                key = client.keys.flow_ops(partition)
+                client.run(Command(("ZREM", key, member), key))
+        return Digest(repaired=len(reply), details=list(reply), full=len(reply) >= self.batch)
 
 
 class Retention(Scanner):
@@ -258,17 +287,20 @@ class IndexCheck(Scanner):
 
     Follows each partition's event stream from a cursor (``rec_audit``): every
     transition writes its event first, so whatever a half-applied transition
-    left is named there. One call per partition reads up to ``batch`` events
-    (a pass repeats while events remain, so ``batch`` × ``max_rounds`` covers
-    the 10,000 events a stream keeps), recounts flows of up to ``batch``
-    steps, and checks at most ``max_work`` executions and ``max_work`` edges,
-    which keeps one call short; a quiet partition costs one call. Each call
+    left is named there. A pass makes one call per partition, which reads up
+    to ``batch`` events, recounts flows of up to ``batch`` steps, and checks
+    at most ``max_work`` executions and ``max_work`` edges; the next pass goes
+    on from the cursor. Each call
     also clears the first ``head_count`` members of the lease, delayed and
     ready sets whose execution is gone or in another state.
     """
 
     name = "index_check"
     default_interval_s = 10.0
+    # One call per partition per pass bounds what the check costs the servers
+    # (up to max_work executions per partition every interval); under heavier
+    # load the stream is trimmed before the check reads it all, and it samples.
+    rounds_per_pass = 1
 
     def __init__(self, batch: int = 1000, interval_s: float | None = None, max_work: int = 100,
                  head_count: int = 100) -> None:
@@ -294,7 +326,8 @@ class IndexCheck(Scanner):
 
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
-                              DeadlineExpiry, UnsealedFlows, Retention, FlowRetention, IndexCheck)
+                              DeadlineExpiry, UnsealedFlows, FlowOps, Retention, FlowRetention,
+                              IndexCheck)
 }
 
 
