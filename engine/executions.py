@@ -5,7 +5,7 @@ in ``engine/flowcalls.py``).
 
 Each builder returns an ``FCall`` (to run alone or pipelined) whose KEYS come
 from ``keys.KeySpace``. ``SIGNATURES`` names the KEYS and ARGV of each Lua
-function; ``tests/unit/test_lua_headers.py`` checks them against the header
+function; ``tests/unit/test_lua_contract.py`` checks them against the header
 comments in ``lua/``.
 """
 

@@ -3,7 +3,7 @@
 A partition's keys all share its hash tag: ``<ns>:{<tag>}:<suffix>``. Lua
 functions that must reach keys they cannot receive in KEYS (an execution
 popped from a ready set, say) rebuild them from a KEYS entry's prefix with
-``pkey`` in ``lua/00_helpers.lua``; ``tests/unit/test_keys.py`` checks that
+``pkey`` in ``lua/00_helpers.lua``; ``tests/unit/test_lua_contract.py`` checks that
 both spell the same names.
 """
 
