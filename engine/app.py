@@ -21,13 +21,14 @@ from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
 from engine.handle import Handle, read_execution
 from engine.hints import hint_commands
 from engine.policy import Retry
-from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, check_lane, new_id, partition_of_key
+from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, new_id, partition_of_key
 
 if TYPE_CHECKING:
     from engine.flowrun import FlowRun
 
 DEFAULT_LANE = "default"
 MAX_IDEMPOTENCY_KEY = 200
+MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024  # lua/20_executions.lua refuses larger payloads
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,15 @@ class TaskDef:
         return self.fn(*args, **kwargs)
 
 
-def _check_priority(priority: int) -> int:
-    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 255:
-        raise ContractError(f"priority must be an integer in 0..255 (higher runs first), got {priority!r}")
-    return priority
+def _retry(value: Any) -> Retry:
+    if not isinstance(value, Retry):
+        raise ContractError(f"retry must be a Retry, got {value!r}")
+    return value
 
 
-def _seconds_to_ms(value: float | None, name: str, *, positive: bool = False) -> int:
-    if value is None:
-        return 0
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value > 1e10:
-        raise ContractError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    if positive and value == 0:
-        raise ContractError(f"{name} must be > 0")
-    return int(value * 1000)
+def _deadline_ms(value: Any) -> int:
+    """A deadline of at least 1 ms (below that it would round to "no deadline")."""
+    return checks.seconds_to_ms(value, "deadline_s", minimum=checks.MIN_DEADLINE_S)
 
 
 class App:
@@ -78,8 +74,13 @@ class App:
         self.partitions_explicit = partitions is not None
         self.namespace: str = DEFAULT_NAMESPACE if namespace is None else namespace
         self.partitions: int = DEFAULT_PARTITIONS if partitions is None else partitions
-        self.max_payload_bytes = max_payload_bytes
-        self.default_lane = check_lane(default_lane)
+        if url is not None:
+            checks.text(url, "url", allow_empty=True)  # "": $FLOWSLOT_URL or the embedded cluster
+        self.max_payload_bytes = checks.integer(max_payload_bytes, "max_payload_bytes", minimum=1,
+                                                maximum=MAX_PAYLOAD_LIMIT)
+        self.default_lane = checks.lane(default_lane)
+        if client is not None and not isinstance(client, Client):
+            raise ContractError(f"client must be an engine.client.Client, got {type(client).__name__}")
         self.tasks: dict[str, TaskDef] = {}
         self._client = client
         self._lock = threading.Lock()
@@ -114,11 +115,16 @@ class App:
         """Register a handler (plain or ``async def``); usable with or without arguments."""
 
         def register(f: Callable[..., Any]) -> TaskDef:
-            task_name = checks.task_name(f"{f.__module__}.{f.__qualname__}" if name is None else name)
+            if not callable(f):
+                raise ContractError(f"a task is a function, got {f!r}")
+            default_name = f"{getattr(f, '__module__', None)}.{getattr(f, '__qualname__', repr(f))}"
+            task_name = checks.task_name(default_name if name is None else name)
             if task_name in self.tasks and self.tasks[task_name].fn is not f:
                 raise ContractError(f"task name {task_name!r} is already registered")
-            definition = TaskDef(task_name, f, retry or Retry(), check_lane(lane or self.default_lane),
-                                 _check_priority(priority), deadline_s)
+            _deadline_ms(deadline_s)
+            definition = TaskDef(task_name, f, Retry() if retry is None else _retry(retry),
+                                 checks.lane(self.default_lane if lane is None else lane),
+                                 checks.priority(priority), deadline_s)
             self.tasks[task_name] = definition
             return definition
 
@@ -146,10 +152,9 @@ class App:
         ``allow_refs``: a flow step's arguments may hold references (``engine/refs.py``).
         """
         definition = self._resolve(task)
-        policy = retry or definition.retry
-        if not isinstance(policy, Retry):
-            raise ContractError(f"retry must be a Retry, got {policy!r}")
-        kwargs = kwargs or {}
+        policy = _retry(definition.retry if retry is None else retry)
+        args = checks.arguments(args, "args")
+        kwargs = checks.keyword_arguments(kwargs)
         found = refs.find(args, kwargs)
         if found and not allow_refs:
             raise ContractError(f"{refs.shown(found[0][0])} is a step reference: references are "
@@ -158,21 +163,27 @@ class App:
                                       what=f"payload of {definition.name}")
         if idempotency_key is not None:
             checks.text(idempotency_key, "idempotency_key", max_chars=MAX_IDEMPOTENCY_KEY)
+        lane = checks.lane(definition.lane if lane is None else lane)
+        priority = checks.priority(definition.priority if priority is None else priority)
+        delay_ms = checks.seconds_to_ms(delay_s, "delay_s")
+        deadline_in_ms = _deadline_ms(definition.deadline_s if deadline_s is None else deadline_s)
+        # Everything the caller passed is checked: only now connect (lazily) for the partition count.
+        partitions = self.client.keys.partitions
         if partition is None:  # flow steps pass their flow's partition
-            partition = (partition_of_key(idempotency_key, self.partitions) if idempotency_key
+            partition = (partition_of_key(idempotency_key, partitions) if idempotency_key
                          else self._random_partition())
+        checks.integer(partition, "partition", minimum=0, maximum=partitions - 1)
         spec = executions.SubmitSpec(
             execution_id=new_id("e", partition),
             task=definition.name,
-            lane=check_lane(definition.lane if lane is None else lane),
+            lane=lane,
             payload=payload,
-            priority=_check_priority(definition.priority if priority is None else priority),
-            delay_ms=_seconds_to_ms(delay_s, "delay_s"),
+            priority=priority,
+            delay_ms=delay_ms,
             max_attempts=policy.max_attempts,
             backoff_ms=int(policy.backoff_s * 1000),
             backoff_max_ms=int(policy.backoff_max_s * 1000),
-            deadline_in_ms=_seconds_to_ms(deadline_s if deadline_s is not None else definition.deadline_s,
-                                          "deadline_s", positive=True),
+            deadline_in_ms=deadline_in_ms,
             idempotency_key=idempotency_key,
         )
         return spec, partition
@@ -180,19 +191,26 @@ class App:
     def submit(self, task: TaskDef | str | Callable[..., Any], *args: Any,
                kwargs: dict[str, Any] | None = None, **options: Any) -> Handle:
         """Submit one execution (``exec_submit``), then hint it if it is ready."""
-        try:
-            prepared = self.prepare(task, args, kwargs, **options)
-        except (ValueError, TypeError) as e:
-            if isinstance(e, ContractError):
-                raise
-            raise ContractError(str(e)) from e
-        return self._submit_prepared([prepared])[0]
+        return self._submit_prepared([self._prepare_options(task, args, kwargs, options)])[0]
 
     def submit_many(self, task: TaskDef | str | Callable[..., Any],
                     arg_list: Iterable[Sequence[Any]], **options: Any) -> list[Handle]:
         """Submit many executions of one task, pipelined per node: two round trips in all."""
-        prepared = [self.prepare(task, args, None, **options) for args in arg_list]
+        if isinstance(arg_list, (str, bytes, dict)) or not isinstance(arg_list, Iterable):
+            raise ContractError(f"submit_many takes a list of argument tuples, got {arg_list!r}")
+        prepared = []
+        for n, args in enumerate(arg_list):
+            checks.arguments(args, f"item {n} of submit_many's list")
+            prepared.append(self._prepare_options(task, args, None, options))
         return self._submit_prepared(prepared)
+
+    def _prepare_options(self, task: TaskDef | str | Callable[..., Any], args: Sequence[Any],
+                         kwargs: dict[str, Any] | None, options: dict[str, Any]) -> tuple[executions.SubmitSpec, int]:
+        """``prepare`` with the caller's options; an unknown option is a ContractError too."""
+        try:
+            return self.prepare(task, args, kwargs, **options)
+        except TypeError as e:
+            raise ContractError(f"submit options: {e}") from e
 
     def _submit_prepared(self, prepared: list[tuple[executions.SubmitSpec, int]]) -> list[Handle]:
         ks = self.client.keys
@@ -212,13 +230,14 @@ class App:
         return handles
 
     def _random_partition(self) -> int:
-        return random.randrange(self.partitions)
+        return random.randrange(self.client.keys.partitions)
 
     # -- flows -----------------------------------------------------------
     def flow(self, name: str, labels: dict[str, str] | None = None, *,
              max_steps: int = DEFAULT_MAX_STEPS) -> FlowBuilder:
         """Start building a flow (a DAG of steps); ``.submit()`` writes it."""
-        return FlowBuilder(self, name, labels, max_steps)
+        return FlowBuilder(self, name, labels, checks.integer(max_steps, "max_steps", minimum=1,
+                                                              maximum=DEFAULT_MAX_STEPS * 100))
 
     def run(self, flow_id: str) -> FlowRun:
         """A handle on a submitted flow."""

@@ -8,9 +8,12 @@ the wire, where redis-py would raise its own errors, nor the keyspace.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.errors import ContractError
+from keys import InvalidName, check_lane
 
 MAX_TASK_NAME_BYTES = 256  # lua/20_executions.lua refuses longer task names too
 MAX_FLOW_NAME_CHARS = 200
@@ -67,3 +70,85 @@ def labels(value: Any) -> dict[str, str]:
         text(key, "a label name", max_chars=MAX_LABEL_KEY_CHARS)
         text(item, f"label {key!r}", max_chars=MAX_LABEL_VALUE_CHARS, allow_empty=True)
     return dict(value)
+
+
+MAX_DELAY_S = 1e10  # lua/20_executions.lua accepts delay_ms and deadline_in_ms up to 1e13
+MIN_DEADLINE_S = 0.001  # deadlines are kept in whole milliseconds; less would round to "none"
+MAX_TIMEOUT_S = 1e7  # result()/wait() timeouts: about 115 days; None waits for ever
+
+
+def number(value: Any, what: str, *, minimum: float, maximum: float) -> float:
+    """A finite int or float in [minimum, maximum] (never a bool, NaN or infinity)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ContractError(f"{what} must be a number, got {type(value).__name__}")
+    # Compare ints as ints: a huge int would overflow a float conversion.
+    if (isinstance(value, float) and not math.isfinite(value)) or not minimum <= value <= maximum:
+        raise ContractError(f"{what} must be a finite number in {minimum:g}..{maximum:g}, got {value!r}")
+    return value
+
+
+def seconds_to_ms(value: Any, what: str, *, minimum: float = 0.0) -> int:
+    """Optional seconds (None: not set, 0 ms) as whole milliseconds."""
+    if value is None:
+        return 0
+    return int(number(value, f"{what} (seconds)", minimum=minimum, maximum=MAX_DELAY_S) * 1000)
+
+
+def timeout(value: Any) -> float | None:
+    """A wait's timeout in seconds; None waits for ever."""
+    if value is None:
+        return None
+    return number(value, "timeout (seconds; None waits for ever)", minimum=0.0, maximum=MAX_TIMEOUT_S)
+
+
+def integer(value: Any, what: str, *, minimum: int, maximum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ContractError(f"{what} must be an integer in {minimum}..{maximum}, got {value!r}")
+    return value
+
+
+def priority(value: Any) -> int:
+    return integer(value, "priority (higher runs first)", minimum=0, maximum=255)
+
+
+def lane(value: Any) -> str:
+    try:
+        return check_lane(value)
+    except InvalidName as e:
+        raise ContractError(str(e)) from e
+
+
+def lanes(value: Any) -> list[str]:
+    """A non-empty list of lanes (a single string is refused: it would be read letter by letter)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ContractError(f"lanes must be a list of lane names, got {value!r}")
+    out = [lane(item) for item in value]
+    if not out:
+        raise ContractError("lanes must name at least one lane")
+    return out
+
+
+def arguments(value: Any, what: str) -> Sequence[Any]:
+    """Positional arguments: a tuple or list."""
+    if not isinstance(value, (tuple, list)):
+        raise ContractError(f"{what} must be a tuple or list of arguments, got {type(value).__name__}")
+    return value
+
+
+def keyword_arguments(value: Any) -> dict[str, Any]:
+    """Keyword arguments: None or a dict with string keys."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ContractError(f"kwargs must be a dict of keyword arguments, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ContractError(f"kwargs keys must be strings, got {key!r}")
+    return value
+
+
+def dependencies(value: Any, what: str) -> list[Any]:
+    """``after`` / ``after_any``: a list (or other iterable) of steps or step ids, never one string."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ContractError(f"{what} must be a list of steps or step ids, got {value!r}")
+    return list(value)

@@ -16,16 +16,18 @@ from typing import Any
 import redis
 from redis import exceptions as rexc
 
-from engine.errors import ConfigMismatch, ContractError, LibraryError
+from engine.errors import ConfigMismatch, ContractError, EngineError, LibraryError
 from engine.library import VERSION_FUNCTION, library
 from engine.router import Command, Routable, Router, run_command
-from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, KeySpace
+from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, InvalidName, KeySpace
 
 URL_ENV = "FLOWSLOT_URL"
 
 
 def resolve_url(url: str | None) -> str:
     """An explicit URL, else ``$FLOWSLOT_URL``, else the embedded cluster's state file."""
+    if url is not None and not isinstance(url, str):
+        raise ContractError(f"url must be a string like redis://host:6379, got {type(url).__name__}")
     if url:
         return url
     if os.environ.get(URL_ENV):
@@ -47,13 +49,15 @@ class Client:
                  partitions: int = DEFAULT_PARTITIONS, hint_lists: int = 4,
                  load_library: bool = True, redis_client: redis.Redis | None = None,
                  **client_kwargs: Any) -> None:
-        self.keys = KeySpace(namespace=namespace, partitions=partitions, hint_lists=hint_lists)
+        try:
+            self.keys = KeySpace(namespace=namespace, partitions=partitions, hint_lists=hint_lists)
+        except InvalidName as e:
+            raise ContractError(str(e)) from e
         if redis_client is not None:
             self.router = Router.single(redis_client)
             self.router.on_missing_library = self._load_on
         else:
-            self.router = Router(resolve_url(url), on_missing_library=self._load_on,
-                                 **client_kwargs)
+            self.router = _router(resolve_url(url), self._load_on, client_kwargs)
         self.url = self.router.url
         self.check_config()
         if load_library:
@@ -116,6 +120,17 @@ class Client:
 
     def close(self) -> None:
         self.router.close()
+
+
+def _router(url: str, on_missing_library: Any, client_kwargs: dict[str, Any]) -> Router:
+    """A Router on ``url``; a URL or option redis-py cannot use is a ContractError."""
+    try:
+        return Router(url, on_missing_library=on_missing_library, **client_kwargs)
+    except EngineError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ContractError(f"cannot connect to {url!r}: {e} (expected redis://host:port or "
+                            "rediss://host:port)") from e
 
 
 def connect(url: str | None = None, **kwargs: Any) -> Client:

@@ -14,7 +14,7 @@ import contextvars
 import threading
 from typing import Any
 
-from engine.errors import EngineError
+from engine.errors import ContractError, EngineError
 
 
 class CancelRequested(EngineError):
@@ -68,7 +68,7 @@ class TaskContext:
         refused with InvalidState once the flow is canceled.
         """
         if not self.flow_id:
-            raise EngineError(f"execution {self.execution_id} is not a flow step")
+            raise ContractError(f"execution {self.execution_id} is not a flow step")
         from engine.flows import add_dynamic_step
 
         add_dynamic_step(self.worker.app, self.flow_id, self.execution_id, self.step_id, step_id,

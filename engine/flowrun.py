@@ -64,7 +64,8 @@ class FlowRun:
         return FlowState(self.status()["state"])
 
     def wait(self, timeout: float | None = None) -> FlowState:
-        """Block until the flow is terminal; returns its final state."""
+        """Block until the flow is terminal; returns its final state (``timeout`` as in Handle.result)."""
+        timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.flow_done(self.partition, self.id)
         while True:
@@ -89,6 +90,7 @@ class FlowRun:
 
     def result(self, step: str, timeout: float | None = None) -> Any:
         """The step's result; StepFailed / StepSkipped / StepCanceled / FlowCanceled otherwise."""
+        checks.timeout(timeout)
         handle = Handle(self.client, self.step_execution(step), created=False)
         try:
             return handle.result(timeout)
@@ -144,6 +146,7 @@ class FlowRun:
     # -- inspection ------------------------------------------------------
     def describe(self, timeline_limit: int = 10_000) -> dict[str, Any]:
         """The flow, each step (state, attempts, timings, error, blockers), and its timeline."""
+        checks.integer(timeline_limit, "timeline_limit", minimum=1, maximum=10**9)
         ks = self.client.keys
         flow = self.status()
         steps = self._get("HGETALL", ks.flow_steps(self.partition, self.id))
@@ -164,6 +167,7 @@ class FlowRun:
 
     def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:
         """This flow's events, oldest first, from its partition's stream."""
+        checks.integer(limit, "limit", minimum=1, maximum=10**9)
         key = self.client.keys.events(self.partition)
         entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
         out = []

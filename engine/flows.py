@@ -32,6 +32,7 @@ from engine.hints import hint_commands
 from engine.policy import Retry
 from engine.refs import Ref as Ref  # re-exported: Ref was defined here
 from engine.refs import find as find_refs
+from engine.router import Command
 from keys import new_id
 
 if TYPE_CHECKING:
@@ -69,10 +70,24 @@ def _group(any_of: bool, quorum: int | None, step_id: str) -> tuple[str, int]:
     if any_of and quorum is not None:
         raise ContractError(f"step {step_id}: choose any_of or quorum, not both")
     if quorum is not None:
-        if not isinstance(quorum, int) or quorum < 1:
-            raise ContractError(f"step {step_id}: quorum must be a positive integer")
+        if not isinstance(quorum, int) or isinstance(quorum, bool) or quorum < 1:
+            raise ContractError(f"step {step_id}: quorum must be a positive integer, got {quorum!r}")
         return "quorum", quorum
     return ("any", 0) if any_of else ("all", 0)
+
+
+def _check_options(step_id: str, lane: Any, priority: Any, retry: Any, deadline_s: Any) -> None:
+    """A step's own submit options, checked when the step is added (the error names the step)."""
+    try:
+        if lane is not None:
+            checks.lane(lane)
+        if priority is not None:
+            checks.priority(priority)
+        if retry is not None and not isinstance(retry, Retry):
+            raise ContractError(f"retry must be a Retry, got {retry!r}")
+        checks.seconds_to_ms(deadline_s, "deadline_s", minimum=checks.MIN_DEADLINE_S)
+    except ContractError as e:
+        raise ContractError(f"step {step_id!r}: {e}") from e
 
 
 class FlowBuilder:
@@ -101,7 +116,11 @@ class FlowBuilder:
         if len(self.steps) >= self.max_steps:
             raise ContractError(f"flow {self.name!r} has more than {self.max_steps} steps")
         policy, n = _group(any_of, quorum, step_id)
-        step = Step(self, step_id, self.app._resolve(task), tuple(args), dict(kwargs or {}),
+        _check_options(step_id, lane, priority, retry, deadline_s)
+        after = checks.dependencies(after, f"step {step_id!r}: after")
+        after_any = checks.dependencies(after_any, f"step {step_id!r}: after_any")
+        step = Step(self, step_id, self.app._resolve(task), tuple(args),
+                    dict(checks.keyword_arguments(kwargs)),
                     options={"lane": lane, "priority": priority, "retry": retry,
                              "deadline_s": deadline_s, "optional": bool(optional),
                              "policy": policy, "quorum": n})
@@ -127,6 +146,7 @@ class FlowBuilder:
             upstream = upstream.id if isinstance(upstream, Step) else upstream.step
         if not isinstance(upstream, str):
             raise ContractError(f"step {step.id!r}: dependencies are steps or step ids, got {upstream!r}")
+        checks.step_id(upstream)
         if upstream == step.id:
             raise ContractError(f"step {step.id!r} depends on itself")
         previous = step.edges.get(upstream)
@@ -223,6 +243,20 @@ class FlowBuilder:
         return self.submitted
 
 
+def _check_upstreams_exist(app: App, flow_id: str, partition: int, step: Step, parent_step: str) -> None:
+    """A dynamic step may only depend on steps its flow has (one HMGET), so a misspelt
+    dependency is a ContractError before ``flow_submit`` runs."""
+    upstreams = [upstream for upstream in step.edges if upstream != parent_step]
+    if not upstreams:
+        return
+    key = app.client.keys.flow_steps(partition, flow_id)
+    found = app.client.run(Command(("HMGET", key, *upstreams), key))
+    missing = [upstream for upstream, eid in zip(upstreams, found) if not eid]
+    if missing:
+        raise ContractError(f"step {step.id!r} depends on {', '.join(map(repr, missing))}, "
+                            f"not steps of flow {flow_id}")
+
+
 def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, step_id: str,
                      task: TaskDef | str | Any, args: Sequence[Any], kwargs: dict[str, Any] | None,
                      after: Iterable[str], after_any: Iterable[str], options: dict[str, Any]) -> None:
@@ -232,12 +266,17 @@ def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, s
     with the same task (a redelivered handler) is a no-op.
     """
     builder = FlowBuilder(app, "dynamic")
-    step = builder.step(step_id, task, *args, kwargs=kwargs, after=[*after, parent_step],
-                        after_any=after_any, **options)
+    after = checks.dependencies(after, f"step {step_id!r}: after")
+    try:
+        step = builder.step(step_id, task, *args, kwargs=kwargs, after=[*after, parent_step],
+                            after_any=after_any, **options)
+    except TypeError as e:  # an option add_step does not know
+        raise ContractError(f"add_step: {e}") from e
     if len(step.edges) >= WORK_BUDGET:
         raise ContractError(f"dynamic step {step_id!r} has {len(step.edges)} dependencies; a step "
                             f"added by a running handler may have at most {WORK_BUDGET - 1}")
     partition = flowcalls.flow_partition(app.client.keys, flow_id)
+    _check_upstreams_exist(app, flow_id, partition, step, parent_step)
     encoded = builder.encode_step(step, partition)
     _, _, ready, skipped, _ = app.client.run(flowcalls.submit(
         app.client.keys, flow_id, "", "{}", json.dumps([encoded]), True, parent_id))

@@ -66,7 +66,11 @@ class Handle:
         return str(previous)
 
     def result(self, timeout: float | None = None) -> Any:
-        """Block until terminal; return the result or raise TaskFailed / TaskCanceled."""
+        """Block until terminal; return the result or raise TaskFailed / TaskCanceled.
+
+        ``timeout`` in seconds (finite, at most 1e7); None waits for ever.
+        """
+        timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.done(executions.execution_partition(self.client.keys, self.id), self.id)
         while True:

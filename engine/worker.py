@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, metrics
+from engine import checks, executions, metrics
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
@@ -134,7 +134,7 @@ class Worker:
         self.app = app
         self.client = app.client
         self.keys = self.client.keys
-        self.lanes = list(lanes)
+        self.lanes = checks.lanes(lanes)
         self.concurrency = concurrency
         self.lease_ms = lease_ms
         self.batch_max = batch_max

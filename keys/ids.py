@@ -13,12 +13,18 @@ import time
 
 KIND_EXECUTION = "e"
 KIND_FLOW = "f"
-_ID_RE = re.compile(r"^([ef])_([0-9a-f]{4})_([0-9a-f]{19})$")
-LANE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Matched with fullmatch: "$" alone would accept a trailing newline.
+_ID_RE = re.compile(r"([ef])_([0-9a-f]{4})_([0-9a-f]{19})")
+LANE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+NAMESPACE_RE = LANE_RE
 
 
 class MalformedId(ValueError):
     """An id that does not have flowslot's shape."""
+
+
+class InvalidName(ValueError):
+    """A lane, namespace or partition count that cannot name keys."""
 
 
 def new_id(kind: str, partition: int, now_ms: int | None = None) -> str:
@@ -31,7 +37,7 @@ def parse_id(text: str, kind: str | None = None) -> tuple[str, int]:
     """Split an id into (kind, partition); raise MalformedId naming the problem."""
     if not isinstance(text, str):
         raise MalformedId(f"an id must be a string, got {type(text).__name__}")
-    match = _ID_RE.match(text)
+    match = _ID_RE.fullmatch(text)
     if match is None:
         raise MalformedId(f"malformed id {text!r}: expected like 'e_00a3_' + 19 hex digits")
     if kind is not None and match.group(1) != kind:
@@ -49,6 +55,13 @@ def partition_of(text: str, partitions: int) -> int:
 
 def check_lane(lane: str) -> str:
     """Lanes name keys, so they are restricted to a safe alphabet."""
-    if not isinstance(lane, str) or not LANE_RE.match(lane):
-        raise ValueError(f"invalid lane {lane!r}: 1-64 characters of A-Z a-z 0-9 _ . -")
+    if not isinstance(lane, str) or not LANE_RE.fullmatch(lane):
+        raise InvalidName(f"invalid lane {lane!r}: 1-64 characters of A-Z a-z 0-9 _ . -")
     return lane
+
+
+def check_namespace(namespace: str) -> str:
+    """Namespaces prefix every key, so they use the lanes' safe alphabet (no braces, colons)."""
+    if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
+        raise InvalidName(f"invalid namespace {namespace!r}: 1-64 characters of A-Z a-z 0-9 _ . -")
+    return namespace

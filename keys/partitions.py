@@ -12,6 +12,7 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
+from keys.ids import InvalidName
 from keys.slots import SLOT_COUNT
 
 DEFAULT_PARTITIONS = 256
@@ -30,8 +31,8 @@ def slot_tags() -> tuple[str, ...]:
 
 def check_partition_count(partitions: int) -> int:
     """Refuse a partition count the tag table cannot spread (1..16384)."""
-    if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
-        raise ValueError(f"partition count must be an integer in 1..{MAX_PARTITIONS}, got {partitions!r}")
+    if not isinstance(partitions, int) or isinstance(partitions, bool) or not 1 <= partitions <= MAX_PARTITIONS:
+        raise InvalidName(f"partition count must be an integer in 1..{MAX_PARTITIONS}, got {partitions!r}")
     return partitions
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keys.ids import InvalidName, check_namespace
 from keys.partitions import DEFAULT_PARTITIONS, check_partition_count, partition_tags
 
 DEFAULT_NAMESPACE = "fs"
@@ -28,10 +29,10 @@ class KeySpace:
 
     def __post_init__(self) -> None:
         check_partition_count(self.partitions)
-        if not self.namespace or any(c in self.namespace for c in "{}: "):
-            raise ValueError(f"invalid namespace {self.namespace!r}: no braces, colons or spaces")
-        if not 1 <= self.hint_lists <= self.partitions:
-            raise ValueError(f"hint_lists must be in 1..{self.partitions}")
+        check_namespace(self.namespace)
+        if (not isinstance(self.hint_lists, int) or isinstance(self.hint_lists, bool)
+                or not 1 <= self.hint_lists <= self.partitions):
+            raise InvalidName(f"hint_lists must be an integer in 1..{self.partitions}, got {self.hint_lists!r}")
         object.__setattr__(self, "tags", partition_tags(self.partitions))
 
     # -- deployment-wide --------------------------------------------------
