@@ -10,7 +10,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, flowcalls
+from engine import checks, flowcalls, flowops
 from engine.errors import (
     FlowCanceled,
     NotFound,
@@ -21,7 +21,6 @@ from engine.errors import (
     TaskCanceled,
     TaskFailed,
 )
-from engine.flows import announce
 from engine.handle import Handle
 from engine.router import Command
 from engine.states import ExecutionState, FlowState
@@ -29,7 +28,6 @@ from engine.states import ExecutionState, FlowState
 if TYPE_CHECKING:
     from engine.app import App
 
-CONTROL_BATCH = 500
 TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
 
 
@@ -107,10 +105,7 @@ class FlowRun:
     def cancel(self, reason: str = "flow canceled") -> str:
         """Cancel the flow and every unfinished step (``flow_cancel`` in batches). Idempotent."""
         checks.reason(reason)
-        previous, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))
-        while remaining:
-            _, remaining = self.client.run(flowcalls.cancel(self.client.keys, self.id, CONTROL_BATCH, reason))
-        return str(previous)
+        return flowops.cancel(self.client, self.id, reason)
 
     def pause(self) -> str:
         """Hold ready and future-ready steps; running ones finish (``flow_pause``). Idempotent."""
@@ -118,29 +113,11 @@ class FlowRun:
 
     def resume(self) -> str:
         """Release held steps and hint them (``flow_resume`` in batches). Idempotent."""
-        lanes: set[str] = set()
-        state, new_lanes, remaining = self.client.run(flowcalls.resume(self.client.keys, self.id, CONTROL_BATCH))
-        lanes.update(new_lanes)
-        while remaining:
-            state, new_lanes, remaining = self.client.run(
-                flowcalls.resume(self.client.keys, self.id, CONTROL_BATCH))
-            lanes.update(new_lanes)
-        if lanes:
-            from engine.hints import hint_commands
-
-            self.client.run_many(hint_commands(self.client.keys, [(self.partition, lane) for lane in lanes]))
-        return str(state)
+        return flowops.resume(self.client, self.id)
 
     def retry(self) -> str:
         """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases)."""
-        ready: list[tuple[str, str]] = []
-        skipped: list[str] = []
-        done = False
-        while not done:
-            done, r, s = self.client.run(flowcalls.retry(self.client.keys, self.id, CONTROL_BATCH))
-            ready += r
-            skipped += s
-        announce(self.app, ready, skipped)
+        flowops.retry(self.client, self.id)
         return self.state().value
 
     # -- inspection ------------------------------------------------------

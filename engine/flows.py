@@ -22,13 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, flowcalls, metrics
+from engine import checks, flowcalls, flowops, metrics
 from engine.codec import encode
-from engine.dispatcher import dispatch
+from engine.dispatcher import announce
 from engine.errors import ContractError
-from engine.executions import execution_partition
 from engine.flowbatches import WORK_BUDGET, plan_batches
-from engine.hints import hint_commands
 from engine.policy import Retry
 from engine.refs import Ref as Ref  # re-exported: Ref was defined here
 from engine.refs import find as find_refs
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
     from engine.flowrun import FlowRun
 
 DEFAULT_MAX_STEPS = 10_000
-SEAL_BATCH = 200  # roots released per flow_seal call
 EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
 
 
@@ -234,10 +231,9 @@ class FlowBuilder:
                 client.keys, flow_id, self.name, labels, json.dumps(chunk), final))
             ready += r
             skipped += s
-        while roots_left:
-            r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, SEAL_BATCH))
-            ready += r
-        announce(self.app, ready, skipped)
+        announce(client, ready, skipped)
+        if roots_left:
+            flowops.seal(client, flow_id)
         metrics.FLOWS.labels("submitted").inc()
         self.submitted = FlowRun(self.app, flow_id)
         return self.submitted
@@ -280,14 +276,5 @@ def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, s
     encoded = builder.encode_step(step, partition)
     _, _, ready, skipped, _ = app.client.run(flowcalls.submit(
         app.client.keys, flow_id, "", "{}", json.dumps([encoded]), True, parent_id))
-    announce(app, ready, skipped)
-
-
-def announce(app: App, ready: Sequence[tuple[str, str]], skipped: Sequence[str]) -> None:
-    """Hint newly ready steps and dispatch newly skipped ones."""
-    keys = app.client.keys
-    if ready:
-        app.client.run_many(hint_commands(keys, [(execution_partition(keys, eid), lane) for eid, lane in ready]))
-    if skipped:
-        dispatch(app.client, skipped)
+    announce(app.client, ready, skipped)
 
