@@ -129,8 +129,9 @@ class Worker:
                  lease_ms: int = 30_000, batch_max: int = 64, grace_s: float = 30.0,
                  poll_s: float = 1.0, worker_id: str | None = None,
                  promote_interval_s: float | None = 1.0) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        checks.integer(concurrency, "concurrency", minimum=1, maximum=4096)
+        checks.integer(lease_ms, "lease_ms", minimum=100, maximum=86_400_000)
+        checks.integer(batch_max, "batch_max", minimum=1, maximum=1000)
         self.app = app
         self.client = app.client
         self.keys = self.client.keys

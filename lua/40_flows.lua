@@ -254,7 +254,7 @@ local function flow_submit(keys, args)
     if s.append or not existing then
       for _, edge in ipairs(s.edges) do
         if edge[1] == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
-        if not seen[edge[1]] and not rcall('HEXISTS', steps_key, edge[1]) then
+        if not seen[edge[1]] and rcall('HEXISTS', steps_key, edge[1]) == 0 then
           raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. edge[1])
         end
       end

@@ -16,6 +16,7 @@ from engine.calls import FCall
 from engine.errors import InternalError
 from engine.flowbatches import plan_batches, step_cost
 from engine.router import Command
+from keys import new_id
 from tests.conftest import snapshot
 from tests.lua.test_flows import app, claim_step, finish, state  # noqa: F401 - the app fixture
 
@@ -147,3 +148,22 @@ def test_retrying_a_wide_fan_in_in_small_calls_recounts_every_edge(app):
     assert state(run, "j") == "ready"
     key = app.client.keys.inputs(run.partition, run.step_execution("j"))
     assert len(app.client.run(Command(("HGETALL", key), key))) == 200
+
+
+def test_the_lua_library_refuses_a_dynamic_step_on_an_unknown_step_and_writes_nothing(app):
+    """Python checks this first; the library must hold on its own (HEXISTS answers 0, not nil)."""
+    from engine import flowcalls
+
+    flow = app.flow("dyn-unknown")
+    flow.step("a", "t.a")
+    run = flow.submit()
+    parent = claim_step(app, run, "a")
+    spec = {"step": "dyn", "id": new_id("e", run.partition), "task": "t.b", "lane": "default",
+            "payload": "{}", "priority": 0, "max_attempts": 1, "backoff_ms": 0, "backoff_max_ms": 0,
+            "deadline_in_ms": 0, "optional": False, "policy": "all", "quorum": 0,
+            "edges": [["a", "after"], ["nope", "after"]]}
+    before = snapshot(app.client)
+    with pytest.raises(BadArguments, match="references unknown step nope"):
+        app.client.run(flowcalls.submit(app.client.keys, run.id, "", "{}", json.dumps([spec]), True,
+                                        parent.execution_id))
+    assert snapshot(app.client) == before

@@ -308,3 +308,23 @@ def test_add_step_after_an_existing_step_is_written(app, step_context):
     before = snapshot(app.client)
     step_context.add_step("b", "t.echo", after=["a"])
     assert snapshot(app.client) != before
+
+
+@pytest.mark.parametrize("options", [
+    {"max_attempts": True}, {"backoff_s": True}, {"dont_retry_on": ValueError},
+    {"dont_retry_on": [ValueError]}, {"dont_retry_on": (ValueError, "KeyError")},
+])
+def test_a_retry_policy_refuses_booleans_and_anything_but_a_tuple_of_exception_classes(options):
+    from engine import Retry
+
+    with pytest.raises(ContractError):
+        Retry(**options)
+
+
+@pytest.mark.parametrize("options", [{"concurrency": 0}, {"concurrency": "8"}, {"lease_ms": 5},
+                                     {"batch_max": 0}])
+def test_a_worker_refuses_bad_concurrency_lease_and_batch_with_a_contract_error(app, options):
+    from engine.worker import Worker
+
+    with pytest.raises(ContractError):
+        Worker(app, ["default"], **options)
