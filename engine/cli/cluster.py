@@ -18,8 +18,8 @@ from engine.cli.options import emit_json, json_option, table
 from engine.localcluster import (
     SERVER_ENV,
     LocalCluster,
-    describe_server,
     LocalClusterError,
+    describe_server,
     live_pids,
     load_state,
     probe_nodes,

@@ -9,7 +9,6 @@ from engine.errors import EngineError
 from engine.handle import Handle, read_execution
 from keys import MalformedId
 
-
 TIMESTAMPS = frozenset({"created_ms", "ready_ms", "started_ms", "finished_ms", "due_ms", "deadline_ms",
                         "lease_expiry_ms"})
 

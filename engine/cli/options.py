@@ -19,7 +19,6 @@ from engine.client import Client
 from engine.errors import EngineError
 from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
 
-
 CONNECTION = ("url", "namespace", "partitions")
 COMMAND_LINE = click.core.ParameterSource.COMMANDLINE
 
@@ -107,6 +106,6 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     """Aligned plain-text table."""
     cells = [headers, *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

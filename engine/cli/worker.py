@@ -94,7 +94,7 @@ def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_
     lane_list = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
     if metrics_port:
-        from engine.cli.daemon import health_report
+        from engine.cli.health import health_report
         from engine.httpd import serve
 
         serve(metrics_port, lambda: health_report(app.client))

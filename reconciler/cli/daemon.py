@@ -7,18 +7,22 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from typing import Any
 
 import click
 
+from engine import metrics
+from engine.cli.health import health_report
 from engine.cli.options import connection_options, emit_json, json_option, open_client, table
+from engine.client import Client
+from engine.httpd import serve
 from engine.logs import setup_logging
+from engine.router import Command
+from reconciler import SCANNERS, FlowRetention, Ownership, Reconciler, Retention, Scanner, ScanResult
 
 
-def build_scanners(intervals: tuple[str, ...], retention_s: float | None, names: tuple[str, ...] = ()) -> list[Any]:
+def build_scanners(intervals: tuple[str, ...], retention_s: float | None,
+                   names: tuple[str, ...] = ()) -> list[Scanner]:
     """Default scanners, with ``NAME=SECONDS`` interval overrides and the retention."""
-    from reconciler import SCANNERS, FlowRetention, Retention, Scanner
-
     chosen = names or tuple(SCANNERS)
     unknown = [n for n in chosen if n not in SCANNERS]
     if unknown:
@@ -43,11 +47,8 @@ def build_scanners(intervals: tuple[str, ...], retention_s: float | None, names:
     return scanners
 
 
-def refresh_queue_depth(client: Any, partitions: list[int]) -> None:
+def refresh_queue_depth(client: Client, partitions: list[int]) -> None:
     """Queue depth from the per-lane counters the Lua transitions keep (one HGETALL a partition)."""
-    from engine import metrics
-    from engine.router import Command
-
     totals: dict[tuple[str, str], int] = defaultdict(int)
     calls = [Command(("HGETALL", client.keys.counts(p)), client.keys.counts(p)) for p in partitions]
     for reply in client.run_many(calls):
@@ -58,14 +59,6 @@ def refresh_queue_depth(client: Any, partitions: list[int]) -> None:
                     totals[(lane, state)] += int(value)
     for (lane, state), value in totals.items():
         metrics.QUEUE_DEPTH.labels(lane, state).set(value)
-
-
-def health_report(client: Any) -> dict[str, Any]:
-    from engine.library import library
-
-    want = library().version
-    versions = client.library_status()
-    return {"ok": all(v == want for v in versions.values()), "library": want, "nodes": versions}
 
 
 @click.command()
@@ -88,17 +81,13 @@ def daemon(metrics_port: int, metrics_host: str, intervals: tuple[str, ...], ret
     On SIGTERM the current round finishes, the partitions are given back, and
     the process exits 0.
     """
-    from engine import metrics
-    from engine.httpd import serve
-    from reconciler import Ownership, Reconciler
-
     setup_logging(log_json)
     log = logging.getLogger("flowslot.daemon")
     client = open_client(url, namespace, partitions)
     scanners = build_scanners(intervals, retention_s)
     ownership = Ownership(client, ttl_s=lease_ttl_s)
 
-    def on_result(name: str, result: Any) -> None:
+    def on_result(name: str, result: ScanResult) -> None:
         metrics.SCANNER_PASSES.labels(name).inc()
         metrics.SCANNER_REPAIRS.labels(name).inc(result.repaired)
         metrics.PARTITIONS_OWNED.set(len(ownership.owned))
@@ -130,8 +119,6 @@ def daemon(metrics_port: int, metrics_host: str, intervals: tuple[str, ...], ret
 def reconcile(once: bool, names: tuple[str, ...], as_json: bool, url: str | None, namespace: str,
               partitions: int) -> None:
     """Run one pass of every scanner (or the named ones) over all partitions; print what it repaired."""
-    from reconciler import Reconciler
-
     scanners = build_scanners((), None, names)
     started = time.monotonic()
     results = Reconciler(open_client(url, namespace, partitions), scanners).run_pass()

@@ -1,16 +1,22 @@
-"""``flowslot demo``: an embedded cluster, a daemon and workers, one realistic flow."""
+"""``flowslot demo``: an embedded cluster, a reconciler daemon and workers, one realistic flow."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any
 
 import click
 
+from engine import App
 from engine.cli.cluster import server_option
 from engine.cli.flows import paint, tree_lines
+from engine.demo_app import REGIONS
+from engine.demo_app import app as demo_tasks
+from engine.flowrun import FlowRun
+from engine.localcluster import LocalCluster, LocalClusterError
+from engine.worker import Worker
+from reconciler import Ownership, Reconciler
 
 
 @click.command()
@@ -21,13 +27,6 @@ from engine.cli.flows import paint, tree_lines
 def demo(primaries: int, images: int, server: str | None) -> None:
     """Start an embedded cluster (the packaged Valkey unless --server), a daemon and workers;
     run a sample flow and show it."""
-    from engine import App
-    from engine.demo_app import REGIONS
-    from engine.demo_app import app as demo_tasks
-    from engine.localcluster import LocalCluster, LocalClusterError
-    from engine.worker import Worker
-    from reconciler import Ownership, Reconciler
-
     started = time.monotonic()
     click.echo(f"starting an embedded {primaries}-primary cluster ...")
     try:
@@ -72,7 +71,7 @@ def demo(primaries: int, images: int, server: str | None) -> None:
     click.echo(f"everything stopped cleanly; {time.monotonic() - started:.1f}s in all")
 
 
-def _follow(run: Any) -> None:
+def _follow(run: FlowRun) -> None:
     """Live progress until the flow is terminal (a display refresh, not a waiter)."""
     tty = sys.stdout.isatty()
     last = ""
@@ -91,7 +90,7 @@ def _follow(run: Any) -> None:
         click.echo()
 
 
-def _show(run: Any) -> None:
+def _show(run: FlowRun) -> None:
     described = run.describe(timeline_limit=1)
     click.echo(f"\nflow {run.id}: {paint(described['flow']['state'])}")
     for line in tree_lines(described["steps"]):
