@@ -2,9 +2,11 @@
 
 A partition's keys all share its hash tag: ``<ns>:{<tag>}:<suffix>``. Lua
 functions that must reach keys they cannot receive in KEYS (an execution
-popped from a ready set, say) rebuild them from a KEYS entry's prefix with
-``pkey`` in ``lua/00_helpers.lua``; ``tests/unit/test_lua_contract.py`` checks that
-both spell the same names.
+popped from a ready set, say) rebuild them from a KEYS entry's prefix with the
+``K.<method>`` helpers in ``lua/00_helpers.lua``, one per method here that the
+Lua builds, named alike; ``tests/unit/test_lua_contract.py`` runs each helper
+against its method and checks that every key method has a helper or is
+listed there as built in Python only.
 """
 
 from __future__ import annotations
@@ -169,6 +171,11 @@ class KeySpace:
     def unsealed(self, partition: int) -> str:
         """ZSET: flows whose batched submit has not sealed yet, by creation time."""
         return f"{self.prefix(partition)}unsealed"
+
+    def probe(self, partition: int) -> str:
+        """Never written: every writing Lua function reads it first, so a slot that is
+        being migrated refuses the call before its first write (``check_slot_stable``)."""
+        return f"{self.prefix(partition)}probe"
 
     def owner(self, partition: int) -> str:
         """STRING: the daemon whose reconciler owns this partition (with a TTL)."""

@@ -8,8 +8,10 @@
     is stable (check_slot_stable), so it runs whole or not at all while a
     slot is being migrated.
   * now_ms() is the only clock: the server's TIME, never the caller's.
-  * pkey(prefix, suffix) rebuilds a partition key from the prefix of a KEYS
-    entry; it mirrors keys/schema.py (a unit test checks both agree).
+  * every key a function reaches beyond its KEYS is built by one K.<name>
+    helper below, named after the keys/schema.py KeySpace method that spells
+    the same key; no other file joins a key suffix by hand (a unit test runs
+    every helper against its KeySpace method and scans the other files).
   * register(name, fn, flags) wraps fn so raise() becomes an error reply. It is
     the only caller of redis.register_function; this file registers no function
     of its own (KEYS: none), each caller documents its KEYS and ARGV.
@@ -38,13 +40,41 @@ local function prefix_of(key)
   return p
 end
 
-local function pkey(prefix, suffix)
-  return prefix .. suffix
-end
-
-local function exec_key(prefix, id) return prefix .. 'x:' .. id end
-local function done_key(prefix, id) return prefix .. 'done:' .. id end
-local function ready_key(prefix, lane) return prefix .. 'ready:' .. lane end
+-- The key builders: one line each, `function K.<KeySpace method>(prefix, ...)
+-- return ... end`, where prefix is "<ns>:{<tag>}:" (prefix_of a KEYS entry).
+-- tests/unit/test_lua_contract.py runs each line and compares it with the
+-- KeySpace method of the same name; keep the one-line form it reads.
+local K = {}
+-- partition indexes and bookkeeping
+function K.ready(prefix, lane) return prefix .. 'ready:' .. lane end
+function K.delayed(prefix) return prefix .. 'delayed' end
+function K.leases(prefix) return prefix .. 'leases' end
+function K.deadlines(prefix) return prefix .. 'deadlines' end
+function K.terminal(prefix) return prefix .. 'terminal' end
+function K.pending_dispatch(prefix) return prefix .. 'pending_dispatch' end
+function K.counts(prefix) return prefix .. 'counts' end
+function K.events(prefix) return prefix .. 'events' end
+function K.check_cursor(prefix) return prefix .. 'check_cursor' end
+function K.flows(prefix) return prefix .. 'flows' end
+function K.flows_done(prefix) return prefix .. 'flows_done' end
+function K.unsealed(prefix) return prefix .. 'unsealed' end
+function K.flow_ops(prefix) return prefix .. 'flow_ops' end
+function K.probe(prefix) return prefix .. 'probe' end
+-- one execution
+function K.execution(prefix, id) return prefix .. 'x:' .. id end
+function K.done(prefix, id) return prefix .. 'done:' .. id end
+function K.edges_in(prefix, id) return prefix .. 'in:' .. id end
+function K.edges_out(prefix, id) return prefix .. 'out:' .. id end
+function K.inputs(prefix, id) return prefix .. 'inp:' .. id end
+function K.defaults(prefix, id) return prefix .. 'def:' .. id end
+-- one flow
+function K.flow(prefix, fid) return prefix .. 'f:' .. fid end
+function K.flow_steps(prefix, fid) return K.flow(prefix, fid) .. ':steps' end
+function K.flow_order(prefix, fid) return K.flow(prefix, fid) .. ':order' end
+function K.flow_roots(prefix, fid) return K.flow(prefix, fid) .. ':roots' end
+function K.flow_held(prefix, fid) return K.flow(prefix, fid) .. ':held' end
+function K.flow_done(prefix, fid) return K.flow(prefix, fid) .. ':done' end
+function K.flow_retry(prefix, fid) return K.flow(prefix, fid) .. ':retry' end
 
 local function int_arg(value, name, min, max)
   local n = tonumber(value)
@@ -78,20 +108,21 @@ end
 
 local function emit(prefix, id, from, to, detail)
   if detail then
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
       'id', id, 'from', from, 'to', to, 'detail', detail)
   else
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
       'id', id, 'from', from, 'to', to)
   end
 end
 
 -- The key that never exists in the slot of `key`: "fs:{tag}:probe", or
--- "{fs:daemons}:probe" for a key without a hash tag (same slot either way).
+-- "{fs:daemons}:probe" for a key without a hash tag (the key's whole name
+-- is the tag: same slot either way).
 local function probe_key(key)
   local tag = string.match(key, '^(.-{[^}]+}:)')
-  if tag then return tag .. 'probe' end
-  return '{' .. key .. '}:probe'
+  if tag then return K.probe(tag) end
+  return K.probe('{' .. key .. '}:')
 end
 
 -- Slot stability check, the first command of every writing function. While

@@ -56,10 +56,9 @@ local function check_move(id, from, to)
 end
 
 local FLOW_TERMINAL = {succeeded = 1, failed = 1, canceled = 1}
-local function flow_key(prefix, fid) return prefix .. 'f:' .. fid end
 
 local function emit_flow(prefix, fid, from, to, detail)
-  rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+  rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
     'flow', fid, 'from', from, 'to', to, 'detail', detail or '')
 end
 
@@ -68,13 +67,13 @@ local function set_flow_state(prefix, fid, from, to, now, detail)
   if allowed == nil or allowed[to] ~= 1 then
     raise('BUG', 'flow ' .. fid .. ' cannot move from ' .. tostring(from) .. ' to ' .. to)
   end
-  local fkey = flow_key(prefix, fid)
+  local fkey = K.flow(prefix, fid)
   rcall('HSET', fkey, 'state', to)
   emit_flow(prefix, fid, from, to, detail)
   if FLOW_TERMINAL[to] then
     rcall('HSET', fkey, 'finished_ms', now)
-    rcall('ZADD', pkey(prefix, 'flows_done'), now, fid)
-    local done = fkey .. ':done'
+    rcall('ZADD', K.flows_done(prefix), now, fid)
+    local done = K.flow_done(prefix, fid)
     rcall('RPUSH', done, to)
     rcall('PEXPIRE', done, DONE_TTL_MS)
   end
@@ -84,7 +83,7 @@ end
 -- in the partition's `flow_ops` index ("<op>:<flow id>", by start time) until
 -- their last call, so the reconciler finishes one a crashed caller left.
 local function op_pending(prefix, op, fid, remaining, now)
-  local ops, member = pkey(prefix, 'flow_ops'), op .. ':' .. fid
+  local ops, member = K.flow_ops(prefix), op .. ':' .. fid
   if remaining then
     rcall('ZADD', ops, 'NX', now, member)
   else
@@ -104,24 +103,24 @@ local function move(prefix, e, to, fields, detail)
     raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
   end
   if detail then
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
       'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail)
   else
-    rcall('XADD', pkey(prefix, 'events'), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
       'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '')
   end
-  local key = exec_key(prefix, e.id)
+  local key = K.execution(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
   else
     rcall('HSET', key, 'state', to)
   end
   e.state = to
-  local counts = pkey(prefix, 'counts')
+  local counts = K.counts(prefix)
   if from ~= '' then rcall('HINCRBY', counts, e.lane .. ':' .. from, -1) end
   rcall('HINCRBY', counts, e.lane .. ':' .. to, 1)
   if e.flow then
-    local fkey = flow_key(prefix, e.flow)
+    local fkey = K.flow(prefix, e.flow)
     if from ~= '' then rcall('HINCRBY', fkey, 'c:' .. from, -1) end
     local leased = rcall('HINCRBY', fkey, 'c:' .. to, 1)
     if from == 'leased' then
@@ -138,19 +137,19 @@ end
 local function enqueue_ready(prefix, e, now)
   local score = ready_score(tonumber(e.priority), now)
   if e.flow then
-    local fstate = rcall('HGET', flow_key(prefix, e.flow), 'state')
+    local fstate = rcall('HGET', K.flow(prefix, e.flow), 'state')
     if fstate == 'paused' or fstate == 'pausing' then
-      rcall('ZADD', flow_key(prefix, e.flow) .. ':held', score, e.id)
+      rcall('ZADD', K.flow_held(prefix, e.flow), score, e.id)
       return false
     end
   end
-  rcall('ZADD', ready_key(prefix, e.lane), score, e.id)
+  rcall('ZADD', K.ready(prefix, e.lane), score, e.id)
   return true
 end
 
 -- A sealed flow whose every step is terminal gets its outcome.
 local function maybe_finish_flow(prefix, fid, now)
-  local fkey = flow_key(prefix, fid)
+  local fkey = K.flow(prefix, fid)
   local st, total, terminal, bad, sealed = unpack(rcall('HMGET', fkey, 'state', 'total', 'terminal',
     'bad', 'sealed'))
   if st == nil or FLOW_TERMINAL[st] or sealed ~= '1' then return end
@@ -166,15 +165,15 @@ end
 -- execution has outgoing edges for the dispatcher to resolve, else 0.
 local function finish(prefix, e, now)
   local id = e.id
-  rcall('ZREM', pkey(prefix, 'leases'), id)
-  rcall('ZREM', pkey(prefix, 'deadlines'), id)
-  rcall('ZADD', pkey(prefix, 'terminal'), now, id)
-  local done = done_key(prefix, id)
+  rcall('ZREM', K.leases(prefix), id)
+  rcall('ZREM', K.deadlines(prefix), id)
+  rcall('ZADD', K.terminal(prefix), now, id)
+  local done = K.done(prefix, id)
   rcall('RPUSH', done, '1')
   rcall('PEXPIRE', done, DONE_TTL_MS)
   local dispatch = 0
   if e.flow then
-    local fkey = flow_key(prefix, e.flow)
+    local fkey = K.flow(prefix, e.flow)
     rcall('HINCRBY', fkey, 'terminal', 1)
     local to = e.state
     -- A required step that did not succeed fails its flow: failed, skipped,
@@ -183,8 +182,8 @@ local function finish(prefix, e, now)
       rcall('HINCRBY', fkey, 'bad', 1)
     end
     -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
-    if rcall('LLEN', prefix .. 'out:' .. id) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
-      rcall('ZADD', pkey(prefix, 'pending_dispatch'), now, id)
+    if rcall('LLEN', K.edges_out(prefix, id)) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
+      rcall('ZADD', K.pending_dispatch(prefix), now, id)
       dispatch = 1
     end
     maybe_finish_flow(prefix, e.flow, now)

@@ -31,7 +31,7 @@ local function exec_submit(keys, args)
   if idem_ttl_ms > 0 then
     local existing = rcall('GET', keys[4])
     if existing then
-      local state = rcall('HGET', exec_key(prefix, existing), 'state')
+      local state = rcall('HGET', K.execution(prefix, existing), 'state')
       if state then return {existing, state, 0} end
     end
   end
@@ -54,7 +54,7 @@ local function exec_submit(keys, args)
     rcall('HSET', keys[1], 'due_ms', now + delay_ms)
     rcall('ZADD', keys[3], now + delay_ms, id)
   end
-  if deadline > 0 then rcall('ZADD', pkey(prefix, 'deadlines'), deadline, id) end
+  if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, id) end
   if idem_ttl_ms > 0 then
     rcall('SET', keys[4], id, 'PX', idem_ttl_ms)
     rcall('HSET', keys[1], 'idem', keys[4])
@@ -67,9 +67,9 @@ register('exec_submit', exec_submit)
 -- Cancel any non-terminal execution (checked by the caller): leave every
 -- index, become terminal. Shared by exec_cancel and flow_cancel.
 local function cancel_execution(prefix, e, reason, now)
-  rcall('ZREM', ready_key(prefix, e.lane), e.id)
-  rcall('ZREM', pkey(prefix, 'delayed'), e.id)
-  if e.flow then rcall('ZREM', flow_key(prefix, e.flow) .. ':held', e.id) end
+  rcall('ZREM', K.ready(prefix, e.lane), e.id)
+  rcall('ZREM', K.delayed(prefix), e.id)
+  if e.flow then rcall('ZREM', K.flow_held(prefix, e.flow), e.id) end
   move(prefix, e, 'canceled', {'finished_ms', now, 'error_kind', 'canceled', 'error_msg', reason}, reason)
   return finish(prefix, e, now)
 end
@@ -104,7 +104,7 @@ local function exec_promote(keys, args)
   local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
   local lanes, seen, promoted = {}, {}, 0
   for _, id in ipairs(due) do
-    local e = hash_table(rcall('HGETALL', exec_key(prefix, id)))
+    local e = hash_table(rcall('HGETALL', K.execution(prefix, id)))
     rcall('ZREM', keys[1], id)
     if e.state == 'delayed' then
       move(prefix, e, 'ready', {'ready_ms', now})

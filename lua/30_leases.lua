@@ -27,7 +27,7 @@ end
 -- Retry with exponential back-off and jitter, or fail for good.
 local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   local attempts = tonumber(f.attempts)
-  rcall('ZREM', pkey(prefix, 'leases'), f.id)
+  rcall('ZREM', K.leases(prefix), f.id)
   if retryable and attempts < tonumber(f.max_attempts) then
     local base = tonumber(f.backoff_ms) * (2 ^ (attempts - 1))
     local delay = math.min(base, tonumber(f.backoff_max_ms))
@@ -37,7 +37,7 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
       enqueue_ready(prefix, f, now)
       return 'ready'
     end
-    rcall('ZADD', pkey(prefix, 'delayed'), now + delay, f.id)
+    rcall('ZADD', K.delayed(prefix), now + delay, f.id)
     move(prefix, f, 'delayed', {'due_ms', now + delay, 'error_kind', kind, 'error_msg', msg}, kind)
     return 'delayed', delay
   end
@@ -63,15 +63,15 @@ local function exec_claim(keys, args)
   local claimed, expired = {}, {}
   local inputs_left = CLAIM_INPUTS
   for _, id in ipairs(ids) do
-    local key = exec_key(prefix, id)
+    local key = K.execution(prefix, id)
     rcall('ZREM', keys[1], id)
     local f = hash_table(rcall('HGETALL', key))
     local fstate = nil
-    if f.flow then fstate = rcall('HGET', flow_key(prefix, f.flow), 'state') end
+    if f.flow then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
     if f.state ~= 'ready' then
       -- index drift: nothing to lease
     elseif fstate == 'paused' or fstate == 'pausing' then
-      rcall('ZADD', flow_key(prefix, f.flow) .. ':held', ready_score(tonumber(f.priority), now), id)
+      rcall('ZADD', K.flow_held(prefix, f.flow), ready_score(tonumber(f.priority), now), id)
     elseif fstate == 'canceled' then
       cancel_execution(prefix, f, 'flow canceled', now)
     else
@@ -87,10 +87,10 @@ local function exec_claim(keys, args)
         local expiry = now + lease_ms
         move(prefix, f, 'leased', {'attempts', attempt, 'worker', worker,
           'started_ms', now, 'lease_expiry_ms', expiry}, worker)
-        rcall('ZADD', pkey(prefix, 'leases'), expiry, id)
+        rcall('ZADD', K.leases(prefix), expiry, id)
         local inputs = {}
         if f.flow then
-          local inp = prefix .. 'inp:' .. id
+          local inp = K.inputs(prefix, id)
           local count = rcall('HLEN', inp)
           if count <= inputs_left then
             inputs, inputs_left = rcall('HGETALL', inp), inputs_left - count
@@ -121,7 +121,7 @@ local function exec_renew(keys, args)
   end
   local expiry = now_ms() + lease_ms
   rcall('HSET', keys[1], 'lease_expiry_ms', expiry)
-  rcall('ZADD', pkey(prefix_of(keys[1]), 'leases'), expiry, f.id)
+  rcall('ZADD', K.leases(prefix_of(keys[1])), expiry, f.id)
   return expiry
 end
 register('exec_renew', exec_renew)
@@ -180,7 +180,7 @@ local function exec_release(keys, args)
   check_move(f.id, f.state, 'ready')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
-  rcall('ZREM', pkey(prefix, 'leases'), f.id)
+  rcall('ZREM', K.leases(prefix), f.id)
   move(prefix, f, 'ready', {'attempts', tonumber(f.attempts) - 1, 'ready_ms', now}, 'released')
   enqueue_ready(prefix, f, now)
   return f.lane
@@ -200,7 +200,7 @@ local function exec_expire_leases(keys, args)
   local ids = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
   local out = {}
   for _, id in ipairs(ids) do
-    local f = hash_table(rcall('HGETALL', exec_key(prefix, id)))
+    local f = hash_table(rcall('HGETALL', K.execution(prefix, id)))
     if f.state == 'leased' then
       local state, _, dispatch = retry_or_fail(prefix, f, 'lease_lost',
         'lease expired at ' .. f.lease_expiry_ms, true, jitter, now)

@@ -25,7 +25,7 @@ local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priorit
   'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum'}
 
 local function gate_fields(prefix, id)
-  local values = rcall('HMGET', exec_key(prefix, id), unpack(GATE_FIELDS))
+  local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
   local e = {}
   for i, name in ipairs(GATE_FIELDS) do e[name] = values[i] end
   return e
@@ -67,7 +67,7 @@ end
 
 -- Resolve the edge up -> child (up is terminal): 'satisfied', 'impossible' or 'already'.
 local function resolve_edge(prefix, up, child_id, now, out, settle_child)
-  local in_key = prefix .. 'in:' .. child_id
+  local in_key = K.edges_in(prefix, child_id)
   local value = rcall('HGET', in_key, up.step)
   if not value then return 'already' end
   local kind, state = string.match(value, '^([%w_]+)|(%w+)$')
@@ -76,11 +76,11 @@ local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   rcall('HSET', in_key, up.step, kind .. '|' .. outcome)
   if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
     local input = up.result
-    if up.state ~= 'succeeded' then input = rcall('HGET', prefix .. 'def:' .. child_id, up.step) end
+    if up.state ~= 'succeeded' then input = rcall('HGET', K.defaults(prefix, child_id), up.step) end
     if input == nil or input == false or input == '' then input = 'null' end
-    rcall('HSET', prefix .. 'inp:' .. child_id, up.step, input)
+    rcall('HSET', K.inputs(prefix, child_id), up.step, input)
   end
-  local key = exec_key(prefix, child_id)
+  local key = K.execution(prefix, child_id)
   local e = gate_fields(prefix, child_id)
   if REQUIRED_EDGE[kind] then
     if outcome == 'satisfied' then e.req_ok = rcall('HINCRBY', key, 'req_ok', 1)
@@ -146,22 +146,22 @@ end
 -- already terminal are resolved on the spot; an edge already written (a
 -- repeated call) is left as it is.
 local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
-  local in_key = prefix .. 'in:' .. id
+  local in_key = K.edges_in(prefix, id)
   for _, edge in ipairs(edges) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
     if rcall('HSETNX', in_key, up_step, kind .. '|pending') == 1 then
       if kind == 'ref_or_default' then
-        rcall('HSET', prefix .. 'def:' .. id, up_step, default or 'null')
+        rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
       end
       local up_id = rcall('HGET', steps_key, up_step)
       -- Only an upstream that is already terminal (a dynamic step's, or one of a
       -- retried flow) needs its whole hash; steps of this very call never are.
       local up_state = nil
-      if not created_now[up_step] then up_state = rcall('HGET', exec_key(prefix, up_id), 'state') end
+      if not created_now[up_step] then up_state = rcall('HGET', K.execution(prefix, up_id), 'state') end
       if up_state and TERMINAL[up_state] then
-        resolve_edge(prefix, hash_table(rcall('HGETALL', exec_key(prefix, up_id))), id, now, out, false)
+        resolve_edge(prefix, hash_table(rcall('HGETALL', K.execution(prefix, up_id))), id, now, out, false)
       else
-        rcall('RPUSH', prefix .. 'out:' .. up_id, id)
+        rcall('RPUSH', K.edges_out(prefix, up_id), id)
       end
     end
   end
@@ -169,7 +169,7 @@ end
 
 -- Write one step (state blocked) and its incoming edges.
 local function create_step(prefix, fid, s, steps_key, now, out, created_now)
-  local key = exec_key(prefix, s.id)
+  local key = K.execution(prefix, s.id)
   local deadline = 0
   if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
   local req_total, soft_total = 0, 0
@@ -184,10 +184,10 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
     'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
     'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
     'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
-  if deadline > 0 then rcall('ZADD', pkey(prefix, 'deadlines'), deadline, s.id) end
+  if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
   rcall('HSET', steps_key, s.step, s.id)
-  rcall('RPUSH', flow_key(prefix, fid) .. ':order', s.id)
-  rcall('HINCRBY', flow_key(prefix, fid), 'total', 1)
+  rcall('RPUSH', K.flow_order(prefix, fid), s.id)
+  rcall('HINCRBY', K.flow(prefix, fid), 'total', 1)
   add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
 end
 
@@ -213,18 +213,18 @@ local function flow_submit(keys, args)
   if not ok or type(steps) ~= 'table' then raise('BAD_ARGS', 'steps must be a JSON list') end
   if #steps > MAX_BATCH then raise('BAD_ARGS', 'more than ' .. MAX_BATCH .. ' steps in one call') end
   local prefix = prefix_of(keys[1])
-  local steps_key = keys[1] .. ':steps'
+  local steps_key = K.flow_steps(prefix, fid)
   local fstate, sealed = unpack(rcall('HMGET', keys[1], 'state', 'sealed'))
   local out = {ready = {}, skipped = {}}
 
   if parent ~= '' then
     if not fstate then raise('NOT_FOUND', 'no flow ' .. fid) end
-    if rcall('HGET', exec_key(prefix, parent), 'flow') ~= fid then
+    if rcall('HGET', K.execution(prefix, parent), 'flow') ~= fid then
       raise('BAD_ARGS', 'execution ' .. parent .. ' is not a step of flow ' .. fid)
     end
     if FLOW_TERMINAL[fstate] then raise('INVALID_STATE', 'flow ' .. fid .. ' is ' .. fstate .. ', cannot add steps') end
   elseif fstate and sealed == '1' then
-    return {fstate, 0, {}, {}, rcall('LLEN', keys[1] .. ':roots')}
+    return {fstate, 0, {}, {}, rcall('LLEN', K.flow_roots(prefix, fid))}
   end
 
   -- Validate the whole batch before the first write.
@@ -236,11 +236,11 @@ local function flow_submit(keys, args)
       if parent ~= '' or sealed == '1' then
         raise('BAD_ARGS', 'step ' .. s.step .. ': edges can be appended only during a batched submit')
       end
-      if not seen[s.step] and not (existing and rcall('HGET', exec_key(prefix, existing), 'state') == 'blocked') then
+      if not seen[s.step] and not (existing and rcall('HGET', K.execution(prefix, existing), 'state') == 'blocked') then
         raise('BAD_ARGS', 'step ' .. s.step .. ': appended edges for a step not created by this submit')
       end
     elseif existing then
-      local task = rcall('HGET', exec_key(prefix, existing), 'task')
+      local task = rcall('HGET', K.execution(prefix, existing), 'task')
       -- The same step again: a repeated call (same execution id) or a
       -- redelivered handler re-adding its dynamic step (same task).
       if existing ~= s.id and (parent == '' or task ~= s.task) then
@@ -248,7 +248,7 @@ local function flow_submit(keys, args)
       end
     elseif seen[s.step] then
       raise('BAD_ARGS', 'duplicate step id ' .. s.step)
-    elseif rcall('EXISTS', exec_key(prefix, s.id)) == 1 then
+    elseif rcall('EXISTS', K.execution(prefix, s.id)) == 1 then
       raise('ALREADY_EXISTS', 'execution ' .. s.id .. ' exists')
     end
     if s.append or not existing then
@@ -272,7 +272,7 @@ local function flow_submit(keys, args)
   if not fstate then
     rcall('HSET', keys[1], 'id', fid, 'name', name, 'labels', labels, 'state', 'running',
       'sealed', 0, 'total', 0, 'terminal', 0, 'bad', 0, 'created_ms', now)
-    rcall('ZADD', pkey(prefix, 'flows'), now, fid)
+    rcall('ZADD', K.flows(prefix), now, fid)
     emit_flow(prefix, fid, '', 'running', name)
     fstate, sealed, created = 'running', '0', 1
   end
@@ -286,19 +286,19 @@ local function flow_submit(keys, args)
   end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
-    if created == 1 then rcall('ZADD', pkey(prefix, 'unsealed'), now, fid) end
+    if created == 1 then rcall('ZADD', K.unsealed(prefix), now, fid) end
     for _, s in ipairs(fresh) do
-      if #s.edges == 0 and s.edge_counts == nil then rcall('RPUSH', keys[1] .. ':roots', s.id) end
+      if #s.edges == 0 and s.edge_counts == nil then rcall('RPUSH', K.flow_roots(prefix, fid), s.id) end
     end
   else
     if sealed ~= '1' then
       rcall('HSET', keys[1], 'sealed', 1)
-      rcall('ZREM', pkey(prefix, 'unsealed'), fid)
+      rcall('ZREM', K.unsealed(prefix), fid)
     end
     for _, s in ipairs(fresh) do settle(prefix, gate_fields(prefix, s.id), now, out) end
     maybe_finish_flow(prefix, fid, now)
   end
-  local roots_left = rcall('LLEN', keys[1] .. ':roots')
+  local roots_left = rcall('LLEN', K.flow_roots(prefix, fid))
   if final and roots_left > 0 then op_pending(prefix, 'seal', fid, true, now) end
   return {rcall('HGET', keys[1], 'state'), created, out.ready, out.skipped, roots_left}
 end
@@ -314,13 +314,13 @@ register('flow_submit', flow_submit)
 local function flow_seal(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
   if rcall('EXISTS', keys[1]) == 0 then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
-  local prefix = prefix_of(keys[1])
+  local prefix, fid = prefix_of(keys[1]), rcall('HGET', keys[1], 'id')
   local now = now_ms()
   local out = {ready = {}, skipped = {}}
-  local roots = rcall('LPOP', keys[1] .. ':roots', max_count) or {}
+  local roots = rcall('LPOP', K.flow_roots(prefix, fid), max_count) or {}
   for _, id in ipairs(roots) do settle(prefix, gate_fields(prefix, id), now, out) end
-  local roots_left = rcall('LLEN', keys[1] .. ':roots')
-  op_pending(prefix, 'seal', rcall('HGET', keys[1], 'id'), roots_left > 0, now)
+  local roots_left = rcall('LLEN', K.flow_roots(prefix, fid))
+  op_pending(prefix, 'seal', fid, roots_left > 0, now)
   return {out.ready, roots_left}
 end
 register('flow_seal', flow_seal)
@@ -344,11 +344,11 @@ local function flow_resolve(keys, args)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local out = {ready = {}, skipped = {}}
-  local out_key = prefix .. 'out:' .. up.id
+  local out_key = K.edges_out(prefix, up.id)
   local pos = tonumber(up.dispatch_pos or 0)
   local children = rcall('LRANGE', out_key, pos, pos + max_count - 1)
   local live = true
-  if up.flow then live = rcall('HGET', flow_key(prefix, up.flow), 'state') ~= 'canceled' end
+  if up.flow then live = rcall('HGET', K.flow(prefix, up.flow), 'state') ~= 'canceled' end
   local tally = {satisfied = 0, impossible = 0, already = 0}
   for _, child in ipairs(children) do
     local outcome = resolve_edge(prefix, up, child, now, out, live)
@@ -358,7 +358,7 @@ local function flow_resolve(keys, args)
   rcall('HSET', keys[1], 'dispatch_pos', pos)
   local done = 0
   if pos >= rcall('LLEN', out_key) then
-    rcall('ZREM', pkey(prefix, 'pending_dispatch'), up.id)
+    rcall('ZREM', K.pending_dispatch(prefix), up.id)
     done = 1
   end
   return {done, out.ready, out.skipped,
@@ -386,9 +386,9 @@ local function flow_cancel(keys, args)
   local fid = rcall('HGET', keys[1], 'id')
   local now = now_ms()
   if state ~= 'canceled' then set_flow_state(prefix, fid, state, 'canceled', now, reason) end
-  rcall('ZREM', pkey(prefix, 'unsealed'), fid)
+  rcall('ZREM', K.unsealed(prefix), fid)
   pos = tonumber(pos or 0)
-  local order = keys[1] .. ':order'
+  local order = K.flow_order(prefix, fid)
   for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do
     local e = gate_fields(prefix, id)
     if not TERMINAL[e.state] then cancel_execution(prefix, e, reason, now) end
@@ -433,24 +433,24 @@ local function flow_resume(keys, args)
   local state = rcall('HGET', keys[1], 'state')
   if not state then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
   if FLOW_TERMINAL[state] then raise('INVALID_STATE', 'flow is ' .. state .. ', cannot be resumed') end
-  local prefix = prefix_of(keys[1])
+  local prefix, fid = prefix_of(keys[1]), rcall('HGET', keys[1], 'id')
   if state ~= 'running' then
-    set_flow_state(prefix, rcall('HGET', keys[1], 'id'), state, 'running', now_ms(), 'resume')
+    set_flow_state(prefix, fid, state, 'running', now_ms(), 'resume')
   end
-  local held = keys[1] .. ':held'
+  local held = K.flow_held(prefix, fid)
   local lanes, seen = {}, {}
   local items = rcall('ZRANGE', held, 0, max_count - 1, 'WITHSCORES')
   for i = 1, #items, 2 do
     local id, score = items[i], items[i + 1]
     rcall('ZREM', held, id)
-    local lane, st = unpack(rcall('HMGET', exec_key(prefix, id), 'lane', 'state'))
+    local lane, st = unpack(rcall('HMGET', K.execution(prefix, id), 'lane', 'state'))
     if st == 'ready' then
-      rcall('ZADD', ready_key(prefix, lane), score, id)
+      rcall('ZADD', K.ready(prefix, lane), score, id)
       if not seen[lane] then seen[lane] = 1; lanes[#lanes + 1] = lane end
     end
   end
   local remaining = rcall('ZCARD', held)
-  op_pending(prefix, 'resume', rcall('HGET', keys[1], 'id'), remaining > 0, now_ms())
+  op_pending(prefix, 'resume', fid, remaining > 0, now_ms())
   return {'running', lanes, remaining}
 end
 register('flow_resume', flow_resume)

@@ -18,8 +18,8 @@ register('exec_retry', function(keys, args)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local previous = e.state
-  rcall('ZREM', pkey(prefix, 'terminal'), e.id)
-  rcall('DEL', done_key(prefix, e.id))
+  rcall('ZREM', K.terminal(prefix), e.id)
+  rcall('DEL', K.done(prefix, e.id))
   rcall('HDEL', keys[1], 'finished_ms', 'error_kind', 'error_msg', 'result')
   move(prefix, e, 'ready', {'attempts', 0, 'ready_ms', now, 'deadline_ms', 0}, 'retry')
   enqueue_ready(prefix, e, now)
@@ -27,23 +27,24 @@ register('exec_retry', function(keys, args)
 end)
 
 -- Phase 1: every retryable step back to blocked, out of the flow's tallies.
-local function retry_reset(prefix, fkey, id, now)
-  local e = hash_table(rcall('HGETALL', exec_key(prefix, id)))
+local function retry_reset(prefix, fid, id, now)
+  local fkey = K.flow(prefix, fid)
+  local e = hash_table(rcall('HGETALL', K.execution(prefix, id)))
   if not RETRYABLE[e.state] then return end
   rcall('HINCRBY', fkey, 'terminal', -1)
   if e.optional ~= '1' then rcall('HINCRBY', fkey, 'bad', -1) end
-  rcall('ZREM', pkey(prefix, 'terminal'), id)
-  rcall('ZREM', pkey(prefix, 'pending_dispatch'), id)
-  rcall('DEL', done_key(prefix, id))
-  rcall('HDEL', exec_key(prefix, id), 'finished_ms', 'error_kind', 'error_msg', 'result')
+  rcall('ZREM', K.terminal(prefix), id)
+  rcall('ZREM', K.pending_dispatch(prefix), id)
+  rcall('DEL', K.done(prefix, id))
+  rcall('HDEL', K.execution(prefix, id), 'finished_ms', 'error_kind', 'error_msg', 'result')
   move(prefix, e, 'blocked', {'attempts', 0, 'dispatch_pos', 0, 'deadline_ms', 0}, 'retry')
-  rcall('SADD', fkey .. ':retry', id)
+  rcall('SADD', K.flow_retry(prefix, fid), id)
 end
 
 -- Phases 2 and 3 visit the steps being re-run, and any step left blocked.
-local function rerun(fkey, id)
-  return rcall('SISMEMBER', fkey .. ':retry', id) == 1
-    or rcall('HGET', exec_key(prefix_of(fkey), id), 'state') == 'blocked'
+local function rerun(prefix, fid, id)
+  return rcall('SISMEMBER', K.flow_retry(prefix, fid), id) == 1
+    or rcall('HGET', K.execution(prefix, id), 'state') == 'blocked'
 end
 
 -- Phase 2, for one step: its edges from re-run upstreams are pending again
@@ -51,19 +52,20 @@ end
 -- at a time (a 20,000-way fan-in spans many calls); counts so far are kept in
 -- the flow hash with the cursor. Returns true once the step is done, and the
 -- number of edges read.
-local function retry_edges(prefix, fkey, id, budget)
-  local in_key = prefix .. 'in:' .. id
+local function retry_edges(prefix, fid, id, budget)
+  local fkey = K.flow(prefix, fid)
+  local in_key = K.edges_in(prefix, id)
   local cursor, ok, bad, soft = unpack(rcall('HMGET', fkey, 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft'))
   ok, bad, soft = tonumber(ok or 0), tonumber(bad or 0), tonumber(soft or 0)
   local page = rcall('HSCAN', in_key, cursor or '0', 'COUNT', budget)
   local edges = page[2]
   for i = 1, #edges, 2 do
     local up, kind, state = edges[i], string.match(edges[i + 1], '^([%w_]+)|(%w+)$')
-    local up_id = rcall('HGET', fkey .. ':steps', up)
-    if state ~= 'pending' and up_id and rcall('SISMEMBER', fkey .. ':retry', up_id) == 1 then
+    local up_id = rcall('HGET', K.flow_steps(prefix, fid), up)
+    if state ~= 'pending' and up_id and rcall('SISMEMBER', K.flow_retry(prefix, fid), up_id) == 1 then
       state = 'pending'
       rcall('HSET', in_key, up, kind .. '|pending')
-      rcall('HDEL', prefix .. 'inp:' .. id, up)
+      rcall('HDEL', K.inputs(prefix, id), up)
     end
     if state ~= 'pending' then
       if kind == 'ref' or kind == 'after' then
@@ -74,7 +76,7 @@ local function retry_edges(prefix, fkey, id, budget)
     end
   end
   if page[1] == '0' then
-    rcall('HSET', exec_key(prefix, id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
+    rcall('HSET', K.execution(prefix, id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
     rcall('HDEL', fkey, 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft')
     return true, #edges / 2
   end
@@ -104,18 +106,18 @@ register('flow_retry', function(keys, args)
   local out = {ready = {}, skipped = {}}
   if not phase then
     set_flow_state(prefix, fid, state, 'running', now, 'retry')
-    rcall('DEL', keys[1] .. ':done')
-    rcall('ZREM', pkey(prefix, 'flows_done'), fid)
+    rcall('DEL', K.flow_done(prefix, fid))
+    rcall('ZREM', K.flows_done(prefix), fid)
     rcall('HDEL', keys[1], 'finished_ms', 'cancel_pos')
     op_pending(prefix, 'cancel', fid, false, now)  -- a retry supersedes an unfinished cancel
     phase, pos = 'reset', 0
   end
   pos = tonumber(pos or 0)
-  local order = keys[1] .. ':order'
+  local order = K.flow_order(prefix, fid)
   local list_len = rcall('LLEN', order)
   if phase == 'reset' then
     for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do
-      retry_reset(prefix, keys[1], id, now)
+      retry_reset(prefix, fid, id, now)
     end
     pos = pos + max_count
   else
@@ -126,10 +128,10 @@ register('flow_retry', function(keys, args)
       if budget <= 0 then break end
       budget = budget - 1
       local finished = true
-      if rerun(keys[1], id) then
+      if rerun(prefix, fid, id) then
         if phase == 'edges' then
           local read
-          finished, read = retry_edges(prefix, keys[1], id, math.max(budget, 10))
+          finished, read = retry_edges(prefix, fid, id, math.max(budget, 10))
           budget = budget - read
         else
           settle(prefix, gate_fields(prefix, id), now, out, 'upstream failed again')
@@ -144,7 +146,7 @@ register('flow_retry', function(keys, args)
     if phase == 'reset' then phase = 'edges'
     elseif phase == 'edges' then phase = 'settle'
     else
-      rcall('DEL', keys[1] .. ':retry')
+      rcall('DEL', K.flow_retry(prefix, fid))
       rcall('HDEL', keys[1], 'retry_phase', 'retry_pos', 'retry_cursor', 'retry_ok', 'retry_bad', 'retry_soft')
       op_pending(prefix, 'retry', fid, false, now)
       maybe_finish_flow(prefix, fid, now)

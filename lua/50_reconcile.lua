@@ -25,12 +25,12 @@ register('exec_expire_deadlines', function(keys, args)
   local now = now_ms()
   local out = {}
   for _, id in ipairs(rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)) do
-    local e = hash_table(rcall('HGETALL', exec_key(prefix, id)))
+    local e = hash_table(rcall('HGETALL', K.execution(prefix, id)))
     rcall('ZREM', keys[1], id)
     if e.state and not TERMINAL[e.state] then
-      rcall('ZREM', ready_key(prefix, e.lane), id)
-      rcall('ZREM', pkey(prefix, 'delayed'), id)
-      if e.flow then rcall('ZREM', flow_key(prefix, e.flow) .. ':held', id) end
+      rcall('ZREM', K.ready(prefix, e.lane), id)
+      rcall('ZREM', K.delayed(prefix), id)
+      if e.flow then rcall('ZREM', K.flow_held(prefix, e.flow), id) end
       move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
         'error_msg', 'deadline passed while ' .. e.state}, 'deadline')
       out[#out + 1] = {id, finish(prefix, e, now)}
@@ -55,9 +55,9 @@ register('rec_stale_ready', function(keys, args)
   for i = 1, #flat, 2 do
     local lane = string.match(flat[i], '^(.*):ready$')
     if lane and tonumber(flat[i + 1]) > 0 and #lanes < max_lanes then
-      local head = rcall('ZRANGE', ready_key(prefix, lane), 0, 0)[1]
+      local head = rcall('ZRANGE', K.ready(prefix, lane), 0, 0)[1]
       if head then
-        local since = tonumber(rcall('HGET', exec_key(prefix, head), 'ready_ms') or now)
+        local since = tonumber(rcall('HGET', K.execution(prefix, head), 'ready_ms') or now)
         if now - since >= age_ms then lanes[#lanes + 1] = lane end
       end
     end
@@ -68,16 +68,17 @@ end, {'no-writes'})
 -- Delete an execution with every key of its own, leave every index, and
 -- take it out of its lane's counters.
 local function delete_execution(prefix, id)
-  local state, lane = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane'))
+  local state, lane = unpack(rcall('HMGET', K.execution(prefix, id), 'state', 'lane'))
   -- UNLINK: a 20,000-way fan-in's edge and input hashes are freed in the background
-  rcall('UNLINK', exec_key(prefix, id), done_key(prefix, id), prefix .. 'in:' .. id,
-    prefix .. 'out:' .. id, prefix .. 'inp:' .. id, prefix .. 'def:' .. id)
-  for _, index in ipairs({'terminal', 'pending_dispatch', 'leases', 'delayed', 'deadlines'}) do
-    rcall('ZREM', pkey(prefix, index), id)
+  rcall('UNLINK', K.execution(prefix, id), K.done(prefix, id), K.edges_in(prefix, id),
+    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id))
+  for _, index in ipairs({K.terminal(prefix), K.pending_dispatch(prefix), K.leases(prefix),
+      K.delayed(prefix), K.deadlines(prefix)}) do
+    rcall('ZREM', index, id)
   end
   if state and lane then
-    rcall('ZREM', ready_key(prefix, lane), id)
-    local counts, field = pkey(prefix, 'counts'), lane .. ':' .. state
+    rcall('ZREM', K.ready(prefix, lane), id)
+    local counts, field = K.counts(prefix), lane .. ':' .. state
     rcall('HINCRBY', counts, field, -1)
   end
 end
@@ -85,17 +86,17 @@ end
 -- Trim the event stream to `cutoff` (ms); a stream left with only older
 -- entries (approximate trimming keeps part of a node) is deleted whole.
 local function trim_events(prefix, cutoff)
-  local events = pkey(prefix, 'events')
+  local events = K.events(prefix)
   rcall('XTRIM', events, 'MINID', '~', cutoff)
   local newest = rcall('XREVRANGE', events, '+', '-', 'COUNT', 1)[1]
   if newest == nil or tonumber(string.match(newest[1], '^(%d+)')) < cutoff then
-    rcall('DEL', events, pkey(prefix, 'check_cursor'))  -- no events left: no place to resume from
+    rcall('DEL', events, K.check_cursor(prefix))  -- no events left: no place to resume from
   end
 end
 
 -- Drop the lane counters that are zero (bounded by lanes x states).
 local function tidy_counts(prefix)
-  local counts = pkey(prefix, 'counts')
+  local counts = K.counts(prefix)
   local flat = rcall('HGETALL', counts)
   for i = 1, #flat, 2 do
     if tonumber(flat[i + 1]) == 0 then rcall('HDEL', counts, flat[i]) end
@@ -118,7 +119,7 @@ register('rec_purge', function(keys, args)
   local cutoff = now_ms() - age_ms
   local purged = 0
   for _, id in ipairs(rcall('ZRANGEBYSCORE', keys[1], '-inf', cutoff, 'LIMIT', 0, max_count)) do
-    local flow, idem = unpack(rcall('HMGET', exec_key(prefix, id), 'flow', 'idem'))
+    local flow, idem = unpack(rcall('HMGET', K.execution(prefix, id), 'flow', 'idem'))
     if flow then
       rcall('ZREM', keys[1], id)
     else
@@ -147,17 +148,17 @@ register('flow_purge', function(keys, args)
   local prefix = prefix_of(keys[1])
   local flows, steps = 0, 0
   for _, fid in ipairs(rcall('ZRANGEBYSCORE', keys[1], '-inf', now_ms() - age_ms, 'LIMIT', 0, 10)) do
-    local fkey = flow_key(prefix, fid)
-    local ids = rcall('LPOP', fkey .. ':order', budget - steps) or {}
+    local fkey = K.flow(prefix, fid)
+    local ids = rcall('LPOP', K.flow_order(prefix, fid), budget - steps) or {}
     for _, id in ipairs(ids) do delete_execution(prefix, id) end
     steps = steps + #ids
-    if rcall('LLEN', fkey .. ':order') == 0 then
-      rcall('UNLINK', fkey, fkey .. ':steps', fkey .. ':roots', fkey .. ':held', fkey .. ':done',
-        fkey .. ':retry')
+    if rcall('LLEN', K.flow_order(prefix, fid)) == 0 then
+      rcall('UNLINK', fkey, K.flow_steps(prefix, fid), K.flow_roots(prefix, fid), K.flow_held(prefix, fid),
+        K.flow_done(prefix, fid), K.flow_retry(prefix, fid))
       rcall('ZREM', keys[1], fid)
-      rcall('ZREM', pkey(prefix, 'flows'), fid)
-      rcall('ZREM', pkey(prefix, 'unsealed'), fid)
-      rcall('ZREM', pkey(prefix, 'flow_ops'), 'seal:' .. fid, 'cancel:' .. fid, 'resume:' .. fid,
+      rcall('ZREM', K.flows(prefix), fid)
+      rcall('ZREM', K.unsealed(prefix), fid)
+      rcall('ZREM', K.flow_ops(prefix), 'seal:' .. fid, 'cancel:' .. fid, 'resume:' .. fid,
         'retry:' .. fid)
       flows = flows + 1
     end
@@ -200,7 +201,7 @@ local function audit_cost(a, e, fid)
     end
   end
   if fid and a.flows[fid] == nil then
-    local steps = tonumber(rcall('HGET', flow_key(a.prefix, fid), 'total') or 0)
+    local steps = tonumber(rcall('HGET', K.flow(a.prefix, fid), 'total') or 0)
     recount = steps <= a.max
     if recount then cost.steps = steps end
   end
@@ -218,7 +219,7 @@ end
 -- The fields every audit of one execution reads (a blocked step's gate
 -- fields too), or nil when it no longer exists. Others are read when needed.
 local function audit_fields(prefix, id)
-  local state, lane, flow, deadline = unpack(rcall('HMGET', exec_key(prefix, id), 'state', 'lane', 'flow',
+  local state, lane, flow, deadline = unpack(rcall('HMGET', K.execution(prefix, id), 'state', 'lane', 'flow',
     'deadline_ms'))
   if not state then return nil end
   local e = {id = id, state = state, lane = lane, deadline_ms = deadline}
@@ -231,7 +232,7 @@ end
 -- Add `e` to a time index it belongs to but is missing from.
 local function audit_index(a, key, kind, e, field)
   if rcall('ZSCORE', key, e.id) then return end
-  local score = tonumber(e[field] or rcall('HGET', exec_key(a.prefix, e.id), field)) or a.now
+  local score = tonumber(e[field] or rcall('HGET', K.execution(a.prefix, e.id), field)) or a.now
   rcall('ZADD', key, score, e.id)
   audit_note(a, kind, e.id, e.state .. ', added to ' .. key)
 end
@@ -245,37 +246,37 @@ end
 
 local function audit_terminal(a, e)
   local p, id = a.prefix, e.id
-  local done = done_key(p, id)
+  local done = K.done(p, id)
   if rcall('EXISTS', done) == 0 then
     rcall('RPUSH', done, '1')
     rcall('PEXPIRE', done, DONE_TTL_MS)
     audit_note(a, 'done_marker', id, e.state .. ', result waiters woken')
   end
   audit_index(a, a.terminal, 'terminal_index', e, 'finished_ms')
-  local sets, left = {ready_key(p, e.lane), a.leases, a.delayed, a.deadlines}, {}
-  if e.flow then sets[#sets + 1] = flow_key(p, e.flow) .. ':held' end
+  local sets, left = {K.ready(p, e.lane), a.leases, a.delayed, a.deadlines}, {}
+  if e.flow then sets[#sets + 1] = K.flow_held(p, e.flow) end
   for _, key in ipairs(sets) do
     if rcall('ZREM', key, id) == 1 then left[#left + 1] = key end
   end
   if #left > 0 then audit_note(a, 'left_index', id, e.state .. ', removed from ' .. table.concat(left, ', ')) end
   if not e.flow then return end
-  local children = rcall('LLEN', p .. 'out:' .. id)
+  local children = rcall('LLEN', K.edges_out(p, id))
   if children == 0 or rcall('ZSCORE', a.pending, id) then return end
-  if tonumber(rcall('HGET', exec_key(p, id), 'dispatch_pos') or 0) >= children then return end
-  if rcall('HGET', flow_key(p, e.flow), 'state') == 'canceled' then return end
+  if tonumber(rcall('HGET', K.execution(p, id), 'dispatch_pos') or 0) >= children then return end
+  if rcall('HGET', K.flow(p, e.flow), 'state') == 'canceled' then return end
   audit_dispatch(a, id, e.state .. ', outgoing edges unresolved')
 end
 
 -- A resolved ref / ref_or_default edge must have left the input it passes.
-local function audit_input(a, e, fkey, up, kind, state)
+local function audit_input(a, e, up, kind, state)
   if not (kind == 'ref' and state == 'satisfied' or kind == 'ref_or_default') then return end
   local p = a.prefix
-  local inp = p .. 'inp:' .. e.id
+  local inp = K.inputs(p, e.id)
   if rcall('HEXISTS', inp, up) == 1 then return end
-  local up_id = rcall('HGET', fkey .. ':steps', up)
+  local up_id = rcall('HGET', K.flow_steps(p, e.flow), up)
   local up_state, input = nil, nil
-  if up_id then up_state, input = unpack(rcall('HMGET', exec_key(p, up_id), 'state', 'result')) end
-  if up_state ~= 'succeeded' then input = rcall('HGET', p .. 'def:' .. e.id, up) end
+  if up_id then up_state, input = unpack(rcall('HMGET', K.execution(p, up_id), 'state', 'result')) end
+  if up_state ~= 'succeeded' then input = rcall('HGET', K.defaults(p, e.id), up) end
   if input == nil or input == false or input == '' then input = 'null' end
   rcall('HSET', inp, up, input)
   audit_note(a, 'input', e.id, 'input from step ' .. up .. ' restored')
@@ -283,16 +284,16 @@ end
 
 -- A pending edge whose upstream is terminal and not being dispatched is
 -- resolved here; the upstream's other unresolved edges go to the dispatcher.
-local function audit_pending_edge(a, e, fkey, up)
+local function audit_pending_edge(a, e, up)
   local p = a.prefix
-  local up_id = rcall('HGET', fkey .. ':steps', up)
+  local up_id = rcall('HGET', K.flow_steps(p, e.flow), up)
   if not up_id then return 0 end
-  local up_state = rcall('HGET', exec_key(p, up_id), 'state')
+  local up_state = rcall('HGET', K.execution(p, up_id), 'state')
   if not TERMINAL[up_state] or rcall('ZSCORE', a.pending, up_id) then return 0 end
-  local pos, result = unpack(rcall('HMGET', exec_key(p, up_id), 'dispatch_pos', 'result'))
+  local pos, result = unpack(rcall('HMGET', K.execution(p, up_id), 'dispatch_pos', 'result'))
   resolve_edge(p, {step = up, state = up_state, result = result}, e.id, a.now, {ready = {}, skipped = {}}, false)
   audit_note(a, 'edge', e.id, 'edge from ' .. up_state .. ' step ' .. up .. ' resolved')
-  if tonumber(pos or 0) < rcall('LLEN', p .. 'out:' .. up_id) then
+  if tonumber(pos or 0) < rcall('LLEN', K.edges_out(p, up_id)) then
     audit_dispatch(a, up_id, up_state .. ', outgoing edges unresolved')
   end
   return 1
@@ -315,10 +316,10 @@ end
 -- A blocked step of a sealed, running flow: its edge counters must match its
 -- edges, and once its edges allow it the gate must have been applied.
 local function audit_blocked(a, e)
-  local p, fkey = a.prefix, flow_key(a.prefix, e.flow)
+  local p, fkey = a.prefix, K.flow(a.prefix, e.flow)
   if not audit_gated(a, fkey) then return end
-  local flat = rcall('HGETALL', p .. 'in:' .. e.id)
-  if #flat == 0 and rcall('LLEN', fkey .. ':roots') > 0 then return end  -- a root flow_seal releases
+  local flat = rcall('HGETALL', K.edges_in(p, e.id))
+  if #flat == 0 and rcall('LLEN', K.flow_roots(p, e.flow)) > 0 then return end  -- a root flow_seal releases
   local ok, bad, soft, pending = 0, 0, 0, {}
   for i = 1, #flat, 2 do
     local kind, state = string.match(flat[i + 1], '^([%w_]+)|(%w+)$')
@@ -328,18 +329,18 @@ local function audit_blocked(a, e)
       if not REQUIRED_EDGE[kind] then soft = soft + 1
       elseif state == 'satisfied' then ok = ok + 1
       else bad = bad + 1 end
-      audit_input(a, e, fkey, flat[i], kind, state)
+      audit_input(a, e, flat[i], kind, state)
     end
   end
   local had = {tonumber(e.req_ok or 0), tonumber(e.req_bad or 0), tonumber(e.soft_done or 0)}
   if had[1] ~= ok or had[2] ~= bad or had[3] ~= soft then
-    rcall('HSET', exec_key(p, e.id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
+    rcall('HSET', K.execution(p, e.id), 'req_ok', ok, 'req_bad', bad, 'soft_done', soft)
     e.req_ok, e.req_bad, e.soft_done = ok, bad, soft
     audit_note(a, 'edge_counts', e.id, string.format('req_ok %d->%d, req_bad %d->%d, soft_done %d->%d',
       had[1], ok, had[2], bad, had[3], soft))
   end
   local resolved = 0
-  for _, up in ipairs(pending) do resolved = resolved + audit_pending_edge(a, e, fkey, up) end
+  for _, up in ipairs(pending) do resolved = resolved + audit_pending_edge(a, e, up) end
   local g = e
   if resolved > 0 then g = gate_fields(p, e.id) end
   if gate(g) == 'wait' then return end
@@ -354,12 +355,12 @@ local function audit_execution(a, e)
   local p, id = a.prefix, e.id
   if TERMINAL[e.state] then return audit_terminal(a, e) end
   if e.state == 'ready' then
-    local held = e.flow and rcall('ZSCORE', flow_key(p, e.flow) .. ':held', id)
-    if not held and not rcall('ZSCORE', ready_key(p, e.lane), id) then
-      e.priority = rcall('HGET', exec_key(p, id), 'priority')
+    local held = e.flow and rcall('ZSCORE', K.flow_held(p, e.flow), id)
+    if not held and not rcall('ZSCORE', K.ready(p, e.lane), id) then
+      e.priority = rcall('HGET', K.execution(p, id), 'priority')
       if enqueue_ready(p, e, a.now) then
         audit_hint(a, e.lane)
-        audit_note(a, 'ready_set', id, 'ready, added to ' .. ready_key(p, e.lane))
+        audit_note(a, 'ready_set', id, 'ready, added to ' .. K.ready(p, e.lane))
       else
         audit_note(a, 'ready_set', id, 'ready, added to the held set of paused flow ' .. e.flow)
       end
@@ -375,7 +376,7 @@ end
 
 -- A terminal flow keeps its done marker and its retention entry.
 local function audit_flow_done(a, fid, fkey, state)
-  local done = fkey .. ':done'
+  local done = K.flow_done(a.prefix, fid)
   if rcall('EXISTS', done) == 0 then
     rcall('RPUSH', done, state)
     rcall('PEXPIRE', done, DONE_TTL_MS)
@@ -404,15 +405,15 @@ end
 -- Recount a flow's counters from its steps and fix them, audit its blocked
 -- steps, then let the flow pause or finish if its steps say it should.
 local function audit_flow(a, fid)
-  local p, fkey = a.prefix, flow_key(a.prefix, fid)
+  local p, fkey = a.prefix, K.flow(a.prefix, fid)
   local state, total, phase = unpack(rcall('HMGET', fkey, 'state', 'total', 'retry_phase'))
   if not state or phase then return end
   total = tonumber(total or 0)
-  local ids = rcall('LRANGE', fkey .. ':order', 0, total)
+  local ids = rcall('LRANGE', K.flow_order(p, fid), 0, total)
   if #ids ~= total then return end  -- being purged (or created)
   local want, blocked = {terminal = 0, bad = 0}, {}
   for _, id in ipairs(ids) do
-    local st, optional = unpack(rcall('HMGET', exec_key(p, id), 'state', 'optional'))
+    local st, optional = unpack(rcall('HMGET', K.execution(p, id), 'state', 'optional'))
     if not st then return end
     want['c:' .. st] = (want['c:' .. st] or 0) + 1
     if st == 'blocked' and not a.checked[id] then blocked[#blocked + 1] = id end
@@ -458,12 +459,12 @@ local function audit_heads(a, counts, head_count)
     local lane = string.match(flat[i], '^(.*):[a-z]+$')
     if lane and not seen[lane] then
       seen[lane] = 1
-      indexes[#indexes + 1] = {ready_key(a.prefix, lane), 'ready', 'stale_ready'}
+      indexes[#indexes + 1] = {K.ready(a.prefix, lane), 'ready', 'stale_ready'}
     end
   end
   for _, index in ipairs(indexes) do
     for _, id in ipairs(rcall('ZRANGE', index[1], 0, head_count - 1)) do
-      local state = rcall('HGET', exec_key(a.prefix, id), 'state')
+      local state = rcall('HGET', K.execution(a.prefix, id), 'state')
       if state ~= index[2] then
         rcall('ZREM', index[1], id)
         audit_note(a, index[3], id, state or 'missing')

@@ -64,8 +64,9 @@ def test_state_tables_in_lua_and_python_are_the_same_table():
 
 def test_lua_key_helpers_spell_the_same_names_as_keys_schema():
     helpers = next(text for name, text in lua_files() if name.startswith("00_"))
-    spelled = dict(re.findall(r"local function (\w+)_key\(prefix, \w+\) return prefix \.\. '([a-z_]+):'", helpers))
-    assert spelled == {"exec": "x", "done": "done", "ready": "ready"}
+    spelled = dict(re.findall(r"function K\.(\w+)\(prefix, \w+\) return prefix \.\. '([a-z_]+):'", helpers))
+    spelled["exec"] = spelled.pop("execution")
+    assert {k: spelled[k] for k in ("exec", "done", "ready")} == {"exec": "x", "done": "done", "ready": "ready"}
     from keys import KeySpace
 
     ks = KeySpace()
@@ -76,5 +77,5 @@ def test_lua_key_helpers_spell_the_same_names_as_keys_schema():
     for suffix, builder in {"counts": ks.counts, "events": ks.events, "leases": ks.leases,
                             "delayed": ks.delayed, "deadlines": ks.deadlines,
                             "terminal": ks.terminal}.items():
-        assert f"pkey(prefix, '{suffix}')" in library().source, suffix
+        assert f"function K.{suffix}(prefix) return prefix .. '{suffix}' end" in library().source, suffix
         assert builder(3) == prefix + suffix
