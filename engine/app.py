@@ -11,20 +11,18 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from engine import checks, executions, metrics, refs
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from engine.errors import ContractError
+from engine.flowrun import FlowRun
 from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
 from engine.handle import Handle, read_execution
 from engine.hints import hint_commands
 from engine.policy import Retry
 from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, new_id, partition_of_key
-
-if TYPE_CHECKING:
-    from engine.flowrun import FlowRun
 
 DEFAULT_LANE = "default"
 MAX_IDEMPOTENCY_KEY = 200
@@ -241,8 +239,6 @@ class App:
 
     def run(self, flow_id: str) -> FlowRun:
         """A handle on a submitted flow."""
-        from engine.flowrun import FlowRun
-
         run = FlowRun(self, flow_id)
         run.status()  # NotFound / ContractError now rather than later
         return run

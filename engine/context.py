@@ -15,6 +15,8 @@ import threading
 from typing import Any
 
 from engine.errors import ContractError, EngineError
+from engine.flows import add_dynamic_step
+from engine.refs import Ref
 
 
 class CancelRequested(EngineError):
@@ -50,14 +52,10 @@ class TaskContext:
     # -- dynamic steps ---------------------------------------------------
     def ref(self, step: str) -> Any:
         """Required data from another step of this flow, for ``add_step`` arguments."""
-        from engine.refs import Ref
-
         return Ref(None, step, "ref")
 
     def ref_or_default(self, step: str, default: Any) -> Any:
         """Optional data from another step of this flow, or ``default`` if it does not succeed."""
-        from engine.refs import Ref
-
         return Ref(None, step, "ref_or_default", default)
 
     def add_step(self, step_id: str, task: Any, *args: Any, kwargs: dict[str, Any] | None = None,
@@ -69,8 +67,6 @@ class TaskContext:
         """
         if not self.flow_id:
             raise ContractError(f"execution {self.execution_id} is not a flow step")
-        from engine.flows import add_dynamic_step
-
         add_dynamic_step(self.worker.app, self.flow_id, self.execution_id, self.step_id, step_id,
                          task, args, kwargs, after, after_any, options)
 

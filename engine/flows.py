@@ -27,6 +27,7 @@ from engine.codec import encode
 from engine.dispatcher import announce
 from engine.errors import ContractError
 from engine.flowbatches import WORK_BUDGET, plan_batches
+from engine.flowrun import FlowRun
 from engine.policy import Retry
 from engine.refs import Ref as Ref  # re-exported: Ref was defined here
 from engine.refs import find as find_refs
@@ -35,7 +36,6 @@ from keys import new_id
 
 if TYPE_CHECKING:
     from engine.app import App, TaskDef
-    from engine.flowrun import FlowRun
 
 DEFAULT_MAX_STEPS = 10_000
 EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
@@ -212,8 +212,6 @@ class FlowBuilder:
         """Validate, then write the flow: one FCALL when it fits ``budget`` work units
         (steps + edges + payload, see engine/flowbatches.py), else bounded calls with
         the flow held (no step claimable) until the last one lands."""
-        from engine.flowrun import FlowRun
-
         if not self.steps:
             raise ContractError(f"flow {self.name!r} has no steps")
         order = self._topological_order()

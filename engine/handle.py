@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import checks, executions
 from engine.codec import decode
+from engine.dispatcher import dispatch
 from engine.errors import NotFound, ResultTimeout, TaskCanceled, TaskFailed
+from engine.hints import hint_commands
 from engine.router import Command
 from engine.states import ExecutionState
 
@@ -51,15 +53,11 @@ class Handle:
         checks.reason(reason)
         previous, _, needs_dispatch = self.client.run(executions.cancel(self.client.keys, self.id, reason))
         if needs_dispatch:
-            from engine.dispatcher import dispatch
-
             dispatch(self.client, [self.id])
         return str(previous)
 
     def retry(self) -> str:
         """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
-        from engine.hints import hint_commands
-
         previous, lane = self.client.run(executions.retry(self.client.keys, self.id))
         partition = executions.execution_partition(self.client.keys, self.id)
         self.client.run_many(hint_commands(self.client.keys, [(partition, lane)]))
