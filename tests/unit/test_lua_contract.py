@@ -1,13 +1,18 @@
 """The Lua library and its Python side agree: headers, error codes, states, key names."""
 
+import inspect
 import json
 import re
 
+from lupa import lua51
+from redis.crc import key_slot
+
+from engine.calls import FCall
 from engine.errors import REJECTION_CLASSES
 from engine.executions import SIGNATURES
 from engine.library import library, lua_files
 from engine.states import EXECUTION_TRANSITIONS, FLOW_TRANSITIONS, INITIAL_EXECUTION_STATES
-from engine.calls import FCall
+from keys import KeySpace
 from tests.conftest import fake_client
 
 HEADER = re.compile(r"--\[\[ (\w+):(.*?)\]\]", re.S)
@@ -62,20 +67,159 @@ def test_state_tables_in_lua_and_python_are_the_same_table():
     assert sorted(tables["initial"]) == sorted(s.value for s in INITIAL_EXECUTION_STATES)
 
 
-def test_lua_key_helpers_spell_the_same_names_as_keys_schema():
-    helpers = next(text for name, text in lua_files() if name.startswith("00_"))
-    spelled = dict(re.findall(r"function K\.(\w+)\(prefix, \w+\) return prefix \.\. '([a-z_]+):'", helpers))
-    spelled["exec"] = spelled.pop("execution")
-    assert {k: spelled[k] for k in ("exec", "done", "ready")} == {"exec": "x", "done": "done", "ready": "ready"}
-    from keys import KeySpace
+# -- keys: lua/00_helpers.lua's K helpers against keys/schema.py's KeySpace --
 
+# KeySpace methods that return a key but have no Lua helper, and why.
+NOT_BUILT_IN_LUA = {
+    "prefix": "the partition prefix itself: Lua takes it from a KEYS entry (prefix_of)",
+    "config": "deployment settings, read and written by Python only",
+    "daemons": "reaches Lua only as KEYS[1] of own_heartbeat",
+    "hint": "hint lists are pushed and popped by Python (engine/hints.py)",
+    "idempotency": "built in Python, passed as KEYS[4] of exec_submit; rec_purge reads its name from the execution",
+    "owner": "reaches Lua only as KEYS[1] of own_claim and own_release",
+}
+HELPER_LINE = re.compile(r"^function K\.(\w+)\(prefix(?:, \w+)*\) return .+ end$")
+
+
+def _helpers_source():
+    name, text = lua_files()[0]
+    assert name == "00_helpers.lua"
+    return text
+
+
+def _lua_helpers():
+    """K and probe_key as lua/00_helpers.lua defines them, run by a Lua 5.1 (the server's Lua)."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    k, probe_key = lua.execute(_helpers_source() + "\nreturn K, probe_key")
+    return dict(k.items()), probe_key
+
+
+def _key_methods():
+    """Every KeySpace method that returns a key: name -> its parameters after the partition."""
+    out = {}
+    for name, fn in inspect.getmembers(KeySpace, inspect.isfunction):
+        sig = inspect.signature(fn)
+        if name.startswith("_") or sig.return_annotation not in ("str", str):
+            continue
+        out[name] = [p for p in sig.parameters if p not in ("self", "partition")]
+    return out
+
+
+def _sample_args(params):
+    return [f"{param}:7" for param in params]
+
+
+def test_every_lua_key_helper_builds_the_key_its_keyspace_method_builds():
+    helpers, _ = _lua_helpers()
+    methods = _key_methods()
+    assert helpers, "no K helpers found"
+    for ks in (KeySpace(), KeySpace(namespace="acme", partitions=64)):
+        for partition in (0, ks.partitions - 1):
+            for name, helper in helpers.items():
+                assert name in methods, f"K.{name} has no KeySpace method of the same name"
+                args = _sample_args(methods[name])
+                assert helper(ks.prefix(partition), *args) == getattr(ks, name)(partition, *args), name
+
+
+def test_every_keyspace_key_has_a_lua_helper_or_is_built_in_python_only():
+    helpers, _ = _lua_helpers()
+    methods = set(_key_methods())
+    assert not set(helpers) & set(NOT_BUILT_IN_LUA)
+    assert set(helpers) | set(NOT_BUILT_IN_LUA) == methods, (
+        f"without a K helper: {sorted(methods - set(helpers) - set(NOT_BUILT_IN_LUA))}; "
+        f"listed but not a KeySpace key: {sorted(set(NOT_BUILT_IN_LUA) - methods)}")
+
+
+def test_every_lua_key_helper_is_one_line_in_the_helpers_file_and_is_used():
+    helpers, _ = _lua_helpers()
+    defined = [m[1] for m in map(HELPER_LINE.match, _helpers_source().splitlines()) if m]
+    assert sorted(defined) == sorted(helpers), "a K helper not in the one-line form"
+    source = library().source
+    for name in helpers:
+        calls = len(re.findall(rf"\bK\.{name}\(", source)) - source.count(f"function K.{name}(")
+        assert calls > 0, f"K.{name} is never called"
+    for name, text in lua_files()[1:]:
+        assert not re.search(r"\bK\.\w+\s*=|function K\.", text), f"{name} defines a K helper"
+
+
+def test_the_slot_probe_shares_the_slot_of_the_key_it_guards():
+    _, probe_key = _lua_helpers()
     ks = KeySpace()
-    prefix = ks.prefix(3)
-    assert ks.execution(3, "ID") == prefix + spelled["exec"] + ":ID"
-    assert ks.done(3, "ID") == prefix + spelled["done"] + ":ID"
-    assert ks.ready(3, "L") == prefix + spelled["ready"] + ":L"
-    for suffix, builder in {"counts": ks.counts, "events": ks.events, "leases": ks.leases,
-                            "delayed": ks.delayed, "deadlines": ks.deadlines,
-                            "terminal": ks.terminal}.items():
-        assert f"function K.{suffix}(prefix) return prefix .. '{suffix}' end" in library().source, suffix
-        assert builder(3) == prefix + suffix
+    assert probe_key(ks.execution(5, "E")) == ks.probe(5)
+    assert probe_key(ks.flow_held(5, "F")) == ks.probe(5)
+    for key in (ks.daemons(), ks.config()):
+        assert probe_key(key) != key
+        assert key_slot(probe_key(key).encode()) == key_slot(key.encode())
+
+
+def _code_lines(text):
+    """(line number, code) of a Lua file without its comments (no Lua string here holds '--')."""
+    text = re.sub(r"--\[\[.*?\]\]", lambda m: "\n" * m[0].count("\n"), text, flags=re.S)
+    return [(n, re.sub(r"--.*", "", line)) for n, line in enumerate(text.splitlines(), 1)]
+
+
+def _suffix_pieces():
+    """The literal pieces of every KeySpace key after its prefix: 'x:', 'delayed', ':held', ..."""
+    ks, pieces = KeySpace(), set()
+    for name, params in _key_methods().items():
+        if name in NOT_BUILT_IN_LUA and name != "idempotency":
+            continue
+        args = _sample_args(params)
+        rest = getattr(ks, name)(0, *args)[len(ks.prefix(0)):]
+        for arg in args:
+            rest = rest.replace(arg, "\0")
+        pieces.update(p for p in rest.split("\0") if p)
+    return pieces
+
+
+def hand_spelled_keys(text, pieces):
+    """Lines that join a key by hand instead of calling a K helper."""
+    alternatives = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
+    rules = [
+        r"\bpkey\s*\(",                               # the helper K replaced
+        r"\b(prefix|p)\s*\.\.",                       # something joined to a partition prefix
+        r"prefix_of\([^()]*\)\s*\.\.",
+        r"\bkeys\[\d+\]\s*\.\.",                      # a suffix joined to a KEYS entry
+        r"\.\.\s*':\w",                               # a ':suffix' joined to a key (fkey .. ':held')
+        rf"'({alternatives})'\s*\.\.|\.\.\s*'({alternatives})'",  # a key's own suffix joined to anything
+    ]
+    found = []
+    for n, line in _code_lines(text):
+        if HELPER_LINE.match(line.strip()):
+            continue
+        if any(re.search(rule, line) for rule in rules):
+            found.append(f"{n}: {line.strip()}")
+    return found
+
+
+def test_the_scan_for_hand_spelled_keys_finds_the_spellings_it_replaced():
+    pieces = _suffix_pieces()
+    assert {"x:", "ready:", "delayed", "in:", "f:", ":held", "probe", "idem:"} <= pieces
+    by_hand = [
+        "local in_key = prefix .. 'in:' .. child_id",
+        "rcall('LLEN', p .. 'out:' .. id)",
+        "rcall('ZADD', flow_key(prefix, e.flow) .. ':held', score, e.id)",
+        "local done = fkey .. ':done'",
+        "local steps_key = keys[1] .. ':steps'",
+        "local counts = pkey(prefix, 'counts')",
+        "rcall('ZADD', pkey(prefix_of(keys[1]), 'leases'), expiry, f.id)",
+        "local k = base .. 'inp:' .. id",
+        "local k = tag .. 'probe'",
+    ]
+    assert len(hand_spelled_keys("\n".join(by_hand), pieces)) == len(by_hand)
+    not_keys = [
+        "rcall('HINCRBY', counts, e.lane .. ':' .. from, -1)",
+        "local ops, member = K.flow_ops(prefix), op .. ':' .. fid",
+        "local leased = rcall('HINCRBY', fkey, 'c:' .. to, 1)",
+        "if f.id then final['x' .. f.id] = i end",
+        "rcall('ZREM', K.flow_ops(prefix), 'seal:' .. fid, 'cancel:' .. fid)",
+        "raise('NOT_FOUND', 'no execution ' .. keys[1])",
+        "-- reads inp:<id> .. 'in:' in a comment",
+    ]
+    assert hand_spelled_keys("\n".join(not_keys), pieces) == []
+
+
+def test_no_lua_file_joins_a_key_suffix_by_hand():
+    pieces = _suffix_pieces()
+    found = {name: hand_spelled_keys(text, pieces) for name, text in lua_files()}
+    assert not any(found.values()), {name: lines for name, lines in found.items() if lines}
