@@ -1,6 +1,6 @@
 --[[ Shared helpers for every flowslot function. Loaded first.
 
-  Conventions (see ARCHITECTURE.md §4):
+  Conventions (see docs/architecture.md §5):
   * raise(code, detail) aborts with an error reply "CODE detail"; it is only
     ever called before the first write of a function, except for BUG (move()
     asked for a transition its table forbids: a bug in this library).
@@ -15,6 +15,12 @@
   * register(name, fn, flags) wraps fn so raise() becomes an error reply. It is
     the only caller of redis.register_function; this file registers no function
     of its own (KEYS: none), each caller documents its KEYS and ARGV.
+  * a header before every function lists its KEYS, its ARGV, and on a
+    `Derived:` line every key it builds with a K helper, in its body or in a
+    local function it calls (read off the code: a call may not reach them
+    all); the slot probe that register() reads for every writing function is
+    not repeated there. A unit test derives that list from the code and
+    compares.
   * rcall looks redis.call up at call time: during FUNCTION LOAD the `redis`
     table has no `call` (fakeredis enforces this too).
 ]]

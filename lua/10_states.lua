@@ -1,4 +1,4 @@
---[[ The state machines (ARCHITECTURE.md §3). engine/states.py holds the same
+--[[ The state machines (docs/architecture.md §3). engine/states.py holds the same
   tables; tests/unit/test_lua_contract.py proves they are equal through
   flowslot_states. Every write of an execution's `state` field goes through
   move(), and of a flow's through set_flow_state(); both refuse a transition
@@ -193,6 +193,7 @@ end
 
 --[[ flowslot_states: both transition tables, for the parity test.
   KEYS: none   ARGV: none
+  Derived: none
   Reply:  JSON {"execution": {from: {to: 1}}, "flow": {...}, "initial": {state: 1}} ]]
 register('flowslot_states', function(keys, args)
   return cjson.encode({execution = EXEC_TRANSITIONS, flow = FLOW_TRANSITIONS, initial = INITIAL_STATES})

@@ -11,6 +11,7 @@ local MAX_PAYLOAD = 64 * 1024 * 1024
   ARGV[1] id  ARGV[2] task  ARGV[3] lane  ARGV[4] payload  ARGV[5] priority
   ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms
   ARGV[9] backoff_max_ms  ARGV[10] deadline_in_ms  ARGV[11] idem_ttl_ms
+  Derived: deadlines, counts, events, flows_done, execution, flow, flow_done
   Reply:  {id, state, created (1 new, 0 existing)}
   Errors: BAD_ARGS ]]
 local function exec_submit(keys, args)
@@ -78,6 +79,8 @@ end
   worker learns it at the next renew, and its late result is refused).
   KEYS[1] exec     HASH   the execution
   ARGV[1] reason
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done
   Reply:  {previous_state, lane, dispatch (1|0)}; previous_state 'canceled' when it already was
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)
@@ -95,6 +98,7 @@ register('exec_cancel', exec_cancel)
 --[[ exec_promote: make due delayed executions ready.
   KEYS[1] delayed  ZSET   delayed executions by due time
   ARGV[1] max_count
+  Derived: ready, counts, events, flows_done, execution, flow, flow_held, flow_done
   Reply:  {promoted_count, {lane, ...}}  lanes that received work (to hint)
   Errors: BAD_ARGS ]]
 local function exec_promote(keys, args)

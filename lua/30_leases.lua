@@ -48,6 +48,8 @@ end
 --[[ exec_claim: lease up to max_count ready executions of one lane.
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
            lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
            inputs: {upstream_step, input_json, ...}, or the number of inputs when
@@ -110,6 +112,7 @@ register('exec_claim', exec_claim)
 --[[ exec_renew: extend a live lease.
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] lease_ms
+  Derived: leases
   Reply:  new lease expiry (ms)
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED ]]
 local function exec_renew(keys, args)
@@ -129,6 +132,8 @@ register('exec_renew', exec_renew)
 --[[ exec_complete: record success and the result; idempotent per token.
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] result (JSON)
+  Derived: leases, deadlines, terminal, pending_dispatch, counts, events, flows_done, execution,
+    done, edges_out, flow, flow_done
   Reply:  {state, first (1 when this call made the transition, 0 on a repeat),
            dispatch (1 when the dispatcher must resolve its outgoing edges)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -149,6 +154,8 @@ register('exec_complete', exec_complete)
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
   ARGV[5] jitter (0..1, the caller's random draw)
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done
   Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat),
            delay_ms (until a delayed retry is due; 0 otherwise), dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -172,6 +179,7 @@ register('exec_fail', exec_fail)
   does not count.
   KEYS[1] exec     HASH   the execution
   ARGV[1] token
+  Derived: ready, leases, counts, events, flows_done, execution, flow, flow_held, flow_done
   Reply:  lane (to hint)
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_release(keys, args)
@@ -190,6 +198,8 @@ register('exec_release', exec_release)
 --[[ exec_expire_leases: fail the attempts whose lease expired (lease_lost).
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done
   Reply:  {{id, new_state, lane, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 local function exec_expire_leases(keys, args)

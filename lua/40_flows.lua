@@ -1,4 +1,4 @@
---[[ Flows: DAGs of executions in one partition (ARCHITECTURE.md §3, §7).
+--[[ Flows: DAGs of executions in one partition (docs/architecture.md §4, §8).
 
   Keys of a flow F and its step executions E (all under one hash tag):
     f:F         HASH  state, name, labels, sealed, total, terminal, bad, c:<state> counters
@@ -200,7 +200,10 @@ end
   KEYS[1] flow     HASH   the flow
   ARGV[1] flow_id  ARGV[2] name  ARGV[3] labels (JSON)  ARGV[4] steps (JSON list)
   ARGV[5] final (1: seal the flow)  ARGV[6] parent (execution id adding steps, or '')
-  Derived: flow_ops ZSET ("seal:<flow>" while roots are still held after the final batch)
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
+    flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
+    flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
+    are still held after the final batch)
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -308,7 +311,9 @@ register('flow_submit', flow_submit)
   flow was submitted in batches (call until roots_left is 0).
   KEYS[1] flow     HASH   the flow (already sealed by its final flow_submit)
   ARGV[1] max_count
-  Derived: flow_ops ZSET ("seal:<flow>" removed with the last root)
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
+    "seal:<flow>" removed with the last root)
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -331,6 +336,8 @@ register('flow_seal', flow_seal)
   record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
@@ -371,7 +378,9 @@ register('flow_resolve', flow_resolve)
   late results are refused). Idempotent; call until remaining is 0.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count  ARGV[2] reason
-  Derived: flow_ops ZSET ("cancel:<flow>" until the last step is canceled)
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled)
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)
@@ -404,7 +413,8 @@ register('flow_cancel', flow_cancel)
 --[[ flow_pause: hold the flow's ready and future-ready steps; running steps
   finish. running -> pausing (paused once nothing is leased). Idempotent.
   KEYS[1] flow     HASH   the flow
-  Derived: flow_ops ZSET (drops an unfinished "resume:<flow>")
+  Derived: events, flows_done, flow_ops, flow, flow_done (flow_ops: drops an unfinished
+    "resume:<flow>")
   Reply:  new state
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function flow_pause(keys, args)
@@ -425,7 +435,8 @@ register('flow_pause', flow_pause)
   steps per call to their ready sets (call until remaining is 0). Idempotent.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count
-  Derived: flow_ops ZSET ("resume:<flow>" until the last held step is released)
+  Derived: ready, events, flows_done, flow_ops, execution, flow, flow_held, flow_done (flow_ops:
+    "resume:<flow>" until the last held step is released)
   Reply:  {state, {lane...}, remaining}  lanes that received work (to hint)
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resume(keys, args)

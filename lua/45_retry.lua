@@ -7,6 +7,8 @@ local RETRYABLE = {failed = 1, skipped = 1, canceled = 1, expired = 1}
 
 --[[ exec_retry: a failed, canceled or expired standalone execution runs again.
   KEYS[1] exec     HASH   the execution
+  Derived: ready, terminal, counts, events, flows_done, execution, done, flow, flow_held,
+    flow_done
   Reply:  {previous_state, lane}  (lane to hint)
   Errors: NOT_FOUND, INVALID_STATE ]]
 register('exec_retry', function(keys, args)
@@ -91,7 +93,10 @@ end
   call until done is 1. Succeeded steps keep their results.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count
-  Derived: f:<flow>:retry SET (steps being re-run), flow_ops ZSET ("retry:<flow>" until done)
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    flow_ops, execution, done, edges_in, edges_out, inputs, flow, flow_steps, flow_order,
+    flow_held, flow_done, flow_retry (flow_retry: steps being re-run; flow_ops: "retry:<flow>"
+    until done; drops an unfinished "cancel:<flow>")
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('flow_retry', function(keys, args)

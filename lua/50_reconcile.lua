@@ -6,6 +6,7 @@ local function rcall(...) return redis.call(...) end
 --[[ rec_due: members of a time-scored index that came due at least age_ms ago.
   KEYS[1] index    ZSET   scored by time (pending_dispatch, unsealed, ...)
   ARGV[1] age_ms  ARGV[2] max_count
+  Derived: none
   Reply:  {member, ...}
   Errors: BAD_ARGS ]]
 register('rec_due', function(keys, args)
@@ -17,6 +18,8 @@ end, {'no-writes'})
 --[[ exec_expire_deadlines: executions whose deadline has passed become expired.
   KEYS[1] deadlines ZSET  non-terminal executions by deadline
   ARGV[1] max_count
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done
   Reply:  {{id, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 register('exec_expire_deadlines', function(keys, args)
@@ -43,6 +46,7 @@ end)
   age_ms (its hint was lost, or no worker serves the lane).
   KEYS[1] counts   HASH   "<lane>:<state>" -> count, kept by every transition
   ARGV[1] age_ms  ARGV[2] max_lanes
+  Derived: ready, execution
   Reply:  {lane, ...}
   Errors: BAD_ARGS ]]
 register('rec_stale_ready', function(keys, args)
@@ -108,8 +112,9 @@ end
   same age.
   KEYS[1] terminal ZSET   terminal executions by finish time
   ARGV[1] age_ms  ARGV[2] max_count
-  Derived: each execution's x: done: in: out: inp: def: and idem key, counts,
-    events, and the execution indexes
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    check_cursor, execution, done, edges_in, edges_out, inputs, defaults (and each purged
+    execution's idempotency key, named in its hash)
   Reply:  purged_count
   Errors: BAD_ARGS ]]
 register('rec_purge', function(keys, args)
@@ -137,9 +142,9 @@ end)
   steps, at most max_steps steps per call (a big flow takes several calls).
   KEYS[1] flows_done ZSET  terminal flows by finish time
   ARGV[1] age_ms  ARGV[2] max_steps
-  Derived: f:<flow> and its :steps :order :roots :held :done :retry, every step's
-    x: done: in: out: inp: def:, the flows / unsealed / flow_ops / counts and
-    execution indexes
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, flows, unsealed,
+    flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps,
+    flow_order, flow_roots, flow_held, flow_done, flow_retry
   Reply:  {flows_purged, steps_purged}
   Errors: BAD_ARGS ]]
 register('flow_purge', function(keys, args)
@@ -543,8 +548,9 @@ end
   ARGV[1] max_count (per call: events read, flow steps recounted)
   ARGV[2] max_work (per call, each: executions checked, edges read)
   ARGV[3] head_count (members read from the head of each index)
-  Derived: the executions and flows the events name (x:, done:, in:, out:, inp:, def:,
-    f:<flow> and its :steps :order :roots :held :done), ready:<lane> sets
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps, flow_order,
+    flow_roots, flow_held, flow_done
   Reply:  {more (1: events left for another call), {{kind, id, detail}, ...},
            {lane to hint, ...}, {execution id to dispatch, ...}}
   Errors: BAD_ARGS ]]
@@ -567,6 +573,7 @@ end)
 --[[ own_claim: take or renew the reconciler lease on one partition.
   KEYS[1] owner    STRING daemon id holding the partition, with a TTL
   ARGV[1] daemon_id  ARGV[2] ttl_ms
+  Derived: none
   Reply:  1 when this daemon owns the partition now, else 0
   Errors: BAD_ARGS ]]
 register('own_claim', function(keys, args)
@@ -581,6 +588,7 @@ end)
 --[[ own_release: give a partition back (shutdown, or more than our share).
   KEYS[1] owner    STRING daemon id holding the partition
   ARGV[1] daemon_id
+  Derived: none
   Reply:  1 when released, 0 when another daemon held it
   Errors: BAD_ARGS ]]
 register('own_release', function(keys, args)
@@ -593,6 +601,7 @@ end)
 --[[ own_heartbeat: record this daemon as alive and count the live ones.
   KEYS[1] daemons  ZSET   daemon id -> expiry (ms, server clock)
   ARGV[1] daemon_id  ARGV[2] ttl_ms  ARGV[3] leaving (1: remove this daemon)
+  Derived: none
   Reply:  {daemon_id, ...} alive now (in expiry order)
   Errors: BAD_ARGS ]]
 register('own_heartbeat', function(keys, args)

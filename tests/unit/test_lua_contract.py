@@ -223,3 +223,73 @@ def test_no_lua_file_joins_a_key_suffix_by_hand():
     pieces = _suffix_pieces()
     found = {name: hand_spelled_keys(text, pieces) for name, text in lua_files()}
     assert not any(found.values()), {name: lines for name, lines in found.items() if lines}
+
+
+# -- headers: each function's Derived: line names every key it builds ------
+
+FUNCTION_START = re.compile(r"^(?:local function (\w+)\(|register\('(\w+)', function\()")
+REGISTER_BY_NAME = re.compile(r"^register\('(\w+)', (\w+)[,)]")
+
+
+def _lua_functions():
+    """Top-level Lua functions (name -> code without comments) and registered name -> function.
+
+    A top-level function starts at column 0 and ends at the first later line
+    that starts with `end` at column 0; a one-line `local function` ends on its line.
+    """
+    bodies, registered = {}, {}
+    for _, text in lua_files():
+        lines = [line for _, line in _code_lines(text)]
+        i = 0
+        while i < len(lines):
+            start, alias = FUNCTION_START.match(lines[i]), REGISTER_BY_NAME.match(lines[i])
+            if alias and not start:
+                registered[alias[1]] = alias[2]
+            if start:
+                name = start[1] or start[2]
+                if start[2]:
+                    registered[name] = name
+                end = i
+                if not (start[1] and lines[i].rstrip().endswith(" end")):
+                    end = next(j for j in range(i + 1, len(lines)) if re.match(r"^end\b", lines[j]))
+                body = [re.sub(r"^register\(", "", lines[i])] + lines[i + 1:end + 1]  # not the wrapper
+                bodies[name] = bodies.get(name, "") + "\n".join(body)  # rcall is defined once a file
+                i = end
+            i += 1
+    return bodies, registered
+
+
+def _derived_keys():
+    """Registered function -> the K helpers it calls, in its body or in any local function it calls."""
+    bodies, registered = _lua_functions()
+
+    def reach(name, seen):
+        seen.add(name)
+        keys = set(re.findall(r"\bK\.(\w+)\s*\(", bodies[name]))
+        for callee in set(re.findall(r"(?<![\w.:])(\w+)\s*\(", bodies[name])):
+            if callee in bodies and callee not in seen:
+                keys |= reach(callee, seen)
+        return keys
+
+    return {name: reach(function, set()) for name, function in registered.items()}
+
+
+def test_the_derived_keys_of_a_function_include_those_of_the_helpers_it_calls():
+    derived = _derived_keys()
+    assert set(derived) == _registered()
+    assert derived["exec_renew"] == {"leases"}
+    # exec_complete -> finish -> maybe_finish_flow -> set_flow_state -> K.flow_done
+    assert {"done", "terminal", "flow_done", "flows_done", "events"} <= derived["exec_complete"]
+    assert derived["own_claim"] == set()  # the slot probe belongs to register(), not to a function
+
+
+def test_every_header_names_every_key_its_function_builds_on_its_derived_line():
+    headers = _headers()
+    for name, keys in _derived_keys().items():
+        line = re.search(r"\n  Derived:(.*?)\n  (?:Reply|Errors):", headers[name], re.S)
+        assert line, f"{name} has no Derived: line"
+        listed = re.sub(r"\([^()]*\)", "", line[1]).replace(",", " ").split()
+        if listed == ["none"]:
+            listed = []
+        assert sorted(listed) == sorted(keys), (
+            f"{name}: Derived: lacks {sorted(keys - set(listed))}, names {sorted(set(listed) - keys)} it never builds")
