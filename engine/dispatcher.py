@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engine import metrics
+from engine import metrics, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.errors import NotFound
 from engine.executions import _exec_key, execution_partition
 from engine.hints import hint_commands
+from engine.replies import ResolveReply
 
 DISPATCH_BATCH = 150  # edges per flow_resolve call; a skipped child costs ~40 us
 
@@ -38,8 +39,7 @@ class DispatchStats:
 
 def resolve_call(client: Client, execution_id: str, max_count: int = DISPATCH_BATCH) -> FCall:
     return FCall("flow_resolve", (_exec_key(client.keys, execution_id),), (max_count,),
-                 parse=lambda r: (bool(r[0]), [(i, lane) for i, lane in r[1]], list(r[2]),
-                                  tuple(int(n) for n in r[3])))
+                 parse=replies.flow_resolve)
 
 
 def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISPATCH_BATCH,
@@ -56,26 +56,27 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
         replies = client.run_many([resolve_call(client, eid, max_count) for eid in frontier])
         following: list[str] = []
         hints: list[tuple[int, str]] = []
-        for eid, reply in zip(frontier, replies):
+        for eid, reply in zip(frontier, replies, strict=True):
             if isinstance(reply, NotFound):
                 continue  # deleted by retention meanwhile: nothing left to resolve
             if isinstance(reply, Exception):
                 raise reply
-            done, ready, cascade, (satisfied, impossible, already, skipped) = reply
-            stats.edges += satisfied + impossible
-            stats.satisfied += satisfied
-            stats.impossible += impossible
-            stats.already_resolved += already
-            stats.ready += len(ready)
-            stats.skipped += skipped
-            for rid, lane in ready:
-                target = (execution_partition(client.keys, rid), lane)
+            resolved: ResolveReply = reply
+            tally = resolved.tally
+            stats.edges += tally.satisfied + tally.impossible
+            stats.satisfied += tally.satisfied
+            stats.impossible += tally.impossible
+            stats.already_resolved += tally.already_resolved
+            stats.ready += len(resolved.ready)
+            stats.skipped += tally.skipped
+            for step in resolved.ready:
+                target = (execution_partition(client.keys, step.id), step.lane)
                 if claim_locally is not None and claim_locally(*target):
                     stats.woken.append(target)
                 else:
                     hints.append(target)
-            following.extend(cascade)
-            if not done:
+            following.extend(resolved.cascade)
+            if not resolved.done:
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))

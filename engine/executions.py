@@ -4,18 +4,21 @@
 in ``engine/flowcalls.py``).
 
 Each builder returns an ``FCall`` (to run alone or pipelined) whose KEYS come
-from ``keys.KeySpace``. ``SIGNATURES`` names the KEYS and ARGV of each Lua
+from ``keys.KeySpace`` and whose reply is decoded by the function's parser in
+``engine/replies.py``. ``SIGNATURES`` names the KEYS and ARGV of each Lua
 function; ``tests/unit/test_lua_contract.py`` checks them against the header
 comments in ``lua/``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from engine import replies
 from engine.calls import FCall
 from engine.errors import ContractError
+from engine.replies import Claimed as Claimed
+from engine.replies import ClaimReply as ClaimReply
 from engine.router import Command
 from keys import KIND_EXECUTION, KeySpace, MalformedId, parse_id, partition_of
 
@@ -77,30 +80,6 @@ class SubmitSpec:
     idempotency_ttl_ms: int = 24 * 3600 * 1000
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """One execution leased by ``exec_claim``."""
-
-    execution_id: str
-    token: str
-    task: str
-    payload: str
-    attempt: int
-    deadline_ms: int
-    lease_expiry_ms: int
-    inputs: dict[str, str] = field(default_factory=dict)
-    flow: str = ""
-    step: str = ""
-    inputs_paged: int = 0  # inputs too many to carry (``inputs`` is then empty): see inputs_page
-
-
-@dataclass(frozen=True)
-class ClaimReply:
-    remaining: int
-    claimed: list[Claimed]
-    expired: list[str]
-
-
 def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
     idem = spec.idempotency_key or ""
     return FCall(
@@ -110,45 +89,23 @@ def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
         (spec.execution_id, spec.task, spec.lane, spec.payload, spec.priority, spec.delay_ms,
          spec.max_attempts, spec.backoff_ms, spec.backoff_max_ms, spec.deadline_in_ms,
          spec.idempotency_ttl_ms if idem else 0),
-        parse=lambda r: (r[0], r[1], bool(r[2])),
+        parse=replies.exec_submit,
     )
-
-
-def _parse_claim(reply: Any) -> ClaimReply:
-    claimed = []
-    for c in reply[1]:
-        inputs, paged = _claimed_inputs(c[7])
-        claimed.append(Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]), inputs,
-                               c[8], c[9], paged))
-    return ClaimReply(int(reply[0]), claimed, list(reply[2]))
-
-
-def _claimed_inputs(raw: Any) -> tuple[dict[str, str], int]:
-    """A claimed step's inputs, or none and their count when too many to carry in the claim."""
-    if isinstance(raw, int):
-        return {}, raw
-    return dict(zip(raw[::2], raw[1::2])), 0
 
 
 def inputs_page(ks: KeySpace, execution_id: str, cursor: str, count: int = 1000) -> Command:
     """One page of a step's inputs (``HSCAN inp:<id>``), for a claim that left them out.
 
-    Reply: (next cursor, {upstream step: input JSON}); the cursor is "0" after the last page.
+    Parses to ``replies.InputsPage``; its cursor is "0" after the last page.
     """
     key = ks.inputs(execution_partition(ks, execution_id), execution_id)
-    return Command(("HSCAN", key, cursor, "COUNT", count), key, parse=_parse_page)
-
-
-def _parse_page(reply: Any) -> tuple[str, dict[str, str]]:
-    cursor, items = reply
-    pairs = dict(items) if isinstance(items, dict) else dict(zip(items[::2], items[1::2]))
-    return str(cursor), pairs
+    return Command(("HSCAN", key, cursor, "COUNT", count), key, parse=replies.inputs_page)
 
 
 def claim(ks: KeySpace, partition: int, lane: str, max_count: int, lease_ms: int,
           worker_id: str) -> FCall:
     return FCall("exec_claim", (ks.ready(partition, lane),), (max_count, lease_ms, worker_id),
-                 parse=_parse_claim)
+                 parse=replies.exec_claim)
 
 
 def id_partition(ks: KeySpace, entity_id: str, kind: str) -> int:
@@ -169,39 +126,39 @@ def _exec_key(ks: KeySpace, execution_id: str) -> str:
 
 
 def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:
-    return FCall("exec_renew", (_exec_key(ks, execution_id),), (token, lease_ms), parse=int)
+    return FCall("exec_renew", (_exec_key(ks, execution_id),), (token, lease_ms), parse=replies.exec_renew)
 
 
 def complete(ks: KeySpace, execution_id: str, token: str, result: str) -> FCall:
     return FCall("exec_complete", (_exec_key(ks, execution_id),), (token, result),
-                 parse=lambda r: (r[0], bool(r[1]), bool(r[2])))
+                 parse=replies.exec_complete)
 
 
 def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,
          retryable: bool, jitter: float) -> FCall:
     return FCall("exec_fail", (_exec_key(ks, execution_id),),
                  (token, kind, message, int(retryable), f"{jitter:.6f}"),
-                 parse=lambda r: (r[0], bool(r[1]), int(r[2]), bool(r[3])))
+                 parse=replies.exec_fail)
 
 
 def release(ks: KeySpace, execution_id: str, token: str) -> FCall:
-    return FCall("exec_release", (_exec_key(ks, execution_id),), (token,))
+    return FCall("exec_release", (_exec_key(ks, execution_id),), (token,), parse=replies.exec_release)
 
 
 def cancel(ks: KeySpace, execution_id: str, reason: str = "canceled") -> FCall:
     return FCall("exec_cancel", (_exec_key(ks, execution_id),), (reason,),
-                 parse=lambda r: (r[0], r[1], bool(r[2])))
+                 parse=replies.exec_cancel)
 
 
 def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
     return FCall("exec_promote", (ks.delayed(partition),), (max_count,),
-                 parse=lambda r: (int(r[0]), list(r[1])))
+                 parse=replies.exec_promote)
 
 
 def expire_leases(ks: KeySpace, partition: int, max_count: int, jitter: float) -> FCall:
     return FCall("exec_expire_leases", (ks.leases(partition),), (max_count, f"{jitter:.6f}"),
-                 parse=lambda r: [(i, s, lane, bool(d)) for i, s, lane, d in r])
+                 parse=replies.exec_expire_leases)
 
 
 def retry(ks: KeySpace, execution_id: str) -> FCall:
-    return FCall("exec_retry", (_exec_key(ks, execution_id),), (), parse=lambda r: (r[0], r[1]))
+    return FCall("exec_retry", (_exec_key(ks, execution_id),), (), parse=replies.exec_retry)

@@ -1,9 +1,8 @@
-"""Python wrappers for the flow FCALLs (``lua/40_flows.lua``)."""
+"""Python wrappers for the flow FCALLs (``lua/40_flows.lua``); replies decode in ``engine/replies.py``."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine import replies
 from engine.calls import FCall
 from engine.executions import id_partition
 from keys import KIND_FLOW, KeySpace
@@ -17,36 +16,32 @@ def flow_key(ks: KeySpace, flow_id: str) -> str:
     return ks.flow(flow_partition(ks, flow_id), flow_id)
 
 
-def _ready(reply: Any) -> list[tuple[str, str]]:
-    return [(i, lane) for i, lane in reply]
-
-
 def submit(ks: KeySpace, flow_id: str, name: str, labels: str, steps: str, final: bool,
            parent: str = "") -> FCall:
     return FCall("flow_submit", (flow_key(ks, flow_id),),
                  (flow_id, name, labels, steps, int(final), parent),
-                 parse=lambda r: (r[0], bool(r[1]), _ready(r[2]), list(r[3]), int(r[4])))
+                 parse=replies.flow_submit)
 
 
 def seal(ks: KeySpace, flow_id: str, max_count: int) -> FCall:
     return FCall("flow_seal", (flow_key(ks, flow_id),), (max_count,),
-                 parse=lambda r: (_ready(r[0]), int(r[1])))
+                 parse=replies.flow_seal)
 
 
 def cancel(ks: KeySpace, flow_id: str, max_count: int, reason: str) -> FCall:
     return FCall("flow_cancel", (flow_key(ks, flow_id),), (max_count, reason),
-                 parse=lambda r: (r[0], int(r[1])))
+                 parse=replies.flow_cancel)
 
 
 def pause(ks: KeySpace, flow_id: str) -> FCall:
-    return FCall("flow_pause", (flow_key(ks, flow_id),), ())
+    return FCall("flow_pause", (flow_key(ks, flow_id),), (), parse=replies.flow_pause)
 
 
 def resume(ks: KeySpace, flow_id: str, max_count: int) -> FCall:
     return FCall("flow_resume", (flow_key(ks, flow_id),), (max_count,),
-                 parse=lambda r: (r[0], list(r[1]), int(r[2])))
+                 parse=replies.flow_resume)
 
 
 def retry(ks: KeySpace, flow_id: str, max_count: int) -> FCall:
     return FCall("flow_retry", (flow_key(ks, flow_id),), (max_count,),
-                 parse=lambda r: (bool(r[0]), _ready(r[1]), list(r[2])))
+                 parse=replies.flow_retry)

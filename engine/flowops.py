@@ -27,17 +27,19 @@ def seal(client: Client, flow_id: str) -> None:
     ready: list[tuple[str, str]] = []
     roots_left = 1
     while roots_left:
-        r, roots_left = client.run(flowcalls.seal(client.keys, flow_id, SEAL_BATCH))
-        ready += r
+        sealed = client.run(flowcalls.seal(client.keys, flow_id, SEAL_BATCH))
+        ready += sealed.ready
+        roots_left = sealed.roots_left
     announce(client, ready, [])
 
 
 def cancel(client: Client, flow_id: str, reason: str = "flow canceled") -> str:
     """Cancel the flow and every unfinished step; returns the state it was in."""
-    previous, remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason))
+    first = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason))
+    remaining = first.remaining
     while remaining:
-        _, remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason))
-    return str(previous)
+        remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason)).remaining
+    return str(first.previous)
 
 
 def resume(client: Client, flow_id: str) -> str:
@@ -46,8 +48,9 @@ def resume(client: Client, flow_id: str) -> str:
     remaining = 1
     state = ""
     while remaining:
-        state, new_lanes, remaining = client.run(flowcalls.resume(client.keys, flow_id, CONTROL_BATCH))
-        lanes.update(new_lanes)
+        resumed = client.run(flowcalls.resume(client.keys, flow_id, CONTROL_BATCH))
+        state, remaining = resumed.state, resumed.remaining
+        lanes.update(resumed.lanes)
     if lanes:
         partition = flowcalls.flow_partition(client.keys, flow_id)
         client.run_many(hint_commands(client.keys, [(partition, lane) for lane in lanes]))
@@ -60,9 +63,10 @@ def retry(client: Client, flow_id: str) -> None:
     skipped: list[str] = []
     done = False
     while not done:
-        done, r, s = client.run(flowcalls.retry(client.keys, flow_id, RETRY_BATCH))
-        ready += r
-        skipped += s
+        retried = client.run(flowcalls.retry(client.keys, flow_id, RETRY_BATCH))
+        done = retried.done
+        ready += retried.ready
+        skipped += retried.skipped
     announce(client, ready, skipped)
 
 

@@ -225,12 +225,12 @@ class FlowBuilder:
         skipped: list[str] = []
         for n, chunk in enumerate(chunks):
             final = n == len(chunks) - 1
-            _, _, r, s, roots_left = client.run(flowcalls.submit(
+            submitted = client.run(flowcalls.submit(
                 client.keys, flow_id, self.name, labels, json.dumps(chunk), final))
-            ready += r
-            skipped += s
+            ready += submitted.ready
+            skipped += submitted.skipped
         announce(client, ready, skipped)
-        if roots_left:
+        if submitted.roots_left:
             flowops.seal(client, flow_id)
         metrics.FLOWS.labels("submitted").inc()
         self.submitted = FlowRun(self.app, flow_id)
@@ -272,7 +272,7 @@ def add_dynamic_step(app: App, flow_id: str, parent_id: str, parent_step: str, s
     partition = flowcalls.flow_partition(app.client.keys, flow_id)
     _check_upstreams_exist(app, flow_id, partition, step, parent_step)
     encoded = builder.encode_step(step, partition)
-    _, _, ready, skipped, _ = app.client.run(flowcalls.submit(
+    added = app.client.run(flowcalls.submit(
         app.client.keys, flow_id, "", "{}", json.dumps([encoded]), True, parent_id))
-    announce(app.client, ready, skipped)
+    announce(app.client, added.ready, added.skipped)
 

@@ -51,17 +51,17 @@ class Handle:
     def cancel(self, reason: str = "canceled") -> str:
         """Cancel (``exec_cancel``); returns the state it was in."""
         checks.reason(reason)
-        previous, _, needs_dispatch = self.client.run(executions.cancel(self.client.keys, self.id, reason))
-        if needs_dispatch:
+        canceled = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        if canceled.dispatch:
             dispatch(self.client, [self.id])
-        return str(previous)
+        return str(canceled.previous)
 
     def retry(self) -> str:
         """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
-        previous, lane = self.client.run(executions.retry(self.client.keys, self.id))
+        retried = self.client.run(executions.retry(self.client.keys, self.id))
         partition = executions.execution_partition(self.client.keys, self.id)
-        self.client.run_many(hint_commands(self.client.keys, [(partition, lane)]))
-        return str(previous)
+        self.client.run_many(hint_commands(self.client.keys, [(partition, retried.lane)]))
+        return str(retried.previous)
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until terminal; return the result or raise TaskFailed / TaskCanceled.

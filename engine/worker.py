@@ -44,9 +44,10 @@ from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
 from engine.dispatcher import dispatch
-from engine.refs import substitute
 from engine.errors import Canceled, EngineError, InvalidState, NotFound, StaleLease, TransitionRejected
 from engine.hints import hint_commands, pop_hints
+from engine.refs import substitute
+from engine.replies import Claimed
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
@@ -61,7 +62,7 @@ MAX_ERROR_MESSAGE = 4096
 class Outcome:
     """What a handler produced, waiting to be recorded."""
 
-    claimed: executions.Claimed
+    claimed: Claimed
     lane: str
     ok: bool
     result: str = ""
@@ -77,12 +78,12 @@ def _log_failure(outcome: Outcome, reply: Any) -> None:
     message = outcome.message.split("\n", 1)[0][:500]
     if isinstance(reply, Exception):
         then = f"not recorded: {reply}"
-    elif reply[0] == "delayed":
-        then = f"retry in {reply[2] / 1000:g} s"
-    elif reply[0] == "ready":
+    elif reply.state == "delayed":
+        then = f"retry in {reply.delay_ms / 1000:g} s"
+    elif reply.state == "ready":
         then = "retry now"
     else:
-        then = str(reply[0])
+        then = str(reply.state)
     fields = {"task": c.task, "id": c.execution_id, "attempt": c.attempt, "error_kind": outcome.kind,
               "error_message": message, "outcome": then}
     log.warning("task %s %s attempt %d failed: %s: %s (%s)", c.task, c.execution_id, c.attempt,
@@ -102,7 +103,7 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 class Held:
     """A lease this worker holds."""
 
-    claimed: executions.Claimed
+    claimed: Claimed
     lane: str
     context: TaskContext
     future: Any = None
@@ -382,7 +383,7 @@ class Worker:
             else:
                 self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
 
-    def _start(self, claimed: executions.Claimed, lane: str) -> None:
+    def _start(self, claimed: Claimed, lane: str) -> None:
         self.stats.claimed += 1
         with self._capacity:
             self._inflight += 1
@@ -449,14 +450,15 @@ class Worker:
             substitute(args, kwargs, payload["refs"], inputs)
         return args, kwargs
 
-    def _paged_inputs(self, claimed: executions.Claimed) -> dict[str, str]:
+    def _paged_inputs(self, claimed: Claimed) -> dict[str, str]:
         """The inputs the claim left out (a wide fan-in): read in bounded ``HSCAN`` pages."""
         inputs: dict[str, str] = {}
         cursor = "0"
         while claimed.inputs_paged:
             page_call = executions.inputs_page(self.keys, claimed.execution_id, cursor)
-            cursor, page = self.client.run(page_call)
-            inputs.update(page)
+            page = self.client.run(page_call)
+            inputs.update(page.inputs)
+            cursor = page.cursor
             if cursor == "0":
                 break
         return inputs
@@ -531,8 +533,8 @@ class Worker:
                 if o.ok:
                     log.error("could not record %s: %s", o.claimed.execution_id, reply)
                 continue
-            state = reply[0]
-            if (o.ok and reply[2]) or (not o.ok and reply[3]):
+            state = reply.state
+            if reply.dispatch:
                 to_dispatch.append(o.claimed.execution_id)
             event = "succeeded" if o.ok else ("failed" if state == "failed" else "retried")
             metrics.EXECUTIONS.labels(event, o.lane).inc()
@@ -546,7 +548,7 @@ class Worker:
                 if state == "ready":
                     hints.append((partition, o.lane))
                 elif state == "delayed":
-                    self._schedule_promotion(partition, reply[2])
+                    self._schedule_promotion(partition, reply.delay_ms)
         if hints:
             self.client.run_many(hint_commands(self.keys, hints))
         if to_dispatch:
@@ -616,9 +618,8 @@ class Worker:
             if isinstance(reply, Exception):
                 failed.append((partition, reply))
                 continue
-            promoted, lanes = reply
-            hints += [(partition, lane) for lane in lanes]
-            if promoted >= PROMOTE_BATCH:
+            hints += [(partition, lane) for lane in reply.lanes]
+            if reply.promoted >= PROMOTE_BATCH:
                 self._schedule_promotion(partition, 0)
         if failed:  # one line a pass: a node down fails every partition it serves
             log.warning("promoting %d partition(s) failed, first %d: %s; the next pass retries them",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowops
+from engine import executions, flowops, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
@@ -141,7 +141,8 @@ class DependencyScanner(Scanner):
                      read_only=True)
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        return Digest(repaired=len(reply), dispatch=list(reply), full=len(reply) >= self.batch)
+        due = replies.rec_due(reply)
+        return Digest(repaired=len(due), dispatch=due, full=len(due) >= self.batch)
 
 
 class LeaseExpiry(Scanner):
@@ -152,10 +153,10 @@ class LeaseExpiry(Scanner):
     def call(self, client: Client, partition: int) -> FCall:
         return executions.expire_leases(client.keys, partition, self.batch, random.random())
 
-    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+    def digest(self, client: Client, partition: int, reply: list[replies.ExpiredLease]) -> Digest:
         return Digest(repaired=len(reply),
-                      hints=[(partition, lane) for _, state, lane, _ in reply if state == "ready"],
-                      dispatch=[eid for eid, _, _, needs in reply if needs],
+                      hints=[(partition, lost.lane) for lost in reply if lost.state == "ready"],
+                      dispatch=[lost.id for lost in reply if lost.dispatch],
                       full=len(reply) >= self.batch)
 
 
@@ -168,10 +169,9 @@ class DelayedPromoter(Scanner):
     def call(self, client: Client, partition: int) -> FCall:
         return executions.promote(client.keys, partition, self.batch)
 
-    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        promoted, lanes = reply
-        return Digest(repaired=promoted, hints=[(partition, lane) for lane in lanes],
-                      full=promoted >= self.batch)
+    def digest(self, client: Client, partition: int, reply: replies.PromoteReply) -> Digest:
+        return Digest(repaired=reply.promoted, hints=[(partition, lane) for lane in reply.lanes],
+                      full=reply.promoted >= self.batch)
 
 
 class HintRepair(Scanner):
@@ -189,7 +189,8 @@ class HintRepair(Scanner):
                      read_only=True)
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        return Digest(repaired=len(reply), hints=[(partition, lane) for lane in reply])
+        lanes = replies.rec_stale_ready(reply)
+        return Digest(repaired=len(lanes), hints=[(partition, lane) for lane in lanes])
 
 
 class DeadlineExpiry(Scanner):
@@ -201,8 +202,9 @@ class DeadlineExpiry(Scanner):
         return FCall("exec_expire_deadlines", (client.keys.deadlines(partition),), (self.batch,))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        return Digest(repaired=len(reply), dispatch=[eid for eid, needs in reply if needs],
-                      full=len(reply) >= self.batch)
+        expired = replies.exec_expire_deadlines(reply)
+        return Digest(repaired=len(expired), dispatch=[e.id for e in expired if e.dispatch],
+                      full=len(expired) >= self.batch)
 
 
 class UnsealedFlows(Scanner):
@@ -220,9 +222,10 @@ class UnsealedFlows(Scanner):
                      read_only=True)
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        for flow_id in reply:
+        flow_ids = replies.rec_due(reply)
+        for flow_id in flow_ids:
             flowops.cancel(client, flow_id, "its submit never finished")
-        return Digest(repaired=len(reply), details=list(reply))
+        return Digest(repaired=len(flow_ids), details=flow_ids)
 
 
 class FlowOps(Scanner):
@@ -241,14 +244,15 @@ class FlowOps(Scanner):
                      read_only=True)
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        for member in reply:
+        members = replies.rec_due(reply)
+        for member in members:
             log.warning("finishing flow operation %s left by a crashed caller", member)
             try:
                 flowops.finish_op(client, member)
             except NotFound:  # the flow is gone (retention): nothing left to finish
                 key = client.keys.flow_ops(partition)
                 client.run(Command(("ZREM", key, member), key))
-        return Digest(repaired=len(reply), details=list(reply), full=len(reply) >= self.batch)
+        return Digest(repaired=len(members), details=members, full=len(members) >= self.batch)
 
 
 class Retention(Scanner):
@@ -266,7 +270,8 @@ class Retention(Scanner):
         return FCall("rec_purge", (client.keys.terminal(partition),), (self.age_ms, self.batch))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        return Digest(repaired=int(reply), full=int(reply) >= self.batch)
+        purged = replies.rec_purge(reply)
+        return Digest(repaired=purged, full=purged >= self.batch)
 
 
 class FlowRetention(Retention):
@@ -278,8 +283,8 @@ class FlowRetention(Retention):
         return FCall("flow_purge", (client.keys.flows_done(partition),), (self.age_ms, self.batch))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        flows, steps = reply
-        return Digest(repaired=int(flows), full=int(steps) >= self.batch)
+        purged = replies.flow_purge(reply)
+        return Digest(repaired=purged.flows, full=purged.steps >= self.batch)
 
 
 class IndexCheck(Scanner):
@@ -317,11 +322,11 @@ class IndexCheck(Scanner):
                      (self.batch, self.max_work, self.head_count))
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        more, repairs, lanes, to_dispatch = reply
-        for kind, eid, detail in repairs:
-            log.warning("index check repaired %s of %s in partition %d: %s", kind, eid, partition, detail)
-        return Digest(repaired=len(repairs), hints=[(partition, lane) for lane in lanes],
-                      dispatch=list(to_dispatch), full=bool(more), details=[tuple(r) for r in repairs])
+        audit = replies.rec_audit(reply)
+        for r in audit.repairs:
+            log.warning("index check repaired %s of %s in partition %d: %s", r.kind, r.id, partition, r.detail)
+        return Digest(repaired=len(audit.repairs), hints=[(partition, lane) for lane in audit.lanes],
+                      dispatch=audit.dispatch, full=audit.more, details=list(audit.repairs))
 
 
 SCANNERS: dict[str, type[Scanner]] = {

@@ -1,0 +1,391 @@
+"""Every FCALL reply, decoded into a structure with named fields: the one place that knows positions.
+
+A Lua function replies with a flat array (see the ``Reply:`` line of its
+header in ``lua/``). Reading it by position scattered the positions across
+the code, and the same position meant different things (the third element of
+``exec_complete`` is the dispatch flag, of ``exec_fail`` the retry delay).
+Each function has one parser here, named after it, and ``PARSERS`` lists them
+all; the wrappers in ``engine/executions.py``, ``engine/flowcalls.py`` and
+``engine/dispatcher.py`` attach them, and callers read fields by name.
+
+The structures are NamedTuples: immutable, equal to the tuples they replace,
+and cheap. Building one costs about 0.2 us more than a plain tuple; a
+``Claimed`` (one per claimed execution) costs about 1 us less than the frozen
+dataclass it was, so the hot path parses no slower than before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+_NO_INPUTS: Mapping[str, str] = MappingProxyType({})
+
+
+# -- executions (lua/20_executions.lua, lua/30_leases.lua, lua/45_retry.lua) -----------------
+class SubmitReply(NamedTuple):
+    """``exec_submit``: the execution, its state, and whether this call created it."""
+
+    id: str
+    state: str
+    created: bool  # False: an idempotency key matched an existing execution
+
+
+class CancelReply(NamedTuple):
+    """``exec_cancel``: the state it was in ('canceled' when it already was)."""
+
+    previous: str
+    lane: str
+    dispatch: bool  # the dispatcher must resolve its outgoing edges
+
+
+class PromoteReply(NamedTuple):
+    """``exec_promote``: how many due executions became ready, and the lanes to hint."""
+
+    promoted: int
+    lanes: list[str]
+
+
+class Claimed(NamedTuple):
+    """One execution leased by ``exec_claim``."""
+
+    execution_id: str
+    token: str
+    task: str
+    payload: str
+    attempt: int
+    deadline_ms: int
+    lease_expiry_ms: int
+    inputs: Mapping[str, str] = _NO_INPUTS  # upstream step → input JSON
+    flow: str = ""
+    step: str = ""
+    inputs_paged: int = 0  # inputs too many to carry (``inputs`` is then empty): see inputs_page
+
+
+class ClaimReply(NamedTuple):
+    """``exec_claim``: ready work left in the set, the leases taken, executions that expired."""
+
+    remaining: int
+    claimed: list[Claimed]
+    expired: list[str]  # past their deadline when met: to dispatch
+
+
+class CompleteReply(NamedTuple):
+    """``exec_complete``."""
+
+    state: str
+    first: bool  # this call made the transition (False: a repeat)
+    dispatch: bool
+
+
+class FailReply(NamedTuple):
+    """``exec_fail``: 'ready' (retry now), 'delayed' (retry after ``delay_ms``) or 'failed'."""
+
+    state: str
+    first: bool
+    delay_ms: int  # 0 unless delayed
+    dispatch: bool
+
+
+class ExpiredLease(NamedTuple):
+    """One attempt ``exec_expire_leases`` failed with ``lease_lost``."""
+
+    id: str
+    state: str  # what became of it: ready, delayed or failed
+    lane: str
+    dispatch: bool
+
+
+class RetryReply(NamedTuple):
+    """``exec_retry``: the state it was in, and the lane to hint."""
+
+    previous: str
+    lane: str
+
+
+class InputsPage(NamedTuple):
+    """One ``HSCAN`` page of a step's inputs (not an FCALL; read when a claim left them out)."""
+
+    cursor: str  # "0" after the last page
+    inputs: dict[str, str]  # upstream step → input JSON
+
+
+def exec_submit(r: Any) -> SubmitReply:
+    return SubmitReply(r[0], r[1], bool(r[2]))
+
+
+def exec_cancel(r: Any) -> CancelReply:
+    return CancelReply(r[0], r[1], bool(r[2]))
+
+
+def exec_promote(r: Any) -> PromoteReply:
+    return PromoteReply(int(r[0]), list(r[1]))
+
+
+def exec_claim(r: Any) -> ClaimReply:
+    claimed = []
+    for c in r[1]:
+        inputs, paged = _claimed_inputs(c[7])
+        claimed.append(Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]), inputs,
+                               c[8], c[9], paged))
+    return ClaimReply(int(r[0]), claimed, list(r[2]))
+
+
+def _claimed_inputs(raw: Any) -> tuple[dict[str, str], int]:
+    """A claimed step's inputs, or none and their count when too many to carry in the claim."""
+    if isinstance(raw, int):
+        return {}, raw
+    return dict(zip(raw[::2], raw[1::2], strict=True)), 0
+
+
+def exec_renew(r: Any) -> int:
+    """The new lease expiry (ms)."""
+    return int(r)
+
+
+def exec_complete(r: Any) -> CompleteReply:
+    return CompleteReply(r[0], bool(r[1]), bool(r[2]))
+
+
+def exec_fail(r: Any) -> FailReply:
+    return FailReply(r[0], bool(r[1]), int(r[2]), bool(r[3]))
+
+
+def exec_release(r: Any) -> str:
+    """The lane to hint."""
+    return str(r)
+
+
+def exec_expire_leases(r: Any) -> list[ExpiredLease]:
+    return [ExpiredLease(i, s, lane, bool(d)) for i, s, lane, d in r]
+
+
+def exec_retry(r: Any) -> RetryReply:
+    return RetryReply(r[0], r[1])
+
+
+def inputs_page(r: Any) -> InputsPage:
+    cursor, items = r
+    pairs = dict(items) if isinstance(items, dict) else dict(zip(items[::2], items[1::2], strict=True))
+    return InputsPage(str(cursor), pairs)
+
+
+# -- flows (lua/40_flows.lua, lua/45_retry.lua) ----------------------------------------------
+class ReadyStep(NamedTuple):
+    """A step a flow call made ready: to hint on its lane."""
+
+    id: str
+    lane: str
+
+
+class FlowSubmitReply(NamedTuple):
+    """``flow_submit``."""
+
+    state: str  # the flow's state
+    created: bool
+    ready: list[ReadyStep]
+    skipped: list[str]  # to dispatch
+    roots_left: int  # roots still held for ``flow_seal`` (a batched submit)
+
+
+class SealReply(NamedTuple):
+    """``flow_seal``."""
+
+    ready: list[ReadyStep]
+    roots_left: int
+
+
+class ResolveTally(NamedTuple):
+    """What one ``flow_resolve`` call resolved."""
+
+    satisfied: int
+    impossible: int
+    already_resolved: int
+    skipped: int
+
+
+class ResolveReply(NamedTuple):
+    """``flow_resolve``."""
+
+    done: bool  # every outgoing edge is resolved (else call again)
+    ready: list[ReadyStep]
+    cascade: list[str]  # skipped children with children of their own: the next frontier
+    tally: ResolveTally
+
+
+class FlowCancelReply(NamedTuple):
+    """``flow_cancel``."""
+
+    previous: str
+    remaining: int  # steps still to cancel (call again)
+
+
+class FlowResumeReply(NamedTuple):
+    """``flow_resume``."""
+
+    state: str
+    lanes: list[str]  # lanes that received work: to hint
+    remaining: int  # held steps still to release (call again)
+
+
+class FlowRetryReply(NamedTuple):
+    """``flow_retry``."""
+
+    done: bool  # every phase finished (else call again)
+    ready: list[ReadyStep]
+    skipped: list[str]  # to dispatch
+
+
+def _ready(r: Any) -> list[ReadyStep]:
+    return [ReadyStep(i, lane) for i, lane in r]
+
+
+def flow_submit(r: Any) -> FlowSubmitReply:
+    return FlowSubmitReply(r[0], bool(r[1]), _ready(r[2]), list(r[3]), int(r[4]))
+
+
+def flow_seal(r: Any) -> SealReply:
+    return SealReply(_ready(r[0]), int(r[1]))
+
+
+def flow_resolve(r: Any) -> ResolveReply:
+    satisfied, impossible, already, skipped = r[3]
+    return ResolveReply(bool(r[0]), _ready(r[1]), list(r[2]),
+                        ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)))
+
+
+def flow_cancel(r: Any) -> FlowCancelReply:
+    return FlowCancelReply(r[0], int(r[1]))
+
+
+def flow_pause(r: Any) -> str:
+    """The flow's new state."""
+    return str(r)
+
+
+def flow_resume(r: Any) -> FlowResumeReply:
+    return FlowResumeReply(r[0], list(r[1]), int(r[2]))
+
+
+def flow_retry(r: Any) -> FlowRetryReply:
+    return FlowRetryReply(bool(r[0]), _ready(r[1]), list(r[2]))
+
+
+# -- the reconciler (lua/50_reconcile.lua) ---------------------------------------------------
+class ExpiredDeadline(NamedTuple):
+    """One execution ``exec_expire_deadlines`` expired."""
+
+    id: str
+    dispatch: bool
+
+
+class FlowPurgeReply(NamedTuple):
+    """``flow_purge``."""
+
+    flows: int
+    steps: int  # a full batch of steps: call again
+
+
+class Repair(NamedTuple):
+    """One disagreement ``rec_audit`` repaired."""
+
+    kind: str
+    id: str
+    detail: str
+
+
+class AuditReply(NamedTuple):
+    """``rec_audit``."""
+
+    more: bool  # events left for another call
+    repairs: list[Repair]
+    lanes: list[str]  # to hint
+    dispatch: list[str]  # execution ids to dispatch
+
+
+def rec_due(r: Any) -> list[str]:
+    """Members of the index that came due."""
+    return list(r)
+
+
+def exec_expire_deadlines(r: Any) -> list[ExpiredDeadline]:
+    return [ExpiredDeadline(i, bool(d)) for i, d in r]
+
+
+def rec_stale_ready(r: Any) -> list[str]:
+    """Lanes whose ready work waited too long: to hint."""
+    return list(r)
+
+
+def rec_purge(r: Any) -> int:
+    """Executions purged."""
+    return int(r)
+
+
+def flow_purge(r: Any) -> FlowPurgeReply:
+    return FlowPurgeReply(int(r[0]), int(r[1]))
+
+
+def rec_audit(r: Any) -> AuditReply:
+    return AuditReply(bool(r[0]), [Repair(kind, eid, detail) for kind, eid, detail in r[1]], list(r[2]),
+                      list(r[3]))
+
+
+def own_claim(r: Any) -> bool:
+    """This daemon owns the partition now."""
+    return bool(r)
+
+
+def own_release(r: Any) -> bool:
+    """Released (False: another daemon held it)."""
+    return bool(r)
+
+
+def own_heartbeat(r: Any) -> list[str]:
+    """The daemons alive now, in expiry order."""
+    return list(r)
+
+
+def flowslot_states(r: Any) -> dict[str, Any]:
+    """Both transition tables (JSON decoded)."""
+    tables: dict[str, Any] = json.loads(r)
+    return tables
+
+
+def flowslot_version(r: Any) -> str:
+    """The library's source hash."""
+    return str(r)
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "exec_submit": exec_submit,
+    "exec_cancel": exec_cancel,
+    "exec_promote": exec_promote,
+    "exec_claim": exec_claim,
+    "exec_renew": exec_renew,
+    "exec_complete": exec_complete,
+    "exec_fail": exec_fail,
+    "exec_release": exec_release,
+    "exec_expire_leases": exec_expire_leases,
+    "exec_retry": exec_retry,
+    "flow_submit": flow_submit,
+    "flow_seal": flow_seal,
+    "flow_resolve": flow_resolve,
+    "flow_cancel": flow_cancel,
+    "flow_pause": flow_pause,
+    "flow_resume": flow_resume,
+    "flow_retry": flow_retry,
+    "rec_due": rec_due,
+    "exec_expire_deadlines": exec_expire_deadlines,
+    "rec_stale_ready": rec_stale_ready,
+    "rec_purge": rec_purge,
+    "flow_purge": flow_purge,
+    "rec_audit": rec_audit,
+    "own_claim": own_claim,
+    "own_release": own_release,
+    "own_heartbeat": own_heartbeat,
+    "flowslot_states": flowslot_states,
+    "flowslot_version": flowslot_version,
+}

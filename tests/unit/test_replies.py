@@ -1,0 +1,105 @@
+"""Every FCALL reply decodes into named fields, in one module, for every function of the library."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import dispatcher, flowcalls, replies
+from engine import executions as X
+from keys import new_id
+from tests.conftest import fake_client
+
+P = 2
+
+
+def test_every_function_of_the_library_has_exactly_one_parser():
+    assert set(replies.PARSERS) == set(X.SIGNATURES)
+    for name, parser in replies.PARSERS.items():
+        assert parser is getattr(replies, name)
+
+
+def wrapper_calls(client):
+    ks = client.keys
+    eid, fid = new_id("e", P), new_id("f", P)
+    spec = X.SubmitSpec(eid, "t", "default", "{}")
+    return [
+        X.submit(ks, spec, P), X.claim(ks, P, "default", 1, 1000, "w"), X.renew(ks, eid, "1", 1000),
+        X.complete(ks, eid, "1", "1"), X.fail(ks, eid, "1", "E", "m", True, 0.5), X.release(ks, eid, "1"),
+        X.cancel(ks, eid), X.promote(ks, P, 10), X.expire_leases(ks, P, 10, 0.5), X.retry(ks, eid),
+        flowcalls.submit(ks, fid, "f", "{}", "[]", True), flowcalls.seal(ks, fid, 10),
+        flowcalls.cancel(ks, fid, 10, "r"), flowcalls.pause(ks, fid), flowcalls.resume(ks, fid, 10),
+        flowcalls.retry(ks, fid, 10), dispatcher.resolve_call(client, eid),
+    ]
+
+
+def test_every_wrapper_decodes_its_reply_with_its_functions_parser(namespace):
+    client = fake_client(namespace)
+    for call in wrapper_calls(client):
+        assert call.parse is replies.PARSERS[call.function], call.function
+
+
+# Raw replies shaped as the headers in lua/ describe them, and the fields they must land in.
+DECODED = [
+    ("exec_submit", ["e1", "ready", 1], {"id": "e1", "state": "ready", "created": True}),
+    ("exec_cancel", ["leased", "images", 1], {"previous": "leased", "lane": "images", "dispatch": True}),
+    ("exec_promote", [3, ["a", "b"]], {"promoted": 3, "lanes": ["a", "b"]}),
+    ("exec_complete", ["succeeded", 1, 1], {"state": "succeeded", "first": True, "dispatch": True}),
+    ("exec_complete", ["succeeded", 0, 0], {"state": "succeeded", "first": False, "dispatch": False}),
+    ("exec_fail", ["delayed", 1, 2500, 0], {"state": "delayed", "first": True, "delay_ms": 2500,
+                                            "dispatch": False}),
+    ("exec_fail", ["failed", 1, 0, 1], {"state": "failed", "first": True, "delay_ms": 0, "dispatch": True}),
+    ("exec_retry", ["failed", "default"], {"previous": "failed", "lane": "default"}),
+    ("flow_submit", ["running", 1, [["e1", "a"]], ["e2"], 4],
+     {"state": "running", "created": True, "ready": [("e1", "a")], "skipped": ["e2"], "roots_left": 4}),
+    ("flow_seal", [[["e1", "a"]], 0], {"ready": [("e1", "a")], "roots_left": 0}),
+    ("flow_resolve", [0, [["e1", "a"]], ["e3"], [2, 1, 5, 7]],
+     {"done": False, "ready": [("e1", "a")], "cascade": ["e3"], "tally": (2, 1, 5, 7)}),
+    ("flow_cancel", ["running", 12], {"previous": "running", "remaining": 12}),
+    ("flow_resume", ["running", ["a"], 3], {"state": "running", "lanes": ["a"], "remaining": 3}),
+    ("flow_retry", [1, [["e1", "a"]], ["e2"]], {"done": True, "ready": [("e1", "a")], "skipped": ["e2"]}),
+    ("flow_purge", [2, 300], {"flows": 2, "steps": 300}),
+    ("rec_audit", [1, [["lease_missing", "e1", "re-added"]], ["a"], ["e2"]],
+     {"more": True, "repairs": [("lease_missing", "e1", "re-added")], "lanes": ["a"], "dispatch": ["e2"]}),
+]
+
+
+@pytest.mark.parametrize(("function", "raw", "fields"), DECODED, ids=[d[0] for d in DECODED])
+def test_a_reply_lands_in_the_fields_its_lua_header_names(function, raw, fields):
+    decoded = replies.PARSERS[function](raw)
+    assert {name: getattr(decoded, name) for name in fields} == fields
+
+
+def test_the_third_element_is_a_dispatch_flag_for_complete_and_a_delay_for_fail():
+    assert replies.exec_complete(["succeeded", 1, 1]).dispatch is True
+    failed = replies.exec_fail(["delayed", 1, 1, 0])
+    assert (failed.delay_ms, failed.dispatch) == (1, False)
+
+
+def test_list_replies_decode_into_named_records():
+    lost = replies.exec_expire_leases([["e1", "ready", "a", 0], ["e2", "failed", "b", 1]])
+    assert [(x.id, x.state, x.lane, x.dispatch) for x in lost] == [("e1", "ready", "a", False),
+                                                                   ("e2", "failed", "b", True)]
+    expired = replies.exec_expire_deadlines([["e1", 1], ["e2", 0]])
+    assert [(x.id, x.dispatch) for x in expired] == [("e1", True), ("e2", False)]
+
+
+def test_a_claim_carries_its_inputs_or_only_their_count_when_paged():
+    raw = [5, [["e1", "3", "t", "{}", 2, 0, 99, ["up", "1"], "f1", "s1"],
+               ["e2", "4", "t", "{}", 1, 0, 99, 3000, "f1", "s2"]], ["e9"]]
+    reply = replies.exec_claim(raw)
+    assert (reply.remaining, reply.expired) == (5, ["e9"])
+    first, second = reply.claimed
+    assert (first.token, first.attempt, dict(first.inputs), first.inputs_paged) == ("3", 2, {"up": "1"}, 0)
+    assert (first.flow, first.step) == ("f1", "s1")
+    assert (dict(second.inputs), second.inputs_paged) == ({}, 3000)
+
+
+def test_a_real_failed_attempt_names_its_state_delay_and_dispatch_flag(namespace):
+    client = fake_client(namespace)
+    eid = new_id("e", P)
+    client.run(X.submit(client.keys, X.SubmitSpec(eid, "t", "default", "{}", backoff_ms=10_000), P))
+    claimed = client.run(X.claim(client.keys, P, "default", 1, 30_000, "w")).claimed[0]
+    failed = client.run(X.fail(client.keys, eid, claimed.token, "E", "m", True, 0.5))
+    assert isinstance(failed, replies.FailReply)
+    assert (failed.state, failed.first, failed.dispatch) == ("delayed", True, False)
+    assert 5_000 <= failed.delay_ms <= 10_000
