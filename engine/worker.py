@@ -7,12 +7,18 @@ Threads, each with one job:
     capacity, and re-queues a partition that still has ready work;
   * handlers run in a thread pool (plain functions) or on one event loop
     (``async def``);
-  * the completer records outcomes in batches (one pipelined round per batch);
+  * the recorder records outcomes in batches (one pipelined round per batch);
   * the renewer extends every held lease at a third of the lease and passes
     cancellations to the handlers;
   * the promoter makes due delayed work ready (``exec_promote``) on every
     partition about once a second, and on a partition as soon as one of this
     worker's retries is due, so delays and back-offs need no daemon.
+
+The mechanisms that can be tested alone live in their own modules: the wake
+queue (``engine/wakeups.py``), the held leases (``engine/held.py``), the
+recorder (``engine/recorder.py``), the renewer (``engine/renewer.py``) and the
+promoter with its timer heap (``engine/promoter.py``). This module wires them
+to the capacity count, the handlers and the shutdown.
 
 SIGTERM (or SIGINT) stops claiming, lets running handlers finish for
 ``grace_s`` (saying every few seconds what it waits for), hands back the
@@ -23,20 +29,15 @@ signal hands them back at once.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
-import queue
-import random
 import signal
 import socket
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from engine import checks, executions, metrics
@@ -44,50 +45,25 @@ from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import TaskContext, _current
 from engine.dispatcher import dispatch
-from engine.errors import Canceled, EngineError, InvalidState, NotFound, StaleLease, TransitionRejected
+from engine.errors import EngineError
+from engine.held import Held, HeldLeases
 from engine.hints import hint_commands, pop_hints
+from engine.promoter import PROMOTE_BATCH as PROMOTE_BATCH
+from engine.promoter import Promoter
+from engine.recorder import Outcome, Recorder
+from engine.recorder import WorkerStats as WorkerStats
 from engine.refs import substitute
+from engine.renewer import Renewer
 from engine.replies import Claimed
+from engine.router import Command
+from engine.wakeups import WakeQueue
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
 
 MAX_ERROR_KIND = 200
 SHUTDOWN_REPORT_S = 5.0  # how often a stopping worker says what it still waits for
-PROMOTE_BATCH = 200  # due delayed executions promoted per partition per call
 MAX_ERROR_MESSAGE = 4096
-
-
-@dataclass
-class Outcome:
-    """What a handler produced, waiting to be recorded."""
-
-    claimed: Claimed
-    lane: str
-    ok: bool
-    result: str = ""
-    kind: str = ""
-    message: str = ""
-    retryable: bool = True
-
-
-def _log_failure(outcome: Outcome, reply: Any) -> None:
-    """One WARNING line per failed attempt: task, id, attempt, error kind and message, and what
-    became of it (retry, failed, or not recorded)."""
-    c = outcome.claimed
-    message = outcome.message.split("\n", 1)[0][:500]
-    if isinstance(reply, Exception):
-        then = f"not recorded: {reply}"
-    elif reply.state == "delayed":
-        then = f"retry in {reply.delay_ms / 1000:g} s"
-    elif reply.state == "ready":
-        then = "retry now"
-    else:
-        then = str(reply.state)
-    fields = {"task": c.task, "id": c.execution_id, "attempt": c.attempt, "error_kind": outcome.kind,
-              "error_message": message, "outcome": then}
-    log.warning("task %s %s attempt %d failed: %s: %s (%s)", c.task, c.execution_id, c.attempt,
-                outcome.kind, message, then, extra={"fields": fields})
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -97,30 +73,6 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_forever()
     finally:
         loop.close()
-
-
-@dataclass
-class Held:
-    """A lease this worker holds."""
-
-    claimed: Claimed
-    lane: str
-    context: TaskContext
-    future: Any = None
-    done: bool = False
-    claimed_at: float = field(default_factory=time.monotonic)
-    started: float = 0.0
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    released: int = 0
-    empty_claims: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Worker:
@@ -145,14 +97,13 @@ class Worker:
         self.promote_interval_s = promote_interval_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
         self.stats = WorkerStats()
-        self._held: dict[str, Held] = {}
-        self._held_lock = threading.Lock()
+        self._held = HeldLeases()
         self._capacity = threading.Condition()
         self._inflight = 0
-        self._wakeups: deque[tuple[int, str]] = deque()
-        self._wakeup_set: set[tuple[int, str]] = set()
-        self._wakeup_cv = threading.Condition()
-        self._outcomes: queue.Queue[Outcome | None] = queue.Queue()
+        self._wakeups = WakeQueue(poll_s)
+        self._promoter = Promoter(self.client, promote_interval_s, poll_s)
+        self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch)
+        self._renewer = Renewer(self.client, self._held, lease_ms)
         self._stopping = threading.Event()
         self._abort = threading.Event()  # a second signal: release the leases now
         self._signal_name = ""
@@ -160,8 +111,6 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="flowslot-task")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timers: list[tuple[float, int]] = []
-        self._timers_cv = threading.Condition()
 
     # -- lifecycle -------------------------------------------------------
     def run(self, install_signals: bool = True) -> None:
@@ -211,8 +160,7 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop claiming; ``run`` then finishes the shutdown."""
         self._stopping.set()
-        with self._wakeup_cv:
-            self._wakeup_cv.notify_all()
+        self._wakeups.stop()
         with self._capacity:
             self._capacity.notify_all()
 
@@ -249,10 +197,9 @@ class Worker:
             log.warning("worker %s: second %s, handing back the leases of %d running handler(s) now",
                         self.id, self._signal_name, self._inflight)
         self._release_held()
-        self._outcomes.put(None)
+        self._recorder.close()
         self._stopped.set()
-        with self._timers_cv:
-            self._timers_cv.notify_all()
+        self._promoter.stop()
         for thread in self._threads:
             thread.join(timeout=self.poll_s + 10)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -278,8 +225,7 @@ class Worker:
                 self._capacity.wait(timeout=0.1)
 
     def _release_held(self) -> None:
-        with self._held_lock:
-            held = [h for h in self._held.values() if not h.done]
+        held = self._held.running()
         if not held:
             return
         for h in held:
@@ -287,7 +233,7 @@ class Worker:
         calls = [executions.release(self.keys, h.claimed.execution_id, h.claimed.token) for h in held]
         replies = self.client.run_many(calls)
         hints, released = [], []
-        for h, reply in zip(held, replies):
+        for h, reply in zip(held, replies, strict=True):
             if isinstance(reply, Exception):
                 log.warning("could not release %s: %s", h.claimed.execution_id, reply)
                 continue
@@ -316,23 +262,6 @@ class Worker:
             self._capacity.notify_all()
 
     # -- wake-ups --------------------------------------------------------
-    def _wake(self, partition: int, lane: str) -> None:
-        with self._wakeup_cv:
-            if (partition, lane) not in self._wakeup_set:
-                self._wakeup_set.add((partition, lane))
-                self._wakeups.append((partition, lane))
-                self._wakeup_cv.notify()
-
-    def _next_wakeup(self) -> tuple[int, str] | None:
-        with self._wakeup_cv:
-            while not self._wakeups and not self._stopping.is_set():
-                self._wakeup_cv.wait(timeout=self.poll_s)
-            if self._stopping.is_set() or not self._wakeups:
-                return None
-            item = self._wakeups.popleft()
-            self._wakeup_set.discard(item)
-            return item
-
     def _listen_loop(self, lane: str, index: int) -> None:
         while not self._stopping.is_set():
             if not self._wait_for_capacity():
@@ -340,24 +269,22 @@ class Worker:
             partitions = self.client.run(pop_hints(self.keys, lane, index, self.poll_s, self.batch_max))
             for partition in partitions:
                 if 0 <= partition < self.keys.partitions:
-                    self._wake(partition, lane)
+                    self._wakeups.wake(partition, lane)
 
     def _sweep(self) -> None:
         """At start, look for ready work whose hints were lost (one pipelined round)."""
-        from engine.router import Command
-
         calls = [Command(("ZCARD", self.keys.ready(p, lane)), self.keys.ready(p, lane))
                  for lane in self.lanes for p in range(self.keys.partitions)]
         counts = self.client.run_many(calls)
         targets = [(p, lane) for lane in self.lanes for p in range(self.keys.partitions)]
-        for (p, lane), n in zip(targets, counts):
+        for (p, lane), n in zip(targets, counts, strict=True):
             if isinstance(n, int) and n > 0:
-                self._wake(p, lane)
+                self._wakeups.wake(p, lane)
 
     # -- claiming --------------------------------------------------------
     def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            wakeup = self._next_wakeup()
+            wakeup = self._wakeups.next()
             if wakeup is None or not self._wait_for_capacity():
                 continue
             partition, lane = wakeup
@@ -366,7 +293,7 @@ class Worker:
     def _claim(self, partition: int, lane: str) -> None:
         count = min(self._free(), self.batch_max)
         if count <= 0:
-            self._wake(partition, lane)
+            self._wakeups.wake(partition, lane)
             return
         reply = self.client.run(executions.claim(self.keys, partition, lane, count, self.lease_ms, self.id))
         if not reply.claimed:
@@ -379,7 +306,7 @@ class Worker:
             self._start(claimed, lane)
         if reply.remaining > 0:
             if self._free() > 0:
-                self._wake(partition, lane)
+                self._wakeups.wake(partition, lane)
             else:
                 self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
 
@@ -390,8 +317,7 @@ class Worker:
         context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
                               claimed.flow, claimed.step)
         held = Held(claimed, lane, context)
-        with self._held_lock:
-            self._held[claimed.execution_id] = held
+        self._held.add(held)
         definition = self.app.tasks.get(claimed.task)
         if definition is None:
             self._finish(held, Outcome(claimed, lane, False, kind="unknown_task",
@@ -485,75 +411,20 @@ class Worker:
         held.done = True
         if held.started:
             metrics.RUN_TIME.labels(held.lane).observe(time.monotonic() - held.started)
-        self._outcomes.put(outcome)
+        self._recorder.put(outcome)
         self._release_capacity()
 
-    # -- recording outcomes ----------------------------------------------
+    # -- the other threads (each mechanism in its own module) -----------
     def _complete_loop(self) -> None:
-        closing = False
-        while not closing:
-            batch: list[Outcome] = []
-            item = self._outcomes.get()
-            while True:
-                if item is None:
-                    closing = True
-                else:
-                    batch.append(item)
-                if len(batch) >= 256:
-                    break
-                try:
-                    item = self._outcomes.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._record(batch)
+        self._recorder.run()
 
-    def _record(self, batch: list[Outcome]) -> None:
-        calls = []
-        for o in batch:
-            c = o.claimed
-            if o.ok:
-                calls.append(executions.complete(self.keys, c.execution_id, c.token, o.result))
-            else:
-                calls.append(executions.fail(self.keys, c.execution_id, c.token, o.kind, o.message,
-                                             o.retryable, random.random()))
-        replies = self.client.run_many(calls)
-        hints: list[tuple[int, str]] = []
-        to_dispatch: list[str] = []
-        for o, reply in zip(batch, replies):
-            with self._held_lock:
-                self._held.pop(o.claimed.execution_id, None)
-            if not o.ok:
-                _log_failure(o, reply)
-            if isinstance(reply, (Canceled, StaleLease, NotFound, InvalidState)):  # e.g. expired meanwhile
-                if o.ok:
-                    log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
-                continue
-            if isinstance(reply, Exception):
-                if o.ok:
-                    log.error("could not record %s: %s", o.claimed.execution_id, reply)
-                continue
-            state = reply.state
-            if reply.dispatch:
-                to_dispatch.append(o.claimed.execution_id)
-            event = "succeeded" if o.ok else ("failed" if state == "failed" else "retried")
-            metrics.EXECUTIONS.labels(event, o.lane).inc()
-            if o.ok:
-                self.stats.succeeded += 1
-            elif state == "failed":
-                self.stats.failed += 1
-            else:
-                self.stats.retried += 1
-                partition = partition_of(o.claimed.execution_id, self.keys.partitions)
-                if state == "ready":
-                    hints.append((partition, o.lane))
-                elif state == "delayed":
-                    self._schedule_promotion(partition, reply.delay_ms)
-        if hints:
-            self.client.run_many(hint_commands(self.keys, hints))
-        if to_dispatch:
-            self._dispatch(to_dispatch)
+    def _renew_loop(self) -> None:
+        self._renewer.run(self._stopped)
 
+    def _promote_loop(self) -> None:
+        self._promoter.run(self._stopped)
+
+    # -- dispatching -----------------------------------------------------
     def _dispatch(self, execution_ids: list[str]) -> None:
         """Resolve children; while we have room, claim children on our lanes ourselves
         (no hint, so no other worker makes an empty claim for them)."""
@@ -562,84 +433,8 @@ class Worker:
         def keep(partition: int, lane: str) -> bool:
             if lane in self.lanes and room[0] > 0:
                 room[0] -= 1
-                self._wake(partition, lane)
+                self._wakeups.wake(partition, lane)
                 return True
             return False
 
         dispatch(self.client, execution_ids, claim_locally=keep)
-
-    # -- delayed retries -------------------------------------------------
-    def _schedule_promotion(self, partition: int, delay_ms: int) -> None:
-        """Promote this partition when the retry is due, so retries do not wait for the
-        reconciler's next pass (which still promotes them if this worker dies first)."""
-        with self._timers_cv:
-            heapq.heappush(self._timers, (time.monotonic() + delay_ms / 1000, partition))
-            self._timers_cv.notify()
-
-    def _promote_loop(self) -> None:
-        """Promote due delayed work: a partition when one of our retries is due, and every
-        partition once per ``promote_interval_s`` (jittered), so ``delay_s`` and retries
-        other processes scheduled run with no daemon. One pipelined round, bounded per call."""
-        next_pass = self._next_promote_pass()
-        while not self._stopped.is_set():
-            due = self._wait_for_due(next_pass)
-            if time.monotonic() >= next_pass:
-                due.update(range(self.keys.partitions))
-                next_pass = self._next_promote_pass()
-            if due and not self._stopped.is_set():
-                self._promote(sorted(due))
-
-    def _next_promote_pass(self) -> float:
-        if self.promote_interval_s is None:
-            return float("inf")
-        return time.monotonic() + self.promote_interval_s * random.uniform(0.75, 1.25)
-
-    def _wait_for_due(self, until: float) -> set[int]:
-        """Block until a scheduled partition is due or ``until``; pop the due ones."""
-        with self._timers_cv:
-            while not self._stopped.is_set():
-                now = time.monotonic()
-                first = self._timers[0][0] if self._timers else until
-                if min(first, until) <= now:
-                    break
-                self._timers_cv.wait(timeout=max(min(first, until, now + self.poll_s) - now, 0.001))
-            due = set()
-            while self._timers and self._timers[0][0] <= time.monotonic():
-                due.add(heapq.heappop(self._timers)[1])
-            return due
-
-    def _promote(self, partitions: list[int]) -> None:
-        """``exec_promote`` on each partition; hint the lanes that got work. A partition that
-        had more due work than one call takes is scheduled again at once."""
-        replies = self.client.run_many([executions.promote(self.keys, p, PROMOTE_BATCH)
-                                        for p in partitions])
-        hints, failed = [], []
-        for partition, reply in zip(partitions, replies):
-            if isinstance(reply, Exception):
-                failed.append((partition, reply))
-                continue
-            hints += [(partition, lane) for lane in reply.lanes]
-            if reply.promoted >= PROMOTE_BATCH:
-                self._schedule_promotion(partition, 0)
-        if failed:  # one line a pass: a node down fails every partition it serves
-            log.warning("promoting %d partition(s) failed, first %d: %s; the next pass retries them",
-                        len(failed), failed[0][0], failed[0][1])
-        if hints:
-            self.client.run_many(hint_commands(self.keys, hints))
-
-    # -- lease renewal ---------------------------------------------------
-    def _renew_loop(self) -> None:
-        interval_s = self.lease_ms / 3000
-        while not self._stopped.wait(interval_s):
-            with self._held_lock:
-                held = [h for h in self._held.values() if not h.done]
-            if not held:
-                continue
-            calls = [executions.renew(self.keys, h.claimed.execution_id, h.claimed.token, self.lease_ms)
-                     for h in held]
-            for h, reply in zip(held, self.client.run_many(calls)):
-                if isinstance(reply, Canceled):
-                    h.context._cancel("canceled")
-                elif isinstance(reply, TransitionRejected):
-                    h.context._cancel(f"lease lost: {reply}")
-

@@ -1,0 +1,166 @@
+"""The recorder: handlers' outcomes go to the cluster in batches, and the replies say what next.
+
+Handlers finish on many threads; one recorder thread drains their outcomes
+(up to ``BATCH_MAX`` at a time) and records each batch in one pipelined round
+(``exec_complete`` / ``exec_fail``), so a busy worker pays one round trip per
+batch, not per execution. Each reply then decides the follow-up: count it,
+hint a retry that is ready now, schedule a promotion for a delayed one, and
+dispatch a flow step that finished. A module of its own so that this mapping
+can be tested against the Lua library without running handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import executions, metrics
+from engine.client import Client
+from engine.errors import Canceled, InvalidState, NotFound, StaleLease
+from engine.held import HeldLeases
+from engine.hints import hint_commands
+from engine.replies import Claimed
+from keys import partition_of
+
+log = logging.getLogger("flowslot.worker")
+
+BATCH_MAX = 256  # outcomes recorded per pipelined round
+
+
+@dataclass
+class Outcome:
+    """What a handler produced, waiting to be recorded."""
+
+    claimed: Claimed
+    lane: str
+    ok: bool
+    result: str = ""
+    kind: str = ""
+    message: str = ""
+    retryable: bool = True
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did; the recorder counts the outcomes, the worker the rest."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    empty_claims: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def log_failure(outcome: Outcome, reply: Any) -> None:
+    """One WARNING line per failed attempt: task, id, attempt, error kind and message, and what
+    became of it (retry, failed, or not recorded)."""
+    c = outcome.claimed
+    message = outcome.message.split("\n", 1)[0][:500]
+    if isinstance(reply, Exception):
+        then = f"not recorded: {reply}"
+    elif reply.state == "delayed":
+        then = f"retry in {reply.delay_ms / 1000:g} s"
+    elif reply.state == "ready":
+        then = "retry now"
+    else:
+        then = str(reply.state)
+    fields = {"task": c.task, "id": c.execution_id, "attempt": c.attempt, "error_kind": outcome.kind,
+              "error_message": message, "outcome": then}
+    log.warning("task %s %s attempt %d failed: %s: %s (%s)", c.task, c.execution_id, c.attempt,
+                outcome.kind, message, then, extra={"fields": fields})
+
+
+class Recorder:
+    """Records outcomes in batches; ``schedule`` and ``dispatch`` are the worker's follow-ups."""
+
+    def __init__(self, client: Client, held: HeldLeases, stats: WorkerStats,
+                 schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None]) -> None:
+        self.client = client
+        self.held = held
+        self.stats = stats
+        self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
+        self.dispatch = dispatch  # execution ids whose outgoing edges need resolving
+        self._outcomes: queue.Queue[Outcome | None] = queue.Queue()
+
+    def put(self, outcome: Outcome) -> None:
+        self._outcomes.put(outcome)
+
+    def close(self) -> None:
+        """``run`` records what is queued, then returns."""
+        self._outcomes.put(None)
+
+    def run(self) -> None:
+        """Record outcomes in batches until ``close``."""
+        closing = False
+        while not closing:
+            batch: list[Outcome] = []
+            item = self._outcomes.get()
+            while True:
+                if item is None:
+                    closing = True
+                else:
+                    batch.append(item)
+                if len(batch) >= BATCH_MAX:
+                    break
+                try:
+                    item = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self.record(batch)
+
+    def record(self, batch: list[Outcome]) -> None:
+        """One pipelined round for the batch, then the hints and the dispatch its replies ask for."""
+        keys = self.client.keys
+        calls = []
+        for o in batch:
+            c = o.claimed
+            if o.ok:
+                calls.append(executions.complete(keys, c.execution_id, c.token, o.result))
+            else:
+                calls.append(executions.fail(keys, c.execution_id, c.token, o.kind, o.message,
+                                             o.retryable, random.random()))
+        replies = self.client.run_many(calls)
+        hints: list[tuple[int, str]] = []
+        to_dispatch: list[str] = []
+        for o, reply in zip(batch, replies, strict=True):
+            self.held.forget(o.claimed.execution_id)
+            if not o.ok:
+                log_failure(o, reply)
+            if isinstance(reply, (Canceled, StaleLease, NotFound, InvalidState)):  # e.g. expired meanwhile
+                if o.ok:
+                    log.info("result of %s not recorded: %s", o.claimed.execution_id, reply)
+                continue
+            if isinstance(reply, Exception):
+                if o.ok:
+                    log.error("could not record %s: %s", o.claimed.execution_id, reply)
+                continue
+            if reply.dispatch:
+                to_dispatch.append(o.claimed.execution_id)
+            self._count(o, reply.state)
+            if not o.ok and reply.state in ("ready", "delayed"):
+                partition = partition_of(o.claimed.execution_id, keys.partitions)
+                if reply.state == "ready":
+                    hints.append((partition, o.lane))
+                else:
+                    self.schedule(partition, reply.delay_ms)
+        if hints:
+            self.client.run_many(hint_commands(keys, hints))
+        if to_dispatch:
+            self.dispatch(to_dispatch)
+
+    def _count(self, outcome: Outcome, state: str) -> None:
+        event = "succeeded" if outcome.ok else ("failed" if state == "failed" else "retried")
+        metrics.EXECUTIONS.labels(event, outcome.lane).inc()
+        if outcome.ok:
+            self.stats.succeeded += 1
+        elif state == "failed":
+            self.stats.failed += 1
+        else:
+            self.stats.retried += 1

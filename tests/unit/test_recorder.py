@@ -1,0 +1,153 @@
+"""The recorder: outcomes recorded in one round per batch, and each reply mapped to the
+worker's stats, hints, promotions and dispatch (fakeredis with the real Lua library)."""
+
+from __future__ import annotations
+
+import logging
+
+from engine import App
+from engine import executions as X
+from engine.context import TaskContext
+from engine.held import Held, HeldLeases
+from engine.recorder import Outcome, Recorder, WorkerStats
+from engine.router import Command
+from keys import new_id
+from tests.conftest import fake_client
+
+P = 4
+
+
+class Follow:
+    """The worker's side of the recorder: what it was asked to schedule and dispatch."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[int, int]] = []
+        self.dispatched: list[str] = []
+
+    def schedule(self, partition: int, delay_ms: int) -> None:
+        self.scheduled.append((partition, delay_ms))
+
+    def dispatch(self, execution_ids: list[str]) -> None:
+        self.dispatched.extend(execution_ids)
+
+
+def recorder_for(client):
+    follow, held, stats = Follow(), HeldLeases(), WorkerStats()
+    return Recorder(client, held, stats, follow.schedule, follow.dispatch), follow
+
+
+def leased(client, *, max_attempts=3, backoff_ms=0, lane="default"):
+    """Submit and claim one execution; return its claim."""
+    eid = new_id("e", P)
+    spec = X.SubmitSpec(eid, "t.task", lane, "{}", max_attempts=max_attempts, backoff_ms=backoff_ms,
+                        backoff_max_ms=max(backoff_ms, 1) * 10)
+    client.run(X.submit(client.keys, spec, P))
+    claimed = client.run(X.claim(client.keys, P, lane, 1, 30_000, "w")).claimed
+    assert [c.execution_id for c in claimed] == [eid]
+    return claimed[0]
+
+
+def state(client, eid):
+    key = client.keys.execution(P, eid)
+    return client.run(Command(("HGET", key, "state"), key))
+
+
+def hinted(client, lane):
+    key = client.keys.hint(lane, client.keys.hint_index(P))
+    return [int(p) for p in client.run(Command(("LRANGE", key, 0, -1), key))]
+
+
+def failure(claimed, retryable=True, lane="default"):
+    return Outcome(claimed, lane, False, kind="ValueError", message="bad input\ntraceback", retryable=retryable)
+
+
+def test_a_success_is_stored_counted_and_its_lease_forgotten(namespace):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    claimed = leased(client)
+    recorder.held.add(Held(claimed, "default", TaskContext(claimed.execution_id, 1, 0, None)))
+    recorder.record([Outcome(claimed, "default", True, result="42")])
+    assert state(client, claimed.execution_id) == "succeeded"
+    assert (recorder.stats.succeeded, recorder.stats.failed, recorder.stats.retried) == (1, 0, 0)
+    assert recorder.held.running() == []
+    assert (follow.scheduled, follow.dispatched) == ([], [])
+
+
+def test_a_retry_made_ready_is_hinted_and_counted_as_retried(namespace, caplog):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    claimed = leased(client, lane="images")
+    with caplog.at_level(logging.WARNING, logger="flowslot.worker"):
+        recorder.record([failure(claimed, lane="images")])
+    assert state(client, claimed.execution_id) == "ready"
+    assert recorder.stats.retried == 1
+    assert hinted(client, "images") == [P]
+    assert follow.scheduled == []
+    assert "attempt 1 failed: ValueError: bad input (retry now)" in caplog.text
+
+
+def test_a_retry_with_back_off_schedules_a_promotion_after_the_replys_delay(namespace, caplog):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    claimed = leased(client, backoff_ms=10_000)
+    with caplog.at_level(logging.WARNING, logger="flowslot.worker"):
+        recorder.record([failure(claimed)])
+    assert state(client, claimed.execution_id) == "delayed"
+    assert recorder.stats.retried == 1
+    assert hinted(client, "default") == []
+    [(partition, delay_ms)] = follow.scheduled
+    assert partition == P and 5_000 <= delay_ms <= 10_000  # half the back-off plus jitter
+    assert f"(retry in {delay_ms / 1000:g} s)" in caplog.text
+
+
+def test_the_last_attempt_fails_for_good_with_no_hint_and_no_promotion(namespace, caplog):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    claimed = leased(client, max_attempts=1)
+    with caplog.at_level(logging.WARNING, logger="flowslot.worker"):
+        recorder.record([failure(claimed)])
+    assert state(client, claimed.execution_id) == "failed"
+    assert (recorder.stats.failed, recorder.stats.retried) == (1, 0)
+    assert (hinted(client, "default"), follow.scheduled) == ([], [])
+    assert "(failed)" in caplog.text
+
+
+def test_a_finished_flow_step_with_children_is_dispatched(namespace):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    flow = App(client=client).flow("two")
+    a = flow.step("a", "t.a")
+    flow.step("b", "t.b", a.ref())
+    run = flow.submit()
+    [claimed] = client.run(X.claim(client.keys, run.partition, "default", 10, 30_000, "w")).claimed
+    recorder.record([Outcome(claimed, "default", True, result="1")])
+    assert follow.dispatched == [claimed.execution_id]
+
+
+def test_a_refused_outcome_is_dropped_uncounted(namespace, caplog):
+    client = fake_client(namespace)
+    recorder, follow = recorder_for(client)
+    claimed = leased(client)
+    stale = claimed._replace(token="999")
+    with caplog.at_level(logging.INFO, logger="flowslot.worker"):
+        recorder.record([Outcome(stale, "default", True, result="1"), failure(stale)])
+    assert state(client, claimed.execution_id) == "leased"
+    assert (recorder.stats.succeeded, recorder.stats.failed, recorder.stats.retried) == (0, 0, 0)
+    assert f"result of {claimed.execution_id} not recorded" in caplog.text
+    assert "(not recorded: " in caplog.text
+    assert (follow.scheduled, follow.dispatched) == ([], [])
+
+
+def test_run_records_every_queued_outcome_in_batches_then_returns_on_close(namespace):
+    client = fake_client(namespace)
+    recorder, _ = recorder_for(client)
+    claims = [leased(client) for _ in range(3)]
+    batches = []
+    record = recorder.record
+    recorder.record = lambda batch: (batches.append(len(batch)), record(batch))  # type: ignore[method-assign]
+    for claimed in claims:
+        recorder.put(Outcome(claimed, "default", True, result="1"))
+    recorder.close()
+    recorder.run()
+    assert batches == [3]
+    assert [state(client, c.execution_id) for c in claims] == ["succeeded"] * 3
