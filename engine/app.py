@@ -214,7 +214,7 @@ class App:
         ks = self.client.keys
         replies = self.client.run_many([executions.submit(ks, spec, p) for spec, p in prepared])
         handles, ready = [], []
-        for (spec, partition), reply in zip(prepared, replies):
+        for (spec, partition), reply in zip(prepared, replies, strict=False):
             if isinstance(reply, Exception):
                 raise reply
             execution_id, state, created = reply

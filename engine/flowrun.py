@@ -149,7 +149,7 @@ class FlowRun:
         entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
         out = []
         for entry_id, flat in entries:
-            fields = dict(zip(flat[::2], flat[1::2]))
+            fields = dict(zip(flat[::2], flat[1::2], strict=False))
             if fields.get("flow") == self.id:
                 out.append({"at_ms": int(entry_id.split("-")[0]), **fields})
         return out

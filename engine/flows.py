@@ -245,7 +245,7 @@ def _check_upstreams_exist(app: App, flow_id: str, partition: int, step: Step, p
         return
     key = app.client.keys.flow_steps(partition, flow_id)
     found = app.client.run(Command(("HMGET", key, *upstreams), key))
-    missing = [upstream for upstream, eid in zip(upstreams, found) if not eid]
+    missing = [upstream for upstream, eid in zip(upstreams, found, strict=False) if not eid]
     if missing:
         raise ContractError(f"step {step.id!r} depends on {', '.join(map(repr, missing))}, "
                             f"not steps of flow {flow_id}")

@@ -32,7 +32,7 @@ def list_flows(client: Client, *, state: str | None = None, labels: dict[str, st
     reads = [Command(("HMGET", ks.flow(p, fid), "name", "state", "labels", "total", "terminal"),
                      ks.flow(p, fid)) for _, p, fid in found]
     flows = []
-    for (created, _, fid), values in zip(found, client.run_many(reads)):
+    for (created, _, fid), values in zip(found, client.run_many(reads), strict=False):
         name, st, raw_labels, total, terminal = values
         if st is None:
             continue

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 MAX_NESTING = 200  # levels of lists and dicts inside one argument
 
-Path = list[Union[str, int]]
-_Link = Union[tuple[Union[str, int], "_Link"], None]  # (key, parent): a path built without copying
+Path = list[str | int]
+# (key, parent): a path built without copying; Union because "_Link" | None is not an expression
+_Link = Union[tuple[str | int, "_Link"], None]  # noqa: UP007
 
 
 @dataclass(frozen=True)

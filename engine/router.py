@@ -382,7 +382,7 @@ class Router:
         reloaded_nodes: set[Node] = set()
         n = 0
         try:
-            for n, i in enumerate(idx):
+            for n, i in enumerate(idx):  # noqa: B007 - n says where a broken connection stopped
                 if i in asking:
                     self._read_one(conn)  # the ASKING +OK
                     del asking[i]

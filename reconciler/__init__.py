@@ -12,8 +12,8 @@ from reconciler.scanners import (
     IndexCheck,
     LeaseExpiry,
     Retention,
-    ScanResult,
     Scanner,
+    ScanResult,
     UnsealedFlows,
     default_scanners,
 )

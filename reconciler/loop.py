@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from engine import metrics
 from engine.client import Client
 from reconciler.ownership import Ownership
-from reconciler.scanners import ScanResult, Scanner, default_scanners
+from reconciler.scanners import Scanner, ScanResult, default_scanners
 from reconciler.throttle import LogThrottle
 
 log = logging.getLogger("flowslot.reconciler")

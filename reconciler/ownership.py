@@ -55,7 +55,7 @@ class Ownership:
         self.heartbeat()
         want = self.share()
         renewed = self.client.run_many([self._claim(p) for p in sorted(self.owned)])
-        self.owned = {p for p, ok in zip(sorted(self.owned), renewed) if ok is True}
+        self.owned = {p for p, ok in zip(sorted(self.owned), renewed, strict=False) if ok is True}
         if len(self.owned) > want:
             extra = sorted(self.owned)[want:]
             self.client.run_many([self._release(p) for p in extra])
@@ -68,7 +68,7 @@ class Ownership:
             candidates = [(start + i) % partitions for i in range(partitions)]
             candidates = [p for p in candidates if p not in self.owned]
             replies = self.client.run_many([self._claim(p) for p in candidates])
-            for p, ok in zip(candidates, replies):
+            for p, ok in zip(candidates, replies, strict=False):
                 if ok is True and len(self.owned) < want:
                     self.owned.add(p)
                 elif ok is True:

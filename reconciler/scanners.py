@@ -95,7 +95,7 @@ class Scanner:
             result.rounds += 1
             replies = client.run_many([self.call(client, p) for p in todo])
             result.commands += len(todo)
-            digested = [(p, d) for p, reply in zip(todo, replies)
+            digested = [(p, d) for p, reply in zip(todo, replies, strict=False)
                         if (d := self._digest_or_skip(client, p, reply, result)) is not None]
             digests = [d for _, d in digested]
             try:

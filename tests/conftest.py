@@ -105,8 +105,8 @@ def spawn_worker():
 @pytest.fixture
 def make_app():
     """An App on a real deployment, in the test's namespace, closed at teardown."""
-    from engine import App
     import tests.apps.basic as basic
+    from engine import App
 
     apps = []
 

@@ -91,7 +91,7 @@ def _level(app: App, meter: Meter, flows: int, concurrency: int, params: Params)
     spans = read_hashes(app.client, [r.key for r in runs], ("created_ms", "finished_ms"))
     server_ms = [int(f) - int(c) for c, f in spans if c and f]
     finals = execution_fields(app, [last for _, last, *_ in done], ("state", "result"))
-    correct = sum(1 for (state, value), (*_, flow_state) in zip(finals, done)
+    correct = sum(1 for (state, value), (*_, flow_state) in zip(finals, done, strict=False)
                   if state == "succeeded" and value == str(steps)
                   and flow_state is FlowState.SUCCEEDED)
     latencies = [seconds * 1000 for _, _, seconds, _ in done]

@@ -42,7 +42,8 @@ from engine.localcluster.topology import (
 )
 
 __all__ = [
-    "SERVER_ENV", "describe_server", "CLUSTER_SLOTS", "HOST", "LocalCluster", "LocalClusterError", "LocalNode", "ServerBinary", "SlotView",
+    "SERVER_ENV", "describe_server", "CLUSTER_SLOTS", "HOST", "LocalCluster", "LocalClusterError",
+    "LocalNode", "ServerBinary", "SlotView",
     "find_server_binary", "is_server_pid", "live_pids", "load_state", "normalize_slots", "parse_cluster_nodes",
     "parse_info", "parse_server_version", "pick_free_ports", "pid_alive", "poll_until", "port_is_free",
     "probe_binary", "probe_nodes", "running_server", "save_state", "slot_ranges", "state_path", "stop_from_state",

@@ -58,7 +58,7 @@ class Worker:
             try:
                 line = self._queue.get(timeout=timeout_s)
             except queue.Empty:
-                raise AssertionError(f"no line with {text!r}; output so far:\n" + "\n".join(self.lines))
+                raise AssertionError(f"no line with {text!r}; output so far:\n" + "\n".join(self.lines)) from None
             if line is None:
                 raise AssertionError(f"worker exited without {text!r}:\n" + "\n".join(self.lines))
             self.lines.append(line)
@@ -157,7 +157,7 @@ def test_a_worker_facing_a_refused_connection_or_an_http_url_says_so_in_one_line
 
 def test_a_worker_on_a_deployment_with_another_partition_count_says_so_in_one_line(cluster, namespace,
                                                                                    make_app):
-    make_app(cluster.url, namespace).client  # records 16 partitions for the namespace
+    _ = make_app(cluster.url, namespace).client  # connecting records 16 partitions for the namespace
     line = one_error_line(run_worker_once("--url", cluster.url, "--namespace", namespace,
                                           "--partitions", "32", env=clean_env()))
     assert "16 partitions" in line and "32" in line

@@ -15,7 +15,6 @@ from engine.dispatcher import dispatch
 from engine.errors import FlowCanceled
 from engine.router import Command
 from tests.conftest import TEST_PARTITIONS
-
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.server

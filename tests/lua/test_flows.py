@@ -152,7 +152,7 @@ def test_any_of_runs_on_the_first_success_and_skips_when_all_fail(app, outcomes,
     parents = [flow.step(n, f"t.{n}") for n in ("a", "b", "c")]
     flow.step("child", "t.child", after=parents, any_of=True)
     run = flow.submit()
-    for name, outcome in zip(("a", "b", "c"), outcomes):
+    for name, outcome in zip(("a", "b", "c"), outcomes, strict=False):
         finish(app, run, name, outcome)
     assert state(run, "child") == expected
 
@@ -167,7 +167,7 @@ def test_quorum_needs_n_successes_and_skips_as_soon_as_it_cannot_reach_them(app,
     parents = [flow.step(n, f"t.{n}") for n in ("a", "b", "c")]
     flow.step("child", "t.child", after=parents, quorum=2)
     run = flow.submit()
-    for name, outcome in zip(("a", "b"), outcomes):
+    for name, outcome in zip(("a", "b"), outcomes, strict=False):
         finish(app, run, name, outcome)
     assert state(run, "child") == expected
 

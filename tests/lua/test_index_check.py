@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
-
 from engine import executions as X
-from engine.dispatcher import dispatch
 from engine.router import Command
 from reconciler import IndexCheck
 from reconciler.scanners import ScanResult
@@ -44,7 +41,7 @@ def repaired_once(app, caplog, *expected: str) -> ScanResult:
     assert result.repaired == len(expected)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("index check repaired")]
     assert len(lines) == len(expected)
-    for (kind, eid, _), line in zip(result.details, lines):
+    for (kind, eid, _), line in zip(result.details, lines, strict=False):
         assert kind in line and eid in line
     assert check(app).repaired == 0
     return result

@@ -44,7 +44,7 @@ def counts(client):
 def events(client):
     key = client.keys.events(P)
     entries = client.run(Command(("XRANGE", key, "-", "+"), key))
-    fields = [dict(zip(flat[::2], flat[1::2])) for _, flat in entries]
+    fields = [dict(zip(flat[::2], flat[1::2], strict=False)) for _, flat in entries]
     return [(f["from"], f["to"]) for f in fields]
 
 

@@ -11,7 +11,6 @@ from engine.errors import StaleLease
 from keys import partition_of_key, partition_slot
 from reconciler import Reconciler
 from tests.conftest import TEST_PARTITIONS
-
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.system]

@@ -16,7 +16,6 @@ from engine import executions as X
 from engine.router import Command
 from tests.conftest import TEST_PARTITIONS
 from tests.integration.workers import ROOT
-
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.system]

@@ -135,14 +135,14 @@ def test_acknowledged_work_survives_a_primary_killed_under_load(namespace, spawn
         try:
             acked = submitters.acked
             found = states(app, acked)
-            lost = [s for s, state in zip(acked, found) if state is None]
+            lost = [s for s, state in zip(acked, found, strict=False) if state is None]
             print(f"{len(acked)} acknowledged submits, {len(lost)} lost with the killed primary, "
                   f"{len(submitters.unacked)} not acknowledged")
             for s in lost:  # when each was sent and returned, relative to the death of the primary
                 print(f"lost {s.execution_id}: sent {s.sent_at - dead_at:+.3f}s, "
                       f"returned {s.acked_at - dead_at:+.3f}s")
             assert all(s.partition in on_victim and s.sent_at < dead_at for s in lost), lost
-            kept = [s for s, state in zip(acked, found) if state is not None]
+            kept = [s for s, state in zip(acked, found, strict=False) if state is not None]
             assert [app.handle(s.execution_id).result(timeout=30) for s in kept] == [s.value for s in kept]
             again = [app.submit("basic.add", s.value - 1, 1, idempotency_key=s.key) for s in kept]
             assert [(h.id, h.created) for h in again] == [(s.execution_id, False) for s in kept]

@@ -22,7 +22,6 @@ from reconciler import (
     Retention,
     UnsealedFlows,
 )
-
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.system]
@@ -123,7 +122,8 @@ def test_retention_deletes_finished_executions_and_flows_with_all_their_keys(clu
     purged = Reconciler(app.client, [Retention(retention_s=0), FlowRetention(retention_s=0)]).run_pass()
     assert (purged["retention"].repaired, purged["flow_retention"].repaired) == (1, 1)
     keys = set(snapshot(app.client))
-    entities = [k for k in keys if any(f":{part}" in k for part in ("x:", "done:", "f:", "in:", "out:", "inp:", "idem:"))]
+    parts = ("x:", "done:", "f:", "in:", "out:", "inp:", "idem:")
+    entities = [k for k in keys if any(f":{part}" in k for part in parts)]
     assert entities == []
 
 

@@ -135,7 +135,7 @@ def migration_jobs(node: redis.Redis) -> dict[str, dict[str, Any]]:
     """CLUSTER GETSLOTMIGRATIONS by job name (each job a map, or a flat list in RESP2)."""
     jobs = {}
     for job in run_command(node, "CLUSTER", "GETSLOTMIGRATIONS"):
-        fields = job if isinstance(job, dict) else dict(zip(job[::2], job[1::2]))
+        fields = job if isinstance(job, dict) else dict(zip(job[::2], job[1::2], strict=False))
         jobs[fields["name"]] = fields
     return jobs
 
@@ -335,7 +335,7 @@ def test_flows_finish_exactly_while_their_slots_are_migrated_key_by_key(
         # From here until end() no writing function of these slots can start, so the
         # flows running now are still running when their keys move.
         ks = KeySpace(namespace, TEST_PARTITIONS)
-        for p, move in zip(partitions, moves):
+        for p, move in zip(partitions, moves, strict=False):
             assert unfinished(cluster, runs, p), f"partition {p}'s flows all finished already"
             move.migrate([ks.counts(p)])  # first: from here every transition needs a key that left
         move_keys_in_rounds(moves)

@@ -19,7 +19,7 @@ from keys import (
 def test_key_slot_matches_the_values_redis_documents():
     assert key_slot("foo") == 12182
     assert key_slot("{user1000}.following") == key_slot("{user1000}.followers")
-    assert key_slot("foo{}{bar}") == key_slot("foo{}{bar}".encode())
+    assert key_slot("foo{}{bar}") == key_slot(b"foo{}{bar}")
 
 
 def test_the_fast_crc16_matches_the_reference_implementation():
@@ -36,7 +36,7 @@ def test_every_partition_tag_hashes_to_its_own_evenly_spaced_slot():
         slots = [key_slot("{" + t + "}") for t in tags]
         assert slots == [partition_slot(n, partitions) for n in range(partitions)]
         assert len(set(slots)) == partitions
-        gaps = {b - a for a, b in zip(slots, slots[1:])}
+        gaps = {b - a for a, b in zip(slots, slots[1:], strict=False)}
         assert max(gaps) - min(gaps) <= 1
 
 
