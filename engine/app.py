@@ -217,11 +217,10 @@ class App:
         for (spec, partition), reply in zip(prepared, replies, strict=False):
             if isinstance(reply, Exception):
                 raise reply
-            execution_id, state, created = reply
-            handles.append(Handle(self.client, execution_id, created))
-            if created:
+            handles.append(Handle(self.client, reply.id, reply.created))
+            if reply.created:
                 metrics.EXECUTIONS.labels("submitted", spec.lane).inc()
-            if state == "ready" and created:
+            if reply.state == "ready" and reply.created:
                 ready.append((partition, spec.lane))
         if ready:
             self.client.run_many(hint_commands(ks, ready))

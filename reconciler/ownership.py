@@ -13,6 +13,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from engine import replies
 from engine.calls import FCall
 from engine.client import Client
 
@@ -31,16 +32,18 @@ class Ownership:
 
     def _claim(self, partition: int) -> FCall:
         return FCall("own_claim", (self.client.keys.owner(partition),), (self.daemon_id, self.ttl_ms),
-                     parse=bool)
+                     parse=replies.own_claim)
 
     def _release(self, partition: int) -> FCall:
-        return FCall("own_release", (self.client.keys.owner(partition),), (self.daemon_id,), parse=bool)
+        return FCall("own_release", (self.client.keys.owner(partition),), (self.daemon_id,),
+                     parse=replies.own_release)
 
     def heartbeat(self, leaving: bool = False) -> list[str]:
         key = self.client.keys.daemons()
         # Sorted by id: the set orders by expiry, which would put ourselves last every time.
         self.live = sorted(self.client.run(FCall("own_heartbeat", (key,),
-                                                 (self.daemon_id, self.ttl_ms, int(leaving)))))
+                                                 (self.daemon_id, self.ttl_ms, int(leaving)),
+                                                 parse=replies.own_heartbeat)))
         return self.live
 
     def share(self) -> int:
