@@ -35,15 +35,23 @@ def owners(app):
     return app.client.run_many([Command(("GET", ks.owner(p)), ks.owner(p)) for p in range(ks.partitions)])
 
 
+def settled_shares(app, daemons: int) -> Counter[str] | None:
+    """The owners' shares once every partition has an owner among ``daemons`` live daemons
+    and the shares are fair; None while a rebalance is still moving partitions."""
+    share = Counter(owners(app))
+    if None in share or len(share) != daemons or max(share.values()) - min(share.values()) > 1:
+        return None
+    return share
+
+
 
 
 def test_a_killed_daemons_partitions_and_stragglers_are_taken_over(cluster, namespace, make_app):
     app = make_app(cluster.url, namespace)
     daemons = [start_daemon(cluster.url, namespace) for _ in range(3)]
     try:
-        wait_until(lambda: None not in owners(app) and len(set(owners(app))) == 3, what="three owners")
-        share = Counter(owners(app))
-        assert max(share.values()) - min(share.values()) <= 1 and sum(share.values()) == TEST_PARTITIONS
+        share = wait_until(lambda: settled_shares(app, 3), what="three owners with fair shares")
+        assert sum(share.values()) == TEST_PARTITIONS
         victim = daemons[0]
         victim_id = next(o for o in share if f":{victim.pid}:" in o)
         victim_partitions = [p for p, o in enumerate(owners(app)) if o == victim_id]
@@ -57,13 +65,13 @@ def test_a_killed_daemons_partitions_and_stragglers_are_taken_over(cluster, name
         app.client.run(X.submit(app.client.keys, spec, partition))
         delayed = app.client.keys.delayed(partition)
         app.client.run(Command(("ZADD", delayed, 1, spec.execution_id), delayed))
-        wait_until(lambda: victim_id not in owners(app) and None not in owners(app), what="re-ownership")
-        assert len(set(owners(app))) == 2
+        survivors = wait_until(lambda: settled_shares(app, 2), what="re-ownership by the two survivors")
+        assert victim_id not in survivors
         key = app.client.keys.execution(partition, spec.execution_id)
         wait_until(lambda: app.client.run(Command(("HGET", key, "state"), key)) == "ready",
                    what="the straggler to be promoted by a surviving daemon")
         survivor = daemons[1]
-        survivor_id = next(o for o in set(owners(app)) if f":{survivor.pid}:" in o)
+        survivor_id = next(o for o in survivors if f":{survivor.pid}:" in o)
         survivor.send_signal(signal.SIGTERM)
         assert survivor.wait(timeout=20) == 0
         wait_until(lambda: survivor_id not in owners(app), what="SIGTERM to release the partitions")
