@@ -63,6 +63,7 @@ log = logging.getLogger("flowslot.worker")
 
 MAX_ERROR_KIND = 200
 SHUTDOWN_REPORT_S = 5.0  # how often a stopping worker says what it still waits for
+SIGNAL_POLL_S = 0.1  # how soon the main thread acts on a signal the handler counted
 MAX_ERROR_MESSAGE = 4096
 
 
@@ -105,7 +106,7 @@ class Worker:
         self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch)
         self._renewer = Renewer(self.client, self._held, lease_ms)
         self._stopping = threading.Event()
-        self._abort = threading.Event()  # a second signal: release the leases now
+        self._signals = 0  # SIGTERM/SIGINT received (the handler only counts)
         self._signal_name = ""
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -125,19 +126,24 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
         self.start()
-        self._stopping.wait()
+        while not self._signals and not self._stopping.is_set():
+            self._stopping.wait(SIGNAL_POLL_S)
+        self.stop()
         self._shutdown()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """First signal: stop claiming. Second: stop waiting for running handlers.
-        (Only flags here; the main thread does the logging and the calls.)"""
+
+        Only plain assignments here, no lock: a signal handler runs in the main
+        thread between two bytecodes, possibly while that thread holds the very
+        lock an Event or Condition would take, which would deadlock the worker.
+        The main thread reads these fields and does the rest."""
         self._signal_name = signal.Signals(signum).name
-        if self._stopping.is_set():
-            self._abort.set()
-            with self._capacity:
-                self._capacity.notify_all()
-        else:
-            self.stop()
+        self._signals += 1
+
+    def _aborting(self) -> bool:
+        """A second signal came: hand the running leases back now."""
+        return self._signals >= 2
 
     @property
     def running_handlers(self) -> int:
@@ -193,7 +199,7 @@ class Worker:
             if thread.name.startswith(("flowslot-claim", "flowslot-hints")):
                 thread.join(timeout=self.poll_s + 10)
         self._wait_for_handlers(time.monotonic() + self.grace_s)
-        if self._abort.is_set():
+        if self._aborting():
             log.warning("worker %s: second %s, handing back the leases of %d running handler(s) now",
                         self.id, self._signal_name, self._inflight)
         self._release_held()
@@ -211,7 +217,7 @@ class Worker:
         """Let running handlers finish until the deadline or a second signal, saying every
         few seconds what is still running."""
         report_at = time.monotonic()
-        while not self._abort.is_set():
+        while not self._aborting():
             now = time.monotonic()
             if self._inflight <= 0 or now >= deadline:
                 return

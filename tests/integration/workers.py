@@ -34,7 +34,9 @@ class WorkerProcess:
              "--lease-ms", str(lease_ms), "--grace-s", str(grace_s),
              "--concurrency", str(concurrency), "--metrics-port", str(metrics_port)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # PYTHONFAULTHANDLER: a worker that does not stop is sent SIGABRT, which dumps
+            # every thread's stack into the output that the failure message carries.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
         self.lines: list[str] = []
         self._started = threading.Event()
@@ -70,8 +72,18 @@ class WorkerProcess:
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM and the exit code; a worker still running after ``timeout_s`` fails the
+        test with its output and a dump of its threads."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            raise AssertionError(f"worker did not exit {timeout_s}s after SIGTERM:\n{self.output()}") from None
 
     def output(self) -> str:
         """Everything the worker printed; kills it first if it still runs."""
