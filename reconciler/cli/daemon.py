@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections import defaultdict
 
@@ -18,6 +17,9 @@ from engine.httpd import serve
 from engine.logs import setup_logging
 from engine.router import Command
 from reconciler import SCANNERS, FlowRetention, Ownership, Reconciler, Retention, Scanner, ScanResult
+
+QUEUE_DEPTH_EVERY_S = 5.0  # how often the queue-depth gauges are read from the cluster
+SIGNAL_POLL_S = 0.1  # how soon the main thread acts on a SIGTERM/SIGINT
 
 
 def build_scanners(intervals: tuple[str, ...], retention_s: float | None,
@@ -94,13 +96,20 @@ def daemon(metrics_port: int, metrics_host: str, intervals: tuple[str, ...], ret
 
     reconciler = Reconciler(client, scanners, ownership=ownership, on_result=on_result)
     server = serve(metrics_port, lambda: health_report(client), metrics_host) if metrics_port else None
-    done = threading.Event()
+    # The handler only appends (no lock): Event.set() in a signal handler can deadlock on
+    # the lock the main thread holds inside Event.wait().
+    signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     reconciler.start()
     log.info("daemon %s started: %d scanners, metrics on %s", ownership.daemon_id, len(scanners),
              f"{metrics_host}:{metrics_port}" if server else "off")
-    while not done.wait(5.0):
+    next_refresh = time.monotonic() + QUEUE_DEPTH_EVERY_S
+    while not signals:
+        time.sleep(SIGNAL_POLL_S)
+        if time.monotonic() < next_refresh:
+            continue
+        next_refresh = time.monotonic() + QUEUE_DEPTH_EVERY_S
         try:
             refresh_queue_depth(client, sorted(ownership.owned))
         except Exception as e:  # noqa: BLE001 - metrics must never stop the daemon
