@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from engine import checks, executions, metrics, refs
+from engine import checks, events, executions, metrics, refs
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from engine.errors import ContractError
@@ -231,10 +231,21 @@ class App:
 
     # -- flows -----------------------------------------------------------
     def flow(self, name: str, labels: dict[str, str] | None = None, *,
-             max_steps: int = DEFAULT_MAX_STEPS) -> FlowBuilder:
-        """Start building a flow (a DAG of steps); ``.submit()`` writes it."""
+             max_steps: int = DEFAULT_MAX_STEPS, correlate: dict[str, str] | None = None) -> FlowBuilder:
+        """Start building a flow (a DAG of steps); ``.submit()`` writes it. ``correlate``
+        is the correlation its wait steps wait on (see ``FlowBuilder.wait``)."""
         return FlowBuilder(self, name, labels, checks.integer(max_steps, "max_steps", minimum=1,
-                                                              maximum=DEFAULT_MAX_STEPS * 100))
+                                                              maximum=DEFAULT_MAX_STEPS * 100), correlate)
+
+    def deliver(self, event: str, correlate: dict[str, str], payload: Any = None, *,
+                event_id: str | None = None,
+                buffer_ttl_s: float = events.DEFAULT_BUFFER_TTL_S) -> events.Delivery:
+        """Deliver an event (``event_deliver``): every step waiting for ``event`` with exactly
+        this correlation succeeds with ``payload`` as its result; when none waits yet, the
+        event is kept ``buffer_ttl_s`` for the first wait that registers. The same
+        ``event_id`` is applied once (remembered 24 h)."""
+        return events.deliver(self.client, event, correlate, payload, event_id=event_id,
+                              buffer_ttl_s=buffer_ttl_s, max_payload_bytes=self.max_payload_bytes)
 
     def run(self, flow_id: str) -> FlowRun:
         """A handle on a submitted flow."""

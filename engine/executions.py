@@ -57,6 +57,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "own_heartbeat": (("daemons",), ("daemon_id", "ttl_ms", "leaving")),
     "exec_retry": (("exec",), ()),
     "flow_retry": (("flow",), ("max_count",)),
+    "event_deliver": (("waits", "buffer", "seen"),
+                      ("event", "payload", "buffer_ttl_ms", "seen_ttl_ms", "max_count")),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
 }

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, flowcalls, flowops, metrics
+from engine import checks, events, flowcalls, flowops, metrics
 from engine.codec import encode
 from engine.dispatcher import announce
 from engine.errors import ContractError
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from engine.app import App, TaskDef
 
 DEFAULT_MAX_STEPS = 10_000
+WAIT_TASK = "flowslot.wait"  # the task name of wait steps: no handler ever runs them
 EDGE_KINDS = ("ref", "ref_or_default", "after", "after_any")
 
 
@@ -91,11 +92,13 @@ class FlowBuilder:
     """Collects steps; ``submit()`` validates them and writes the flow."""
 
     def __init__(self, app: App, name: str, labels: dict[str, str] | None = None,
-                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+                 max_steps: int = DEFAULT_MAX_STEPS, correlate: dict[str, str] | None = None) -> None:
         self.app = app
         self.name = checks.flow_name(name)
         self.labels = checks.labels(labels)
         self.max_steps = max_steps
+        # A flow with waits lives in its correlation's partition (engine/events.py).
+        self.correlation = None if correlate is None else events.correlation(correlate)
         self.steps: dict[str, Step] = {}
         self.submitted: FlowRun | None = None
 
@@ -133,6 +136,32 @@ class FlowBuilder:
             raise ContractError(f"step {step_id!r}: quorum={n} exceeds its {required} required "
                                 f"dependencies (ref() or after)")
         self.steps[step_id] = step
+        return step
+
+    def wait(self, step_id: str, event: str, correlate: dict[str, str] | None = None, *,
+             timeout_s: float | None = None, on_timeout: str = "expire", after: Iterable[Step | str] = (),
+             after_any: Iterable[Step | str] = (), optional: bool = False, any_of: bool = False,
+             quorum: int | None = None) -> Step:
+        """Add a step with no handler that waits for ``event`` with this correlation.
+
+        Once its edges are met it is ``waiting``; ``app.deliver(event, correlate, payload)``
+        makes it ``succeeded`` with ``payload`` as its result (children get it through
+        ``ref()``). After ``timeout_s`` it becomes ``expired`` (``on_timeout="fail"``:
+        ``failed``). ``correlate`` defaults to the flow's (``app.flow(..., correlate=)``);
+        every wait of one flow has the same correlation, which places the flow.
+        """
+        name = events.event_name(event)
+        corr = events.correlation(correlate) if correlate is not None else self.correlation
+        if corr is None:
+            raise ContractError(f"wait step {step_id!r}: give correlate= here or to app.flow()")
+        if self.correlation is not None and corr != self.correlation:
+            raise ContractError(f"wait step {step_id!r}: correlation {corr.canonical} differs from the "
+                                f"flow's {self.correlation.canonical}; one flow waits on one correlation")
+        spec = events.wait_spec(name, corr, timeout_s, on_timeout)
+        step = self.step(step_id, WAIT_TASK, after=after, after_any=after_any, optional=optional,
+                         any_of=any_of, quorum=quorum)
+        step.options["wait"] = spec
+        self.correlation = corr
         return step
 
     def _add_edge(self, step: Step, upstream: Step | Ref | str, kind: str, default: Any = None) -> None:
@@ -206,7 +235,8 @@ class FlowBuilder:
                 "payload": spec.payload, "priority": spec.priority, "max_attempts": spec.max_attempts,
                 "backoff_ms": spec.backoff_ms, "backoff_max_ms": spec.backoff_max_ms,
                 "deadline_in_ms": spec.deadline_in_ms, "optional": o["optional"],
-                "policy": o["policy"], "quorum": o["quorum"], "edges": edges}
+                "policy": o["policy"], "quorum": o["quorum"], "edges": edges,
+                **({"wait": o["wait"]} if "wait" in o else {})}
 
     def submit(self, budget: int = WORK_BUDGET) -> FlowRun:
         """Validate, then write the flow: one FCALL when it fits ``budget`` work units
@@ -215,7 +245,8 @@ class FlowBuilder:
         if not self.steps:
             raise ContractError(f"flow {self.name!r} has no steps")
         order = self._topological_order()
-        partition = self.app._random_partition()
+        partition = (self.correlation.partition(self.app.partitions) if self.correlation is not None
+                     else self.app._random_partition())
         flow_id = new_id("f", partition)
         encoded = [self.encode_step(step, partition) for step in order]
         labels = encode(self.labels, limit_bytes=64 * 1024, what="flow labels")

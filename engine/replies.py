@@ -105,6 +105,21 @@ class RetryReply(NamedTuple):
     lane: str
 
 
+class Resumed(NamedTuple):
+    """One waiting step an event resumed, and whether the dispatcher must resolve its edges."""
+
+    execution_id: str
+    dispatch: bool
+
+
+class DeliverReply(NamedTuple):
+    """``event_deliver``: what the event did, the steps it resumed, and whether more wait."""
+
+    outcome: str  # "resumed", "buffered" or "duplicate"
+    resumed: list[Resumed]
+    more: bool  # more steps wait than one call resumes: call again
+
+
 class InputsPage(NamedTuple):
     """One ``HSCAN`` page of a step's inputs (not an FCALL; read when a claim left them out)."""
 
@@ -354,6 +369,10 @@ def flowslot_states(r: Any) -> dict[str, Any]:
     return tables
 
 
+def event_deliver(r: Any) -> DeliverReply:
+    return DeliverReply(r[0], [Resumed(i, bool(d)) for i, d in r[1]], bool(r[2]))
+
+
 def flowslot_version(r: Any) -> str:
     """The library's source hash."""
     return str(r)
@@ -386,6 +405,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "own_claim": own_claim,
     "own_release": own_release,
     "own_heartbeat": own_heartbeat,
+    "event_deliver": event_deliver,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,
 }

@@ -46,12 +46,12 @@ TERMINAL_EXECUTION_STATES = frozenset({E.SUCCEEDED, E.FAILED, E.SKIPPED, E.CANCE
 INITIAL_EXECUTION_STATES = frozenset({E.READY, E.DELAYED, E.BLOCKED})
 
 EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
-    E.BLOCKED: frozenset({E.READY, E.DELAYED, E.SKIPPED, E.CANCELED, E.EXPIRED}),
+    E.BLOCKED: frozenset({E.READY, E.DELAYED, E.WAITING, E.SKIPPED, E.CANCELED, E.EXPIRED}),
     E.DELAYED: frozenset({E.READY, E.BLOCKED, E.CANCELED, E.EXPIRED}),
     E.READY: frozenset({E.LEASED, E.BLOCKED, E.CANCELED, E.EXPIRED}),
     E.LEASED: frozenset({E.SUCCEEDED, E.FAILED, E.DELAYED, E.READY, E.WAITING, E.CANCELED,
                          E.EXPIRED}),
-    E.WAITING: frozenset({E.READY, E.DELAYED, E.FAILED, E.CANCELED, E.EXPIRED}),
+    E.WAITING: frozenset({E.SUCCEEDED, E.READY, E.DELAYED, E.FAILED, E.CANCELED, E.EXPIRED}),
     E.SUCCEEDED: frozenset(),
     # retry: exec_retry makes a standalone execution ready, flow_retry blocks a step again
     E.FAILED: frozenset({E.READY, E.BLOCKED}),

@@ -147,6 +147,19 @@ class KeySpace:
         """SET: execution ids a ``flow_retry`` in progress is re-running."""
         return f"{self.flow(partition, flow_id)}:retry"
 
+    def waits(self, partition: int, wait_key: str) -> str:
+        """SET: ids of the steps waiting for one event and correlation (``wait_key``:
+        ``<event>|<SHA-1 of the canonical correlation>``, see engine/events.py)."""
+        return f"{self.prefix(partition)}wait:{wait_key}"
+
+    def event_buffer(self, partition: int, wait_key: str) -> str:
+        """LIST: payloads of an event that came before any step of its correlation waited (TTL)."""
+        return f"{self.prefix(partition)}evbuf:{wait_key}"
+
+    def event_seen(self, partition: int, event: str, event_id: str) -> str:
+        """STRING: marks an event id as applied, so a repeated delivery changes nothing (TTL)."""
+        return f"{self.prefix(partition)}evseen:{event}:{event_id}"
+
     def flow_ops(self, partition: int) -> str:
         """ZSET: multi-call flow operations in progress, ``<op>:<flow id>`` by start time
         (op: seal, cancel, resume, retry); the reconciler finishes what a crash left."""

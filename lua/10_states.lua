@@ -8,12 +8,12 @@
 local function rcall(...) return redis.call(...) end
 
 local EXEC_TRANSITIONS = {
-  blocked   = {ready = 1, delayed = 1, skipped = 1, canceled = 1, expired = 1},
+  blocked   = {ready = 1, delayed = 1, waiting = 1, skipped = 1, canceled = 1, expired = 1},
   delayed   = {ready = 1, blocked = 1, canceled = 1, expired = 1},
   ready     = {leased = 1, blocked = 1, canceled = 1, expired = 1},
   leased    = {succeeded = 1, failed = 1, delayed = 1, ready = 1, waiting = 1,
                canceled = 1, expired = 1},
-  waiting   = {ready = 1, delayed = 1, failed = 1, canceled = 1, expired = 1},
+  waiting   = {succeeded = 1, ready = 1, delayed = 1, failed = 1, canceled = 1, expired = 1},
   succeeded = {},
   -- retry (exec_retry: -> ready; flow_retry: -> blocked)
   failed    = {ready = 1, blocked = 1},
@@ -189,6 +189,43 @@ local function finish(prefix, e, now)
     maybe_finish_flow(prefix, e.flow, now)
   end
   return dispatch
+end
+
+-- Waits (steps that wait for an event by correlation). A waiting step is a
+-- member of its correlation's `waits` set, which event_deliver reads; events
+-- that came before any wait registered sit in the correlation's buffer.
+local EVENT_BUFFER_CAP = 1000
+
+-- The event came: the waiting step succeeds with its payload as its result.
+-- Returns finish()'s dispatch flag.
+local function resume_wait(prefix, e, payload, now)
+  rcall('SREM', K.waits(prefix, e.wait_key), e.id)
+  move(prefix, e, 'succeeded', {'result', payload, 'finished_ms', now}, 'event ' .. e.wait_event)
+  return finish(prefix, e, now)
+end
+
+-- A wait step whose edges are met starts waiting: it takes a buffered event at
+-- once if one came early, else it joins the correlation's waits set (and the
+-- deadlines index, when it has a timeout). Terminal ids to dispatch go to out.skipped.
+local function start_wait(prefix, e, now, out)
+  local timeout = tonumber(e.timeout_ms or 0)
+  local deadline = 0
+  if timeout > 0 then deadline = now + timeout end
+  move(prefix, e, 'waiting', {'waiting_ms', now, 'deadline_ms', deadline})
+  local early = rcall('LPOP', K.event_buffer(prefix, e.wait_key))
+  if early then
+    if resume_wait(prefix, e, early, now) == 1 then out.skipped[#out.skipped + 1] = e.id end
+    return
+  end
+  rcall('SADD', K.waits(prefix, e.wait_key), e.id)
+  if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
+end
+
+-- A waiting step that ends otherwise (canceled, timed out) leaves its waits set.
+local function leave_waits(prefix, e)
+  if e.state == 'waiting' and e.wait_key then
+    rcall('SREM', K.waits(prefix, e.wait_key), e.id)
+  end
 end
 
 --[[ flowslot_states: both transition tables, for the parity test.

@@ -68,6 +68,7 @@ register('exec_submit', exec_submit)
 -- Cancel any non-terminal execution (checked by the caller): leave every
 -- index, become terminal. Shared by exec_cancel and flow_cancel.
 local function cancel_execution(prefix, e, reason, now)
+  leave_waits(prefix, e)
   rcall('ZREM', K.ready(prefix, e.lane), e.id)
   rcall('ZREM', K.delayed(prefix), e.id)
   if e.flow then rcall('ZREM', K.flow_held(prefix, e.flow), e.id) end
@@ -80,7 +81,7 @@ end
   KEYS[1] exec     HASH   the execution
   ARGV[1] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits
   Reply:  {previous_state, lane, dispatch (1|0)}; previous_state 'canceled' when it already was
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)

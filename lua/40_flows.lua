@@ -22,7 +22,8 @@ local REQUIRED_EDGE = {ref = 1, after = 1}
 local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
 local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
-  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum'}
+  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event', 'wait_key',
+  'timeout_ms'}
 
 local function gate_fields(prefix, id)
   local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
@@ -47,7 +48,9 @@ end
 local function settle(prefix, e, now, out, why)
   if e.state ~= 'blocked' then return end
   local verdict = gate(e)
-  if verdict == 'ready' then
+  if verdict == 'ready' and e.wait_event then
+    start_wait(prefix, e, now, out)
+  elseif verdict == 'ready' then
     move(prefix, e, 'ready', {'ready_ms', now})
     if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
   elseif verdict == 'skip' then
@@ -106,6 +109,25 @@ local function check_edges(s, where)
   return required
 end
 
+local ON_TIMEOUT = {expire = 1, fail = 1}
+
+-- A wait step's spec: {event, digest (SHA-1 of the canonical correlation),
+-- key ("<event>|<digest>", names its waits set and buffer), correlate (the
+-- canonical JSON, for people), timeout_ms, on_timeout}.
+local function check_wait(w, where)
+  if type(w) ~= 'table' then raise('BAD_ARGS', where .. ': wait must be an object') end
+  if type(w.event) ~= 'string' or not string.match(w.event, '^[%w_.:%-]+$') or #w.event > 128 then
+    raise('BAD_ARGS', where .. ': bad wait event name')
+  end
+  if type(w.digest) ~= 'string' or not string.match(w.digest, '^%x+$') or #w.digest ~= 40 then
+    raise('BAD_ARGS', where .. ': bad wait correlation digest')
+  end
+  if w.key ~= w.event .. '|' .. w.digest then raise('BAD_ARGS', where .. ': wait key must be event|digest') end
+  if type(w.correlate) ~= 'string' or #w.correlate > 8192 then raise('BAD_ARGS', where .. ': bad wait correlation') end
+  int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
+  if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
+end
+
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
 -- a new step, or {step, append = 1, edges} adding further incoming edges to a
 -- step created earlier in the same unsealed submit (a step with more edges
@@ -133,6 +155,7 @@ local function check_step(s, index)
     required = int_arg(s.edge_counts[1], where .. ' required edge count', required, 1e7)
     int_arg(s.edge_counts[2], where .. ' soft edge count', #s.edges - required, 1e7)
   end
+  if s.wait ~= nil then check_wait(s.wait, where) end
   if s.policy == 'quorum' then
     int_arg(s.quorum, where .. ' quorum', 1, 1e7)
     if s.quorum > required then
@@ -184,6 +207,10 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
     'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
     'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
     'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
+  if s.wait then
+    rcall('HSET', key, 'wait_event', s.wait.event, 'wait_key', s.wait.key,
+      'wait_correlate', s.wait.correlate, 'timeout_ms', s.wait.timeout_ms, 'on_timeout', s.wait.on_timeout)
+  end
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
   rcall('HSET', steps_key, s.step, s.id)
   rcall('RPUSH', K.flow_order(prefix, fid), s.id)
@@ -203,7 +230,7 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
     flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
     flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
-    are still held after the final batch)
+    are still held after the final batch), event_buffer, waits
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -313,7 +340,7 @@ register('flow_submit', flow_submit)
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
-    "seal:<flow>" removed with the last root)
+    "seal:<flow>" removed with the last root), event_buffer, waits
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -337,7 +364,7 @@ register('flow_seal', flow_seal)
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
@@ -380,7 +407,7 @@ register('flow_resolve', flow_resolve)
   ARGV[1] max_count  ARGV[2] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
-    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled)
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)

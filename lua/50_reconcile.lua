@@ -19,7 +19,7 @@ end, {'no-writes'})
   KEYS[1] deadlines ZSET  non-terminal executions by deadline
   ARGV[1] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits
   Reply:  {{id, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 register('exec_expire_deadlines', function(keys, args)
@@ -34,8 +34,17 @@ register('exec_expire_deadlines', function(keys, args)
       rcall('ZREM', K.ready(prefix, e.lane), id)
       rcall('ZREM', K.delayed(prefix), id)
       if e.flow then rcall('ZREM', K.flow_held(prefix, e.flow), id) end
-      move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
-        'error_msg', 'deadline passed while ' .. e.state}, 'deadline')
+      if e.state == 'waiting' then
+        -- A wait that timed out: expired (children get defaults or are skipped) or failed.
+        leave_waits(prefix, e)
+        local to = 'expired'
+        if e.on_timeout == 'fail' then to = 'failed' end
+        move(prefix, e, to, {'finished_ms', now, 'error_kind', 'timeout',
+          'error_msg', 'no ' .. e.wait_event .. ' event within the timeout'}, 'timeout')
+      else
+        move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
+          'error_msg', 'deadline passed while ' .. e.state}, 'deadline')
+      end
       out[#out + 1] = {id, finish(prefix, e, now)}
     end
   end
@@ -550,7 +559,7 @@ end
   ARGV[3] head_count (members read from the head of each index)
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps, flow_order,
-    flow_roots, flow_held, flow_done
+    flow_roots, flow_held, flow_done, event_buffer, waits
   Reply:  {more (1: events left for another call), {{kind, id, detail}, ...},
            {lane to hint, ...}, {execution id to dispatch, ...}}
   Errors: BAD_ARGS ]]

@@ -77,6 +77,7 @@ NOT_BUILT_IN_LUA = {
     "hint": "hint lists are pushed and popped by Python (engine/hints.py)",
     "idempotency": "built in Python, passed as KEYS[4] of exec_submit; rec_purge reads its name from the execution",
     "owner": "reaches Lua only as KEYS[1] of own_claim and own_release",
+    "event_seen": "reaches Lua only as KEYS[3] of event_deliver",
 }
 HELPER_LINE = re.compile(r"^function K\.(\w+)\(prefix(?:, \w+)*\) return .+ end$")
 

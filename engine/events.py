@@ -1,0 +1,148 @@
+"""Events by correlation: the wait steps' side of a flow, and ``deliver``.
+
+A correlation is a small dict of strings (``{"order_id": "o-17"}``). Its
+canonical JSON (sorted keys, no spaces) names it: its SHA-1 names the waits
+set and the event buffer, and its hash chooses the partition. A flow with
+wait steps is placed in its correlation's partition, so delivering an event
+is one ``event_deliver`` call on one slot: it resumes every step waiting for
+that event and correlation, or buffers the event for the first wait that
+registers later. An event matches a wait when the names are equal and the
+correlations are equal (not a subset: equality is what makes one key, and one
+slot, per correlation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from engine import metrics, replies
+from engine.calls import FCall
+from engine.client import Client
+from engine.codec import encode
+from engine.dispatcher import dispatch
+from engine.errors import ContractError
+from keys import KeySpace, partition_of_key
+
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+CORRELATION_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_CORRELATION_KEYS = 16
+MAX_CORRELATION_VALUE = 256
+MAX_EVENT_ID = 200
+DEFAULT_BUFFER_TTL_S = 3600.0
+SEEN_TTL_S = 24 * 3600.0  # how long a delivered event id is remembered (a repeat is a no-op)
+DELIVER_BATCH = 200  # waiting steps resumed per call (~40 us each)
+ON_TIMEOUT = ("expire", "fail")
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A checked correlation: its canonical JSON and the SHA-1 of it."""
+
+    canonical: str
+    digest: str
+
+    def partition(self, partitions: int) -> int:
+        return partition_of_key(self.canonical, partitions)
+
+    def wait_key(self, event: str) -> str:
+        """``<event>|<digest>``: names the waits set and the buffer of this event and correlation."""
+        return f"{event}|{self.digest}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What ``deliver`` did: ``resumed`` (step execution ids), ``buffered`` or ``duplicate``."""
+
+    outcome: str
+    resumed: list[str]
+
+
+def event_name(value: Any) -> str:
+    if not isinstance(value, str) or not EVENT_NAME.fullmatch(value):
+        raise ContractError(f"an event name must match {EVENT_NAME.pattern}, got {value!r}")
+    return value
+
+
+def correlation(value: Any) -> Correlation:
+    """Check a correlation dict (1..16 names → strings) and build its canonical form."""
+    if not isinstance(value, dict) or not value:
+        raise ContractError(f"correlate must be a non-empty dict of names to strings, got {value!r}")
+    if len(value) > MAX_CORRELATION_KEYS:
+        raise ContractError(f"correlate has {len(value)} names; at most {MAX_CORRELATION_KEYS}")
+    for name, item in value.items():
+        if not isinstance(name, str) or not CORRELATION_KEY.fullmatch(name):
+            raise ContractError(f"correlate names must match {CORRELATION_KEY.pattern}, got {name!r}")
+        if not isinstance(item, str) or len(item) > MAX_CORRELATION_VALUE:
+            raise ContractError(f"correlate[{name!r}] must be a string of at most "
+                                f"{MAX_CORRELATION_VALUE} characters, got {item!r}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ContractError(f"correlate[{name!r}] is not valid text: {e}") from e
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return Correlation(canonical, hashlib.sha1(canonical.encode("utf-8")).hexdigest())
+
+
+def seconds(value: Any, what: str, *, maximum: float) -> float:
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not 0 < value <= maximum):
+        raise ContractError(f"{what} must be a finite number of seconds in (0, {maximum:g}], got {value!r}")
+    return float(value)
+
+
+def wait_spec(event: str, corr: Correlation, timeout_s: float | None, on_timeout: str) -> dict[str, Any]:
+    """The ``wait`` object of a wait step's ``flow_submit`` spec (see lua/40_flows.lua check_wait)."""
+    if on_timeout not in ON_TIMEOUT:
+        raise ContractError(f"on_timeout must be one of {ON_TIMEOUT}, got {on_timeout!r}")
+    timeout_ms = 0 if timeout_s is None else max(int(seconds(timeout_s, "timeout_s", maximum=1e9) * 1000), 1)
+    return {"event": event, "digest": corr.digest, "key": corr.wait_key(event),
+            "correlate": corr.canonical, "timeout_ms": timeout_ms, "on_timeout": on_timeout}
+
+
+def deliver_call(ks: KeySpace, event: str, corr: Correlation, payload: str, event_id: str,
+                 buffer_ttl_ms: int) -> FCall:
+    partition = corr.partition(ks.partitions)
+    key = corr.wait_key(event)
+    return FCall("event_deliver",
+                 (ks.waits(partition, key), ks.event_buffer(partition, key),
+                  ks.event_seen(partition, event, event_id)),
+                 (event, payload, buffer_ttl_ms, int(SEEN_TTL_S * 1000), DELIVER_BATCH),
+                 parse=replies.event_deliver)
+
+
+def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
+            event_id: str | None = None, buffer_ttl_s: float = DEFAULT_BUFFER_TTL_S,
+            max_payload_bytes: int = 1024 * 1024) -> Delivery:
+    """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
+
+    ``event_id`` makes the delivery idempotent: the same id (for the same event and
+    correlation) is applied once; without one, every call is a new event.
+    """
+    name = event_name(event)
+    corr = correlation(correlate)
+    if event_id is None:
+        event_id = uuid.uuid4().hex
+    elif not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID or "\n" in event_id:
+        raise ContractError(f"event_id must be a string of 1..{MAX_EVENT_ID} characters, got {event_id!r}")
+    ttl_ms = int(seconds(buffer_ttl_s, "buffer_ttl_s", maximum=7 * 24 * 3600) * 1000)
+    body = encode(payload, limit_bytes=max_payload_bytes, what=f"payload of event {name}")
+    resumed: list[str] = []
+    to_dispatch: list[str] = []
+    while True:
+        reply = client.run(deliver_call(client.keys, name, corr, body, event_id, ttl_ms))
+        resumed += [r.execution_id for r in reply.resumed]
+        to_dispatch += [r.execution_id for r in reply.resumed if r.dispatch]
+        if not reply.more:
+            break
+    if to_dispatch:
+        dispatch(client, to_dispatch)
+    outcome = "resumed" if resumed else reply.outcome
+    metrics.DELIVERIES.labels(outcome).inc()
+    return Delivery(outcome, resumed)
+
