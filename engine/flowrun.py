@@ -189,4 +189,26 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
                 f"{f.get('error_kind')})"]
     if state == "leased":
         return [f"running on {f.get('worker')}, lease until {f.get('lease_expiry_ms')}"]
+    if state == "waiting":
+        return [_waiting_for(f, int(time.time() * 1000))]
     return []
+
+
+def _waiting_for(f: dict[str, str], now_ms: int) -> str:
+    """``event payment_received {"order_id":"o-17"}, 12 min, times out in 23 h``."""
+    what = f"event {f.get('wait_event', '?')} {f.get('wait_correlate', '')}".rstrip()
+    since = int(f.get("waiting_ms") or now_ms)
+    text = f"{what}, {duration_text(now_ms - since)}"
+    deadline = int(f.get("deadline_ms") or 0)
+    if deadline:
+        text += f", times out in {duration_text(deadline - now_ms)}"
+    return text
+
+
+def duration_text(ms: int) -> str:
+    """A person's reading of a duration: 850 ms, 42 s, 12 min, 23 h, 3 d."""
+    ms = max(ms, 0)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms >= size:
+            return f"{ms // size} {unit}"
+    return f"{ms} ms"

@@ -147,6 +147,10 @@ class KeySpace:
         """SET: execution ids a ``flow_retry`` in progress is re-running."""
         return f"{self.flow(partition, flow_id)}:retry"
 
+    def waiting(self, partition: int) -> str:
+        """ZSET: the partition's waiting steps, score = when they started waiting (ms)."""
+        return f"{self.prefix(partition)}waiting"
+
     def waits(self, partition: int, wait_key: str) -> str:
         """SET: ids of the steps waiting for one event and correlation (``wait_key``:
         ``<event>|<SHA-1 of the canonical correlation>``, see engine/events.py)."""

@@ -66,6 +66,7 @@ function K.flows_done(prefix) return prefix .. 'flows_done' end
 function K.unsealed(prefix) return prefix .. 'unsealed' end
 function K.flow_ops(prefix) return prefix .. 'flow_ops' end
 function K.probe(prefix) return prefix .. 'probe' end
+function K.waiting(prefix) return prefix .. 'waiting' end
 function K.waits(prefix, wait_key) return prefix .. 'wait:' .. wait_key end
 function K.event_buffer(prefix, wait_key) return prefix .. 'evbuf:' .. wait_key end
 -- one execution

@@ -192,14 +192,16 @@ local function finish(prefix, e, now)
 end
 
 -- Waits (steps that wait for an event by correlation). A waiting step is a
--- member of its correlation's `waits` set, which event_deliver reads; events
--- that came before any wait registered sit in the correlation's buffer.
+-- member of its correlation's `waits` set, which event_deliver reads, and of
+-- the partition's `waiting` index (by start time, for `flowslot waits`);
+-- events that came before any wait registered sit in the correlation's buffer.
 local EVENT_BUFFER_CAP = 1000
 
 -- The event came: the waiting step succeeds with its payload as its result.
 -- Returns finish()'s dispatch flag.
 local function resume_wait(prefix, e, payload, now)
   rcall('SREM', K.waits(prefix, e.wait_key), e.id)
+  rcall('ZREM', K.waiting(prefix), e.id)
   move(prefix, e, 'succeeded', {'result', payload, 'finished_ms', now}, 'event ' .. e.wait_event)
   return finish(prefix, e, now)
 end
@@ -218,6 +220,7 @@ local function start_wait(prefix, e, now, out)
     return
   end
   rcall('SADD', K.waits(prefix, e.wait_key), e.id)
+  rcall('ZADD', K.waiting(prefix), now, e.id)
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
 end
 
@@ -225,6 +228,7 @@ end
 local function leave_waits(prefix, e)
   if e.state == 'waiting' and e.wait_key then
     rcall('SREM', K.waits(prefix, e.wait_key), e.id)
+    rcall('ZREM', K.waiting(prefix), e.id)
   end
 end
 

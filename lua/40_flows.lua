@@ -230,7 +230,7 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
     flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
     flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
-    are still held after the final batch), event_buffer, waits
+    are still held after the final batch), event_buffer, waits, waiting
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -340,7 +340,7 @@ register('flow_submit', flow_submit)
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
-    "seal:<flow>" removed with the last root), event_buffer, waits
+    "seal:<flow>" removed with the last root), event_buffer, waits, waiting
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -364,7 +364,7 @@ register('flow_seal', flow_seal)
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
@@ -407,7 +407,7 @@ register('flow_resolve', flow_resolve)
   ARGV[1] max_count  ARGV[2] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
-    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)

@@ -47,6 +47,8 @@ BUILTIN: dict[str, str] = {
     "functions": "engine.cli.functions:functions",
     "exec": "engine.cli.executions:exec_group",
     "flow": "engine.cli.flows:flow_group",
+    "event": "engine.cli.events:event",
+    "waits": "engine.cli.events:waits",
     "lanes": "engine.cli.stats:lanes",
     "partitions": "engine.cli.stats:partitions",
 }
