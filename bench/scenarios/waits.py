@@ -1,0 +1,110 @@
+"""waits: memory per waiting step, and deliveries per second with 10,000 flows waiting.
+
+Each flow is one wait step on its own correlation (an order id), so it waits
+as soon as it is submitted. Memory: ``MEMORY USAGE`` of every key one wait
+owns (its execution hash, its flow's hash / steps / order list, its waits
+set) plus its share of the partition's shared indexes (``waiting``, the
+counters, the event stream). Throughput: ``deliver()`` from N client threads,
+one event per flow, each resuming one step (one FCALL and no dispatch: a
+wait with no children). Targets: at most 1.5 KiB per waiting step, at least
+2,000 deliveries/s.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from bench.params import Params
+from bench.scenarios.base import Result, Scenario
+from bench.server import Progress, Target, delete_matching
+from engine.app import App
+from engine.client import Client
+from engine.events import correlation
+from engine.router import Command
+
+NAME = "waits"
+FLOWS = 10_000
+THREADS = (1, 4)
+SAMPLE = 200  # flows whose keys are measured one by one
+
+
+def _usage(client: Client, key: str) -> int:
+    return int(client.run(Command(("MEMORY", "USAGE", key, "SAMPLES", "0"), key)) or 0)
+
+
+def _submit(app: App, flows: int, tag: str) -> list[str]:
+    ids = []
+    for i in range(flows):
+        flow = app.flow("waits", correlate={"order_id": f"{tag}-{i}"})
+        flow.wait("payment", "payment_received")
+        ids.append(flow.submit().id)
+    return ids
+
+
+def _memory(app: App, flow_ids: list[str], tag: str) -> dict[str, int]:
+    client, ks = app.client, app.client.keys
+    own = 0
+    for i, fid in enumerate(flow_ids[:SAMPLE]):
+        run = app.run(fid)
+        p, eid = run.partition, run.step_execution("payment")
+        corr = correlation({"order_id": f"{tag}-{i}"})
+        own += sum(_usage(client, k) for k in (
+            ks.execution(p, eid), ks.flow(p, fid), ks.flow_steps(p, fid), ks.flow_order(p, fid),
+            ks.waits(p, corr.wait_key("payment_received"))))
+    shared = 0
+    for p in range(ks.partitions):
+        shared += sum(_usage(client, k) for k in (ks.waiting(p), ks.counts(p), ks.events(p), ks.flows(p)))
+    own //= min(SAMPLE, len(flow_ids))
+    per_shared = shared // len(flow_ids)
+    return {"own_bytes": own, "shared_bytes": per_shared, "per_waiting_step_bytes": own + per_shared}
+
+
+def _deliver_all(app: App, tag: str, flows: int, threads: int) -> dict[str, float]:
+    counts = [0] * threads
+
+    def deliver(n: int) -> None:
+        for i in range(n, flows, threads):
+            delivery = app.deliver("payment_received", {"order_id": f"{tag}-{i}"}, {"i": i})
+            counts[n] += len(delivery.resumed)
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=deliver, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - started
+    return {"threads": threads, "deliveries": flows, "resumed": sum(counts), "wall_s": round(wall, 3),
+            "deliveries_per_s": round(flows / wall, 1)}
+
+
+def run(params: Params, target: Target, progress: Progress) -> Result:
+    namespace = f"bench-{os.urandom(4).hex()}"
+    app = App(target.url, namespace=namespace, partitions=params.partitions)
+    try:
+        rounds = []
+        memory: dict[str, int] = {}
+        for threads in THREADS:
+            tag = f"o{threads}"
+            started = time.perf_counter()
+            flow_ids = _submit(app, FLOWS, tag)
+            progress(f"{FLOWS} flows waiting in {time.perf_counter() - started:.1f}s")
+            if not memory:
+                memory = _memory(app, flow_ids, tag)
+                progress(f"memory per waiting step: {memory}")
+            rounds.append(_deliver_all(app, tag, FLOWS, threads))
+            progress(f"deliveries: {rounds[-1]}")
+            assert rounds[-1]["resumed"] == FLOWS, rounds[-1]
+    finally:
+        app.close()
+        if not target.embedded:
+            delete_matching(target, f"{namespace}:*")
+    best = max(r["deliveries_per_s"] for r in rounds)
+    return {"scenario": NAME, "memory": memory, "deliveries": rounds,
+            "targets": {"bytes_per_waiting_step": 1536, "deliveries_per_s": 2000},
+            "meets_targets": memory["per_waiting_step_bytes"] <= 1536 and best >= 2000}
+
+
+SCENARIO = Scenario(NAME, "Memory per waiting step and deliveries/s with 10,000 flows waiting.", run)
