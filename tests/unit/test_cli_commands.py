@@ -21,8 +21,8 @@ from engine.cli import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-EVERY_COMMAND = {"bench", "cluster", "daemon", "demo", "exec", "flow", "functions", "lanes", "partitions",
-                 "reconcile", "worker"}
+EVERY_COMMAND = {"bench", "cluster", "daemon", "demo", "event", "exec", "flow", "functions", "lanes",
+                 "partitions", "reconcile", "waits", "worker"}
 ABOVE_ENGINE = {"daemon": "reconciler", "reconcile": "reconciler", "demo": "reconciler", "bench": "bench"}
 
 
