@@ -37,10 +37,11 @@ from engine.flowrun import FlowRun
 from engine.flows import FlowBuilder, Step
 from engine.handle import Handle
 from engine.policy import PermanentError, Retry
+from engine.signals import BadToken
 from engine.states import ExecutionState, FlowState
 
 __all__ = [
-    "AlreadyExists", "App", "BadArguments", "CancelRequested", "Canceled", "Client",
+    "AlreadyExists", "App", "BadArguments", "BadToken", "CancelRequested", "Canceled", "Client",
     "ClusterUnavailable", "ConfigMismatch", "ContractError", "EngineError", "ExecutionState",
     "FlowState", "Handle", "InvalidState", "LibraryError", "NotFound", "NotSerializable",
     "PayloadTooLarge", "PermanentError", "ResultTimeout", "Retry", "StaleLease", "TaskCanceled",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from engine import checks, events, executions, metrics, refs
+from engine import checks, events, executions, metrics, refs, signals
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from engine.errors import ContractError
@@ -246,6 +246,17 @@ class App:
         ``event_id`` is applied once (remembered 24 h)."""
         return events.deliver(self.client, event, correlate, payload, event_id=event_id,
                               buffer_ttl_s=buffer_ttl_s, max_payload_bytes=self.max_payload_bytes)
+
+    def signal(self, token: str, payload: Any = None) -> str:
+        """Complete the wait step a token names (``run.token(step)``) with ``payload`` as its
+        result (``wait_signal``) and dispatch its children; returns the step's execution id.
+
+        A forged, altered, expired, other-namespace or retired token raises ``BadToken``; a
+        step that is not waiting raises ``InvalidState`` (a canceled flow's waits too), except
+        a repeat of the signal that resumed it, with the same payload, which returns the same
+        id again and writes nothing. A refused signal writes nothing.
+        """
+        return signals.signal(self.client, token, payload, max_payload_bytes=self.max_payload_bytes).execution_id
 
     def run(self, flow_id: str) -> FlowRun:
         """A handle on a submitted flow."""

@@ -14,6 +14,7 @@ import contextvars
 import threading
 from typing import Any
 
+from engine import signals
 from engine.errors import ContractError, EngineError
 from engine.flows import add_dynamic_step
 from engine.refs import Ref
@@ -69,6 +70,14 @@ class TaskContext:
             raise ContractError(f"execution {self.execution_id} is not a flow step")
         add_dynamic_step(self.worker.app, self.flow_id, self.execution_id, self.step_id, step_id,
                          task, args, kwargs, after, after_any, options)
+
+    # -- signals ---------------------------------------------------------
+    def token(self, step: str, *, expires_in_s: float | None = None) -> str:
+        """A signed token for wait step ``step`` of this handler's flow (as ``FlowRun.token``),
+        to hand to whoever completes it with ``app.signal(token, payload)``."""
+        if not self.flow_id:
+            raise ContractError(f"execution {self.execution_id} is not a flow step")
+        return signals.issue(self.worker.app.client, self.flow_id, step, expires_in_s=expires_in_s)
 
     def _cancel(self, reason: str) -> None:
         if self._canceled.is_set():

@@ -59,6 +59,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flow_retry": (("flow",), ("max_count",)),
     "event_deliver": (("waits", "buffer", "seen"),
                       ("event", "payload", "buffer_ttl_ms", "seen_ttl_ms", "max_count")),
+    "wait_signal": (("flow",), ("step", "payload", "expires_ms", "key_until_ms")),
+    "secrets_rotate": (("secrets",), ("key_id", "secret", "grace_ms", "max_keys")),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
 }

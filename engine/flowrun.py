@@ -10,7 +10,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, flowcalls, flowops
+from engine import checks, flowcalls, flowops, signals
 from engine.errors import (
     FlowCanceled,
     NotFound,
@@ -85,6 +85,15 @@ class FlowRun:
             self.status()
             raise NotFound(f"flow {self.id} has no step {step!r}")
         return str(eid)
+
+    def token(self, step: str, *, expires_in_s: float | None = None) -> str:
+        """A signed token for wait step ``step``: ``app.signal(token, payload)`` completes it.
+
+        URL-safe and opaque (see engine/signals.py); valid until ``expires_in_s`` (server
+        time; None: no expiry) and while its signing key is current or in its grace
+        period after ``flowslot secrets rotate``. ContractError if ``step`` is not a wait step.
+        """
+        return signals.issue(self.client, self.id, step, expires_in_s=expires_in_s)
 
     def result(self, step: str, timeout: float | None = None) -> Any:
         """The step's result; StepFailed / StepSkipped / StepCanceled / FlowCanceled otherwise."""

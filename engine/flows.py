@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, events, flowcalls, flowops, metrics
+from engine import checks, events, flowcalls, flowops, metrics, signals
 from engine.codec import encode
 from engine.dispatcher import announce
 from engine.errors import ContractError
@@ -138,26 +138,41 @@ class FlowBuilder:
         self.steps[step_id] = step
         return step
 
-    def wait(self, step_id: str, event: str, correlate: dict[str, str] | None = None, *,
+    def wait(self, step_id: str, event: str | None = None, correlate: dict[str, str] | None = None, *,
              timeout_s: float | None = None, on_timeout: str = "expire", after: Iterable[Step | str] = (),
              after_any: Iterable[Step | str] = (), optional: bool = False, any_of: bool = False,
              quorum: int | None = None) -> Step:
-        """Add a step with no handler that waits for ``event`` with this correlation.
+        """Add a step with no handler that waits for ``event`` with this correlation, or for a signal.
 
         Once its edges are met it is ``waiting``; ``app.deliver(event, correlate, payload)``
         makes it ``succeeded`` with ``payload`` as its result (children get it through
         ``ref()``). After ``timeout_s`` it becomes ``expired`` (``on_timeout="fail"``:
         ``failed``). ``correlate`` defaults to the flow's (``app.flow(..., correlate=)``);
         every wait of one flow has the same correlation, which places the flow.
+
+        Every wait step also takes a signal: ``run.token(step_id)`` (or, in a handler of
+        the same flow, ``current_task().token(step_id)``) gives a token with which
+        ``app.signal(token, payload)`` completes this one step the same way. Without
+        ``event`` (``flow.wait("approve")``) the step waits for a signal only: no event
+        matches it, and it needs no correlation.
         """
-        name = events.event_name(event)
         corr = events.correlation(correlate) if correlate is not None else self.correlation
-        if corr is None:
-            raise ContractError(f"wait step {step_id!r}: give correlate= here or to app.flow()")
-        if self.correlation is not None and corr != self.correlation:
-            raise ContractError(f"wait step {step_id!r}: correlation {corr.canonical} differs from the "
-                                f"flow's {self.correlation.canonical}; one flow waits on one correlation")
-        spec = events.wait_spec(name, corr, timeout_s, on_timeout)
+        if event is None:
+            if correlate is not None:
+                raise ContractError(f"wait step {step_id!r}: correlate= needs an event=; a wait "
+                                    "without an event takes a signal only")
+            spec = signals.signal_wait_spec(timeout_s, on_timeout)
+        else:
+            name = events.event_name(event)
+            if name.startswith("flowslot."):
+                raise ContractError(f"wait step {step_id!r}: event names starting with 'flowslot.' are "
+                                    "reserved; leave event out for a wait that takes a signal only")
+            if corr is None:
+                raise ContractError(f"wait step {step_id!r}: give correlate= here or to app.flow()")
+            if self.correlation is not None and corr != self.correlation:
+                raise ContractError(f"wait step {step_id!r}: correlation {corr.canonical} differs from the "
+                                    f"flow's {self.correlation.canonical}; one flow waits on one correlation")
+            spec = events.wait_spec(name, corr, timeout_s, on_timeout)
         step = self.step(step_id, WAIT_TASK, after=after, after_any=after_any, optional=optional,
                          any_of=any_of, quorum=quorum)
         step.options["wait"] = spec

@@ -120,6 +120,22 @@ class DeliverReply(NamedTuple):
     more: bool  # more steps wait than one call resumes: call again
 
 
+class SignalReply(NamedTuple):
+    """``wait_signal``: what the signal did, the step's execution, and whether to dispatch it."""
+
+    outcome: str  # "resumed", "duplicate", or (nothing written) "expired" / "retired"
+    execution_id: str  # "" unless resumed or duplicate
+    dispatch: bool
+
+
+class RotateReply(NamedTuple):
+    """``secrets_rotate``: the key the new one replaced, its end of grace, keys dropped."""
+
+    previous: str  # "" when the namespace had no key yet
+    previous_until_ms: int
+    dropped: int
+
+
 class InputsPage(NamedTuple):
     """One ``HSCAN`` page of a step's inputs (not an FCALL; read when a claim left them out)."""
 
@@ -373,6 +389,14 @@ def event_deliver(r: Any) -> DeliverReply:
     return DeliverReply(r[0], [Resumed(i, bool(d)) for i, d in r[1]], bool(r[2]))
 
 
+def wait_signal(r: Any) -> SignalReply:
+    return SignalReply(r[0], r[1], bool(r[2]))
+
+
+def secrets_rotate(r: Any) -> RotateReply:
+    return RotateReply(r[0], int(r[1]), int(r[2]))
+
+
 def flowslot_version(r: Any) -> str:
     """The library's source hash."""
     return str(r)
@@ -406,6 +430,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "own_release": own_release,
     "own_heartbeat": own_heartbeat,
     "event_deliver": event_deliver,
+    "wait_signal": wait_signal,
+    "secrets_rotate": secrets_rotate,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,
 }

@@ -46,6 +46,11 @@ class KeySpace:
         """ZSET: live reconciler daemons, score = heartbeat expiry (ms)."""
         return f"{self.namespace}:daemons"
 
+    def secrets(self) -> str:
+        """HASH: signing keys of signal tokens: ``current`` → key id, ``secret:<id>`` → hex
+        secret, ``retired:<id>`` → end of its grace (ms). See engine/signing.py."""
+        return f"{self.namespace}:secrets"
+
     def hint(self, lane: str, index: int) -> str:
         """LIST: partitions with ready work in ``lane``; list ``index`` of ``hint_lists``."""
         return f"{self.prefix(self.hint_partition(index))}hint:{lane}"

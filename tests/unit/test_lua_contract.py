@@ -78,6 +78,7 @@ NOT_BUILT_IN_LUA = {
     "idempotency": "built in Python, passed as KEYS[4] of exec_submit; rec_purge reads its name from the execution",
     "owner": "reaches Lua only as KEYS[1] of own_claim and own_release",
     "event_seen": "reaches Lua only as KEYS[3] of event_deliver",
+    "secrets": "signing keys, read by Python (engine/signing.py); reaches Lua only as KEYS[1] of secrets_rotate",
 }
 HELPER_LINE = re.compile(r"^function K\.(\w+)\(prefix(?:, \w+)*\) return .+ end$")
 
