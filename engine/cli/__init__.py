@@ -49,6 +49,8 @@ BUILTIN: dict[str, str] = {
     "flow": "engine.cli.flows:flow_group",
     "event": "engine.cli.events:event",
     "waits": "engine.cli.events:waits",
+    "signal": "engine.cli.signals:signal",
+    "secrets": "engine.cli.signals:secrets",
     "lanes": "engine.cli.stats:lanes",
     "partitions": "engine.cli.stats:partitions",
 }
