@@ -89,7 +89,7 @@ class FlowRun:
     def token(self, step: str, *, expires_in_s: float | None = None) -> str:
         """A signed token for wait step ``step``: ``app.signal(token, payload)`` completes it.
 
-        URL-safe and opaque (see engine/signals.py); valid until ``expires_in_s`` (server
+        URL-safe and signed (see engine/signals.py); valid until ``expires_in_s`` (server
         time; None: no expiry) and while its signing key is current or in its grace
         period after ``flowslot secrets rotate``. ContractError if ``step`` is not a wait step.
         """

@@ -4,8 +4,9 @@ A token names one wait step (namespace, flow id, step id) and may carry an
 expiry. It is ``v1.<key id>.<body>.<mac>``: ``body`` is the base64url of the
 JSON list ``[namespace, flow_id, step, expires_ms]`` (``expires_ms`` server
 time, 0: never) and ``mac`` the base64url HMAC-SHA256 of ``v1.<key id>.<body>``
-with that key's secret (``engine/signing.py``). Everything in it is URL-safe,
-and it tells its holder nothing they could use without the secret.
+with that key's secret (``engine/signing.py``). Everything in it is URL-safe.
+The body is encoded, not encrypted: a holder can read which flow and step it
+names, but cannot make a token for another step without the secret.
 
 ``signal`` checks the shape, namespace, key id and HMAC here, before anything
 is sent to the flow's partition, and refuses a bad token with ``BadToken``;
