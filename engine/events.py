@@ -38,6 +38,7 @@ DEFAULT_BUFFER_TTL_S = 3600.0
 SEEN_TTL_S = 24 * 3600.0  # how long a delivered event id is remembered (a repeat is a no-op)
 DELIVER_BATCH = 200  # waiting steps resumed per call (~40 us each)
 ON_TIMEOUT = ("expire", "fail")
+SIGNAL_EVENT = "flowslot.signal"  # the event name of a wait that only a signal completes (engine/signals.py)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from engine.errors import (
     TaskCanceled,
     TaskFailed,
 )
+from engine.events import SIGNAL_EVENT
 from engine.handle import Handle
 from engine.router import Command
 from engine.states import ExecutionState, FlowState
@@ -205,7 +206,9 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
 
 def _waiting_for(f: dict[str, str], now_ms: int) -> str:
     """``event payment_received {"order_id":"o-17"}, 12 min, times out in 23 h``."""
-    what = f"event {f.get('wait_event', '?')} {f.get('wait_correlate', '')}".rstrip()
+    event = f.get("wait_event", "?")
+    what = ("a signal (a token from run.token())" if event == SIGNAL_EVENT
+            else f"event {event} {f.get('wait_correlate', '')}".rstrip())
     since = int(f.get("waiting_ms") or now_ms)
     text = f"{what}, {duration_text(now_ms - since)}"
     deadline = int(f.get("deadline_ms") or 0)

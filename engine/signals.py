@@ -44,7 +44,7 @@ MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600.0
 # A wait declared without an event waits for a signal only: its event name is
 # reserved, and its "correlation" digest is the SHA-1 of a string no canonical
 # correlation can be (those are JSON objects), so no delivered event matches it.
-SIGNAL_EVENT = "flowslot.signal"
+SIGNAL_EVENT = events.SIGNAL_EVENT
 SIGNAL_ONLY = events.Correlation("", hashlib.sha1(b"flowslot.signal").hexdigest())
 
 

@@ -39,8 +39,10 @@ register('exec_expire_deadlines', function(keys, args)
         leave_waits(prefix, e)
         local to = 'expired'
         if e.on_timeout == 'fail' then to = 'failed' end
+        local what = e.wait_event .. ' event'
+        if e.wait_event == 'flowslot.signal' then what = 'signal' end  -- engine/events.py SIGNAL_EVENT
         move(prefix, e, to, {'finished_ms', now, 'error_kind', 'timeout',
-          'error_msg', 'no ' .. e.wait_event .. ' event within the timeout'}, 'timeout')
+          'error_msg', 'no ' .. what .. ' within the timeout'}, 'timeout')
       else
         move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
           'error_msg', 'deadline passed while ' .. e.state}, 'deadline')

@@ -77,6 +77,8 @@ def snapshot(client: Client) -> dict[str, object]:
                 value = r.zrange(key, 0, -1, withscores=True)
             elif kind == "list":
                 value = r.lrange(key, 0, -1)
+            elif kind == "set":
+                value = sorted(r.smembers(key))
             elif kind == "stream":
                 value = [fields for _, fields in r.xrange(key)]
             else:
