@@ -53,6 +53,7 @@ BUILTIN: dict[str, str] = {
     "secrets": "engine.cli.signals:secrets",
     "lanes": "engine.cli.stats:lanes",
     "partitions": "engine.cli.stats:partitions",
+    "serve": "engine.cli.serve:serve",
 }
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
