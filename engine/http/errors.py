@@ -21,10 +21,11 @@ from engine.errors import (
     PayloadTooLarge,
     TransitionRejected,
 )
+from engine.signals import BadToken
 
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-                500: "internal", 501: "not_implemented", 503: "cluster_unavailable"}
+                500: "internal", 503: "cluster_unavailable"}
 
 
 class HttpError(Exception):
@@ -46,12 +47,15 @@ def error_response(status: int, message: str, code: str | None = None,
 def engine_status(e: Exception) -> tuple[int, str]:
     """The status and error code of an exception the engine raised.
 
-    400 bad input (``ContractError``), 413 a payload over the limit, 404 no
+    400 bad input (``ContractError``), 403 a signal token that is not valid
+    (``BadToken``: the token is the credential), 413 a payload over the limit, 404 no
     such flow or execution, 409 a refused transition (the code is the engine's
     own word: ``invalid_state``, ...), 503 the cluster did not answer, 500 the rest.
     """
     if isinstance(e, PayloadTooLarge):
         return 413, "payload_too_large"
+    if isinstance(e, BadToken):
+        return 403, "bad_token"
     if isinstance(e, ContractError):
         return 400, "bad_request"
     if isinstance(e, NotFound):

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from engine import signals
 from engine.app import App
 from engine.cli.health import health_report
 from engine.handle import Handle
@@ -41,13 +42,14 @@ class Api:
         return JSONResponse({"outcome": delivery.outcome, "resumed": delivery.resumed})
 
     async def signal(self, request: Request) -> JSONResponse:
-        """``POST /v1/signals/{token}`` → ``App.signal``; the token is the only credential."""
-        signal = getattr(self.app, "signal", None)
-        if signal is None:
-            raise HttpError(501, "signals are not available in this version")
+        """``POST /v1/signals/{token}`` → ``signals.signal`` (what ``App.signal`` calls), which
+        says whether this call resumed the step or repeated the signal that did:
+        ``{"outcome": "resumed" | "duplicate", "execution_id"}``. The token is the only credential."""
         body = await read_object(request, self.body_limit, ("payload",), empty_ok=True)
-        resumed = await run_in_threadpool(signal, request.path_params["token"], body.get("payload"))
-        return JSONResponse({"outcome": "resumed", "resumed": [resumed]})
+        signaled = await run_in_threadpool(lambda: signals.signal(
+            self.app.client, request.path_params["token"], body.get("payload"),
+            max_payload_bytes=self.app.max_payload_bytes))
+        return JSONResponse({"outcome": signaled.outcome, "execution_id": signaled.execution_id})
 
     async def flow(self, request: Request) -> JSONResponse:
         """``GET /v1/flows/{id}`` → ``FlowRun.describe()``: the flow, its steps, its timeline."""

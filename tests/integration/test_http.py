@@ -28,7 +28,8 @@ from engine.cli.serve import listen
 from engine.http import create_app
 from engine.http.routes import ENVELOPE_BYTES
 from engine.localcluster import LocalCluster
-from tests.conftest import TEST_PARTITIONS
+from engine.signals import sign
+from tests.conftest import TEST_PARTITIONS, snapshot
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.server
@@ -116,19 +117,6 @@ def serve(app):
     yield start
     for served in started:
         served.stop()
-
-
-def snapshot(client) -> dict[str, bytes]:
-    """Every key of the client's namespace and its serialized value, over all primaries.
-
-    (``tests.conftest.snapshot`` has no case for sets, which the waits use.)
-    """
-    out = {}
-    for node in client.router.primaries():
-        r = client.router.client(node)
-        for key in r.scan_iter(match=f"{client.keys.namespace}:*", count=1000):
-            out[key] = r.dump(key)
-    return out
 
 
 def order_flow(app, order_id):
@@ -365,6 +353,92 @@ def test_a_cluster_that_does_not_answer_is_a_503(namespace):
         api.stop()
         app.close()
         server.stop()
+
+
+# -- signals -----------------------------------------------------------------
+def approval_flow(app):
+    """A flow whose only step waits for a signal."""
+    flow = app.flow("approval")
+    flow.wait("approve")
+    return flow.submit()
+
+
+def test_a_signal_needs_no_key_resumes_its_step_and_a_repeat_answers_duplicate(app, serve):
+    api = serve()
+    run = approval_flow(app)
+    token = run.token("approve")
+    reply = api.call("POST", f"/v1/signals/{token}", {"payload": {"ok": True}}, key=None)
+    assert reply.status == 200, reply.body
+    assert reply.body == {"outcome": "resumed", "execution_id": run.step_execution("approve")}
+    assert run.result("approve", timeout=5) == {"ok": True}
+    before = snapshot(app.client)
+    again = api.call("POST", f"/v1/signals/{token}", {"payload": {"ok": True}}, key=None)
+    assert again.status == 200 and again.body["outcome"] == "duplicate"
+    other = api.call("POST", f"/v1/signals/{token}", {"payload": {"ok": False}}, key=None)
+    assert (other.status, other.error) == (409, "invalid_state"), other.body
+    assert snapshot(app.client) == before
+
+
+def test_a_signal_with_an_empty_body_delivers_null(app, serve):
+    api = serve()
+    run = approval_flow(app)
+    reply = api.call("POST", f"/v1/signals/{run.token('approve')}", b"", key=None)
+    assert reply.status == 200, reply.body
+    assert run.result("approve", timeout=5) is None
+
+
+def test_a_signal_to_a_canceled_flows_wait_is_a_409(app, serve):
+    api = serve()
+    run = approval_flow(app)
+    token = run.token("approve")
+    run.cancel()
+    before = snapshot(app.client)
+    reply = api.call("POST", f"/v1/signals/{token}", {"payload": 1}, key=None)
+    assert (reply.status, reply.error) == (409, "invalid_state") and "canceled" in reply.body["error"]["message"]
+    assert snapshot(app.client) == before
+
+
+BAD_TOKENS = [
+    ("garbage", lambda app, run, token: "nope"),
+    ("tampered", lambda app, run, token: token[:-2] + ("AA" if not token.endswith("AA") else "BB")),
+    ("expired", lambda app, run, token: sign(app.client, run.id, "approve", expires_ms=1)),
+]
+
+
+@pytest.mark.parametrize(("what", "forge"), BAD_TOKENS, ids=[t[0] for t in BAD_TOKENS])
+def test_a_bad_signal_token_is_a_403_and_writes_nothing(app, serve, what, forge):
+    api = serve()
+    run = approval_flow(app)
+    token = forge(app, run, run.token("approve"))
+    before = snapshot(app.client)
+    reply = api.call("POST", f"/v1/signals/{token}", {"payload": 1}, key=None)
+    assert (reply.status, reply.error) == (403, "bad_token"), reply.body
+    assert snapshot(app.client) == before
+    assert run.describe()["steps"][0]["state"] == "waiting"
+
+
+BAD_SIGNALS = [
+    ("malformed JSON", b'{"payload": ', "application/json", 400, "bad_request"),
+    ("text/plain", b'{"payload": 1}', "text/plain", 415, "unsupported_media_type"),
+    ("a misspelt field", b'{"paylod": 1}', "application/json", 400, "bad_request"),
+    ("a payload over the App's limit", json.dumps({"payload": "x" * MAX_PAYLOAD}).encode(), "application/json",
+     413, "payload_too_large"),
+    ("a body over the limit", json.dumps({"payload": "x" * BODY_LIMIT}).encode(), "application/json", 413,
+     "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "content_type", "status", "code"), BAD_SIGNALS,
+                         ids=[b[0] for b in BAD_SIGNALS])
+def test_a_bad_signal_body_gets_a_json_error_and_writes_nothing(app, serve, what, body, content_type, status,
+                                                                code):
+    api = serve()
+    run = approval_flow(app)
+    token = run.token("approve")
+    before = snapshot(app.client)
+    reply = api.call("POST", f"/v1/signals/{token}", body, content_type=content_type, key=None)
+    assert (reply.status, reply.error) == (status, code), reply.body
+    assert snapshot(app.client) == before
 
 
 # -- flowslot serve ----------------------------------------------------------
