@@ -340,19 +340,36 @@ def test_healthz_needs_no_key_and_reports_the_library_of_every_primary(serve):
     assert len(reply.body["nodes"]) == 3
 
 
-def test_a_cluster_that_does_not_answer_is_a_503(namespace):
+def test_a_cluster_that_does_not_answer_is_a_503_for_events_and_healthz(namespace):
     server = LocalCluster(standalone=True).start()
     app = App(server.url, namespace=namespace, partitions=TEST_PARTITIONS)
     api = Served(create_app(app, api_keys=[KEY]))
     try:
         assert api.call("GET", "/healthz").status == 200  # connected
+        app.client.router.retry_window_s = 0.5  # how long a call waits for the cluster to come back (10 s)
         server.stop()
         reply = api.call("POST", "/v1/events/payment_received", event("o-8"))
         assert (reply.status, reply.error) == (503, "cluster_unavailable"), reply.body
+        assert api.call("GET", "/healthz", key=None).status == 503
     finally:
         api.stop()
         app.close()
         server.stop()
+
+
+def test_the_app_mounts_inside_another_starlette_service(app):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/flowslot", app=create_app(app, api_keys=[KEY]))])
+    api = Served(outer)
+    try:
+        run = order_flow(app, "o-10")
+        reply = api.call("POST", "/flowslot/v1/events/payment_received", event("o-10", 5))
+        assert reply.body == {"outcome": "resumed", "resumed": [run.step_execution("payment")]}
+        assert api.call("GET", "/flowslot/healthz", key=None).status == 200
+    finally:
+        api.stop()
 
 
 # -- signals -----------------------------------------------------------------
