@@ -1,10 +1,15 @@
-"""The running handler's view of its execution: id, attempt, cancellation.
+"""The running handler's view of its execution: id, attempt, cancellation, signals.
 
 Handlers reach it with ``engine.current_task()`` (a context variable, so it
 works in worker threads and in asyncio tasks alike). Cancellation is
 cooperative: the renewer sets ``canceled`` when the cluster says the
 execution was canceled or the lease was lost; long handlers should check it.
 An ``async def`` handler is also cancelled through its asyncio task.
+
+``wait_for(name)`` suspends a handler until a signal of that name comes
+(``app.signal(current_task().token(name), payload)``): the attempt ends, no
+worker thread waits, and the handler runs again from the top once the signal
+came; ``wait_for`` then returns its payload. See ``TaskContext.wait_for``.
 """
 
 from __future__ import annotations
@@ -14,14 +19,31 @@ import contextvars
 import threading
 from typing import Any
 
-from engine import signals
+from engine import checks, signals
+from engine.codec import decode
 from engine.errors import ContractError, EngineError
+from engine.flowcalls import flow_partition
 from engine.flows import add_dynamic_step
 from engine.refs import Ref
+from engine.router import Command
+from keys import partition_of
+
+MAX_WAIT_TIMEOUT_S = 10 * 365 * 24 * 3600.0
 
 
 class CancelRequested(EngineError):
     """Raised by ``TaskContext.check()`` once the execution was canceled."""
+
+
+class Suspend(BaseException):  # noqa: N818 - control flow, not an error
+    """Raised by ``wait_for`` to end the attempt; the worker records the suspension
+    (``exec_suspend``). A BaseException, like asyncio's CancelledError, so that a handler's
+    ``except Exception`` does not swallow it."""
+
+    def __init__(self, name: str, timeout_ms: int) -> None:
+        super().__init__(f"waiting for signal {name!r}")
+        self.name = name
+        self.timeout_ms = timeout_ms
 
 
 class TaskContext:
@@ -36,6 +58,7 @@ class TaskContext:
         self.cancel_reason = ""
         self._canceled = threading.Event()
         self._task: asyncio.Task[Any] | None = None
+        self._signals: dict[str, Any] | None = None
 
     @property
     def canceled(self) -> bool:
@@ -72,12 +95,49 @@ class TaskContext:
                          task, args, kwargs, after, after_any, options)
 
     # -- signals ---------------------------------------------------------
-    def token(self, step: str, *, expires_in_s: float | None = None) -> str:
-        """A signed token for wait step ``step`` of this handler's flow (as ``FlowRun.token``),
-        to hand to whoever completes it with ``app.signal(token, payload)``."""
-        if not self.flow_id:
-            raise ContractError(f"execution {self.execution_id} is not a flow step")
-        return signals.issue(self.worker.app.client, self.flow_id, step, expires_in_s=expires_in_s)
+    def token(self, name: str, *, expires_in_s: float | None = None) -> str:
+        """A signed token to hand to whoever answers with ``app.signal(token, payload)``.
+
+        In a flow step, when the flow has a wait step ``name``, the token is for that wait
+        step (as ``FlowRun.token``). Otherwise it is for this execution's own wait ``name``:
+        the signal reaches ``wait_for(name)``.
+        """
+        client = self.worker.app.client
+        if self.flow_id and _is_wait_step(client, self.flow_id, name):
+            return signals.issue(client, self.flow_id, name, expires_in_s=expires_in_s)
+        return signals.issue_for_execution(client, self.execution_id, name, expires_in_s=expires_in_s)
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        """The payloads of the signals delivered to this execution so far, by wait name (read
+        once per attempt)."""
+        if self._signals is None:
+            keys = self.worker.app.client.keys
+            key = keys.signals(partition_of(self.execution_id, keys.partitions), self.execution_id)
+            raw = self.worker.app.client.run(Command(("HGETALL", key), key)) or {}
+            self._signals = {_text(k): decode(_text(v)) for k, v in raw.items()}
+        return self._signals
+
+    def wait_for(self, name: str, timeout_s: float | None = None) -> Any:
+        """The payload of signal ``name`` to this execution; suspends the handler until it comes.
+
+        Replay model: when the signal has not come yet, ``wait_for`` ends this attempt (the
+        code after it does not run), the worker records the execution as ``waiting`` and its
+        thread is free; the attempt does not count. When the signal comes, the execution is
+        ready again and the handler runs again from the top, and this time ``wait_for``
+        returns the stored payload at once. So the code before ``wait_for`` runs once more
+        per wait: it must be safe to repeat. A signal that came before the wait is kept and
+        returned at once. With ``timeout_s``, a wait with no signal in time becomes
+        ``expired``. Signal with ``app.signal(current_task().token(name), payload)``.
+        """
+        checks.step_id(name)
+        timeout_ms = 0
+        if timeout_s is not None:
+            seconds = checks.number(timeout_s, "timeout_s", minimum=0.001, maximum=MAX_WAIT_TIMEOUT_S)
+            timeout_ms = max(1, int(seconds * 1000))
+        if name in self.signals:
+            return self.signals[name]
+        raise Suspend(name, timeout_ms)
 
     def _cancel(self, reason: str) -> None:
         if self._canceled.is_set():
@@ -87,6 +147,21 @@ class TaskContext:
         task = self._task
         if task is not None:
             task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_wait_step(client: Any, flow_id: str, step: str) -> bool:
+    """Whether the flow has a wait step of that id (so ``token`` names it)."""
+    partition = flow_partition(client.keys, flow_id)
+    steps = client.keys.flow_steps(partition, flow_id)
+    eid = client.run(Command(("HGET", steps, step), steps))
+    if not eid:
+        return False
+    key = client.keys.execution(partition, _text(eid))
+    return bool(client.run(Command(("HGET", key, "wait_event"), key)))
 
 
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("flowslot_task")

@@ -35,6 +35,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec_complete": (("exec",), ("token", "result")),
     "exec_fail": (("exec",), ("token", "error_kind", "error_msg", "retryable", "jitter")),
     "exec_release": (("exec",), ("token",)),
+    "exec_suspend": (("exec",), ("token", "name", "timeout_ms")),
     "exec_expire_leases": (("leases",), ("max_count", "jitter")),
     "flow_submit": (("flow",), ("flow_id", "name", "labels", "steps", "final", "parent")),
     "flow_seal": (("flow",), ("max_count",)),
@@ -60,6 +61,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "event_deliver": (("waits", "buffer", "seen"),
                       ("event", "payload", "buffer_ttl_ms", "seen_ttl_ms", "max_count")),
     "wait_signal": (("flow",), ("step", "payload", "expires_ms", "key_until_ms")),
+    "exec_signal": (("exec",), ("name", "payload", "expires_ms", "key_until_ms")),
     "secrets_rotate": (("secrets",), ("key_id", "secret", "grace_ms", "max_keys")),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
@@ -147,6 +149,17 @@ def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,
 
 def release(ks: KeySpace, execution_id: str, token: str) -> FCall:
     return FCall("exec_release", (_exec_key(ks, execution_id),), (token,), parse=replies.exec_release)
+
+
+def suspend(ks: KeySpace, execution_id: str, token: str, name: str, timeout_ms: int) -> FCall:
+    return FCall("exec_suspend", (_exec_key(ks, execution_id),), (token, name, timeout_ms),
+                 parse=replies.exec_suspend)
+
+
+def signal(ks: KeySpace, execution_id: str, name: str, payload: str, expires_ms: int,
+           key_until_ms: int) -> FCall:
+    return FCall("exec_signal", (_exec_key(ks, execution_id),), (name, payload, expires_ms, key_until_ms),
+                 parse=replies.exec_signal)
 
 
 def cancel(ks: KeySpace, execution_id: str, reason: str = "canceled") -> FCall:

@@ -2,7 +2,7 @@
 
 Handlers finish on many threads; one recorder thread drains their outcomes
 (up to ``BATCH_MAX`` at a time) and records each batch in one pipelined round
-(``exec_complete`` / ``exec_fail``), so a busy worker pays one round trip per
+(``exec_complete`` / ``exec_fail`` / ``exec_suspend``), so a busy worker pays one round trip per
 batch, not per execution. Each reply then decides the follow-up: count it,
 hint a retry that is ready now, schedule a promotion for a delayed one, and
 dispatch a flow step that finished. A module of its own so that this mapping
@@ -42,6 +42,8 @@ class Outcome:
     kind: str = ""
     message: str = ""
     retryable: bool = True
+    suspend: str = ""  # the wait name, when the handler suspended (``wait_for``)
+    timeout_ms: int = 0  # of that wait (0: none)
 
 
 @dataclass
@@ -121,7 +123,9 @@ class Recorder:
         calls = []
         for o in batch:
             c = o.claimed
-            if o.ok:
+            if o.suspend:
+                calls.append(executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms))
+            elif o.ok:
                 calls.append(executions.complete(keys, c.execution_id, c.token, o.result))
             else:
                 calls.append(executions.fail(keys, c.execution_id, c.token, o.kind, o.message,
@@ -131,6 +135,9 @@ class Recorder:
         to_dispatch: list[str] = []
         for o, reply in zip(batch, replies, strict=True):
             self.held.forget(o.claimed.execution_id)
+            if o.suspend:
+                self._suspended(o, reply, hints)
+                continue
             if not o.ok:
                 log_failure(o, reply)
             if isinstance(reply, (Canceled, StaleLease, NotFound, InvalidState)):  # e.g. expired meanwhile
@@ -154,6 +161,16 @@ class Recorder:
             self.client.run_many(hint_commands(keys, hints))
         if to_dispatch:
             self.dispatch(to_dispatch)
+
+    def _suspended(self, outcome: Outcome, reply: Any, hints: list[tuple[int, str]]) -> None:
+        """Count a recorded suspension; hint the lane when its signal had come meanwhile."""
+        eid = outcome.claimed.execution_id
+        if isinstance(reply, Exception):
+            log.info("suspension of %s not recorded: %s", eid, reply)
+            return
+        self.stats.extra["suspended"] = self.stats.extra.get("suspended", 0) + 1
+        if reply.state == "ready":
+            hints.append((partition_of(eid, self.client.keys.partitions), reply.lane))
 
     def _count(self, outcome: Outcome, state: str) -> None:
         event = "succeeded" if outcome.ok else ("failed" if state == "failed" else "retried")

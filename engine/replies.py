@@ -128,6 +128,21 @@ class SignalReply(NamedTuple):
     dispatch: bool
 
 
+class SuspendReply(NamedTuple):
+    """``exec_suspend``: ``waiting``, or ``ready`` (its signal had come: hint ``lane``)."""
+
+    state: str
+    lane: str
+
+
+class ExecSignalReply(NamedTuple):
+    """``exec_signal``: what the signal did to the execution."""
+
+    outcome: str  # "resumed", "stored", "duplicate", or (nothing written) "expired" / "retired"
+    lane: str
+    hinted: bool  # it went to its lane's ready set: hint the lane
+
+
 class RotateReply(NamedTuple):
     """``secrets_rotate``: the key the new one replaced, its end of grace, keys dropped."""
 
@@ -393,6 +408,14 @@ def wait_signal(r: Any) -> SignalReply:
     return SignalReply(r[0], r[1], bool(r[2]))
 
 
+def exec_suspend(r: Any) -> SuspendReply:
+    return SuspendReply(r[0], r[1])
+
+
+def exec_signal(r: Any) -> ExecSignalReply:
+    return ExecSignalReply(r[0], r[1], bool(r[2]))
+
+
 def secrets_rotate(r: Any) -> RotateReply:
     return RotateReply(r[0], int(r[1]), int(r[2]))
 
@@ -411,6 +434,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "exec_complete": exec_complete,
     "exec_fail": exec_fail,
     "exec_release": exec_release,
+    "exec_suspend": exec_suspend,
     "exec_expire_leases": exec_expire_leases,
     "exec_retry": exec_retry,
     "flow_submit": flow_submit,
@@ -431,6 +455,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "own_heartbeat": own_heartbeat,
     "event_deliver": event_deliver,
     "wait_signal": wait_signal,
+    "exec_signal": exec_signal,
     "secrets_rotate": secrets_rotate,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,

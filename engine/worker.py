@@ -43,7 +43,7 @@ from typing import Any
 from engine import checks, executions, metrics
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
-from engine.context import TaskContext, _current
+from engine.context import Suspend, TaskContext, _current
 from engine.dispatcher import dispatch
 from engine.errors import EngineError
 from engine.held import Held, HeldLeases
@@ -351,6 +351,8 @@ class Worker:
         try:
             args, kwargs = self._arguments(held)
             outcome = self._success(held, definition.fn(*args, **kwargs))
+        except Suspend as s:
+            outcome = self._suspended(held, s)
         except BaseException as e:  # noqa: BLE001 - a handler's failure is data, recorded below
             outcome = self._failure(definition, held, e)
         finally:
@@ -365,6 +367,8 @@ class Worker:
         try:
             args, kwargs = self._arguments(held)
             outcome = self._success(held, await definition.fn(*args, **kwargs))
+        except Suspend as s:
+            outcome = self._suspended(held, s)
         except BaseException as e:  # noqa: BLE001 - includes CancelledError from cooperative cancel
             outcome = self._failure(definition, held, e)
         self._finish(held, outcome)
@@ -403,6 +407,11 @@ class Worker:
             return Outcome(held.claimed, held.lane, False, kind=type(e).__name__, message=str(e),
                            retryable=False)
         return Outcome(held.claimed, held.lane, True, result=text)
+
+    def _suspended(self, held: Held, suspend: Suspend) -> Outcome:
+        """The handler called ``wait_for`` before its signal came: record a suspension."""
+        return Outcome(held.claimed, held.lane, False, kind="suspended", suspend=suspend.name,
+                       timeout_ms=suspend.timeout_ms)
 
     def _failure(self, definition: TaskDef, held: Held, error: BaseException) -> Outcome:
         policy = definition.retry

@@ -161,6 +161,11 @@ class KeySpace:
         ``<event>|<SHA-1 of the canonical correlation>``, see engine/events.py)."""
         return f"{self.prefix(partition)}wait:{wait_key}"
 
+    def signals(self, partition: int, execution_id: str) -> str:
+        """HASH: wait name → JSON payload of each signal delivered to one execution (a handler's
+        ``wait_for``; see lua/65_signals.lua ``exec_signal``)."""
+        return f"{self.prefix(partition)}sig:{execution_id}"
+
     def event_buffer(self, partition: int, wait_key: str) -> str:
         """LIST: payloads of an event that came before any step of its correlation waited (TTL)."""
         return f"{self.prefix(partition)}evbuf:{wait_key}"

@@ -76,6 +76,7 @@ function K.edges_in(prefix, id) return prefix .. 'in:' .. id end
 function K.edges_out(prefix, id) return prefix .. 'out:' .. id end
 function K.inputs(prefix, id) return prefix .. 'inp:' .. id end
 function K.defaults(prefix, id) return prefix .. 'def:' .. id end
+function K.signals(prefix, id) return prefix .. 'sig:' .. id end
 -- one flow
 function K.flow(prefix, fid) return prefix .. 'f:' .. fid end
 function K.flow_steps(prefix, fid) return K.flow(prefix, fid) .. ':steps' end

@@ -224,12 +224,32 @@ local function start_wait(prefix, e, now, out)
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
 end
 
--- A waiting step that ends otherwise (canceled, timed out) leaves its waits set.
+-- A waiting step that ends otherwise (canceled, timed out) leaves its waits set;
+-- a suspended handler (exec_suspend) leaves the waiting index.
 local function leave_waits(prefix, e)
   if e.state == 'waiting' and e.wait_key then
     rcall('SREM', K.waits(prefix, e.wait_key), e.id)
     rcall('ZREM', K.waiting(prefix), e.id)
+  elseif e.state == 'waiting' and e.suspend_on then
+    rcall('ZREM', K.waiting(prefix), e.id)
   end
+end
+
+-- A handler suspended on a wait name (exec_suspend) got its signal: it leaves
+-- the waiting index, its deadline entry goes back to the execution's own
+-- deadline (a wait timeout may have replaced it), and it is ready to run again.
+-- Returns true when it went to its lane's ready set (the caller hints the lane).
+local function resume_suspended(prefix, e, now)
+  rcall('ZREM', K.waiting(prefix), e.id)
+  local deadline = tonumber(e.deadline_ms or 0)
+  if deadline > 0 then
+    rcall('ZADD', K.deadlines(prefix), deadline, e.id)
+  else
+    rcall('ZREM', K.deadlines(prefix), e.id)
+  end
+  move(prefix, e, 'ready', {'ready_ms', now, 'wait_deadline_ms', 0}, 'signal ' .. e.suspend_on)
+  rcall('HDEL', K.execution(prefix, e.id), 'suspend_on')
+  return enqueue_ready(prefix, e, now)
 end
 
 --[[ flowslot_states: both transition tables, for the parity test.

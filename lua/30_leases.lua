@@ -195,6 +195,45 @@ local function exec_release(keys, args)
 end
 register('exec_release', exec_release)
 
+--[[ exec_suspend: a handler called wait_for(name) and no signal of that name has
+  come: it leaves the lease and waits (attempt not counted), in the partition's
+  waiting index and, with a timeout, in the deadlines index (the earlier of the
+  wait's and the execution's deadline). When the signal came meanwhile
+  (exec_signal stored it), it is ready to run again at once instead.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] token  ARGV[2] name (the wait name)  ARGV[3] timeout_ms (0: none)
+  Derived: ready, leases, deadlines, counts, events, flows_done, execution, signals, waiting,
+    flow, flow_held, flow_done
+  Reply:  {state ('waiting'|'ready'), lane (to hint when ready)}
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
+local function exec_suspend(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local name = str_arg(args[2], 'name', 200)
+  local timeout_ms = int_arg(args[3], 'timeout_ms', 0, 1e12)
+  local f = leased_execution(keys[1], token)
+  check_move(f.id, f.state, 'waiting')
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local attempts = tonumber(f.attempts) - 1
+  rcall('ZREM', K.leases(prefix), f.id)
+  if rcall('HEXISTS', K.signals(prefix, f.id), name) == 1 then
+    move(prefix, f, 'ready', {'attempts', attempts, 'ready_ms', now}, 'signal ' .. name)
+    enqueue_ready(prefix, f, now)
+    return {'ready', f.lane}
+  end
+  local wait_deadline = 0
+  if timeout_ms > 0 then wait_deadline = now + timeout_ms end
+  move(prefix, f, 'waiting', {'attempts', attempts, 'suspend_on', name, 'waiting_ms', now,
+    'wait_deadline_ms', wait_deadline}, 'wait ' .. name)
+  rcall('ZADD', K.waiting(prefix), now, f.id)
+  local deadline = tonumber(f.deadline_ms or 0)
+  if wait_deadline > 0 and (deadline == 0 or wait_deadline < deadline) then
+    rcall('ZADD', K.deadlines(prefix), wait_deadline, f.id)
+  end
+  return {'waiting', f.lane}
+end
+register('exec_suspend', exec_suspend)
+
 --[[ exec_expire_leases: fail the attempts whose lease expired (lease_lost).
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)

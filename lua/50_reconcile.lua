@@ -34,7 +34,17 @@ register('exec_expire_deadlines', function(keys, args)
       rcall('ZREM', K.ready(prefix, e.lane), id)
       rcall('ZREM', K.delayed(prefix), id)
       if e.flow then rcall('ZREM', K.flow_held(prefix, e.flow), id) end
-      if e.state == 'waiting' then
+      if e.state == 'waiting' and e.suspend_on then
+        -- A suspended handler: its wait timed out, or the execution's own deadline passed.
+        leave_waits(prefix, e)
+        local msg = 'no signal ' .. e.suspend_on .. ' within the timeout'
+        local kind = 'timeout'
+        local wait_deadline = tonumber(e.wait_deadline_ms or 0)
+        if wait_deadline == 0 or now < wait_deadline then
+          kind, msg = 'deadline', 'deadline passed while waiting for signal ' .. e.suspend_on
+        end
+        move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
+      elseif e.state == 'waiting' then
         -- A wait that timed out: expired (children get defaults or are skipped) or failed.
         leave_waits(prefix, e)
         local to = 'expired'
@@ -86,7 +96,7 @@ local function delete_execution(prefix, id)
   local state, lane = unpack(rcall('HMGET', K.execution(prefix, id), 'state', 'lane'))
   -- UNLINK: a 20,000-way fan-in's edge and input hashes are freed in the background
   rcall('UNLINK', K.execution(prefix, id), K.done(prefix, id), K.edges_in(prefix, id),
-    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id))
+    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id), K.signals(prefix, id))
   for _, index in ipairs({K.terminal(prefix), K.pending_dispatch(prefix), K.leases(prefix),
       K.delayed(prefix), K.deadlines(prefix)}) do
     rcall('ZREM', index, id)
@@ -124,7 +134,7 @@ end
   KEYS[1] terminal ZSET   terminal executions by finish time
   ARGV[1] age_ms  ARGV[2] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    check_cursor, execution, done, edges_in, edges_out, inputs, defaults (and each purged
+    check_cursor, execution, done, edges_in, edges_out, inputs, defaults, signals (and each purged
     execution's idempotency key, named in its hash)
   Reply:  purged_count
   Errors: BAD_ARGS ]]
@@ -155,7 +165,7 @@ end)
   ARGV[1] age_ms  ARGV[2] max_steps
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, flows, unsealed,
     flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps,
-    flow_order, flow_roots, flow_held, flow_done, flow_retry
+    flow_order, flow_roots, flow_held, flow_done, flow_retry, signals
   Reply:  {flows_purged, steps_purged}
   Errors: BAD_ARGS ]]
 register('flow_purge', function(keys, args)

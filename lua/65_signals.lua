@@ -44,6 +44,49 @@ register('wait_signal', function(keys, args)
   return {'resumed', id, dispatch}
 end)
 
+--[[ exec_signal: deliver a signal to one execution's named wait (a handler's wait_for).
+  The payload is stored under the name in the execution's signals HASH; when
+  the execution is suspended on that name it becomes ready (its handler runs
+  again and wait_for returns the payload). A signal that comes before the wait
+  stays stored, and wait_for takes it. A repeat (the same payload) replies
+  'duplicate' and writes nothing; another payload for a name that has one, or
+  any signal to a terminal execution, is refused.
+  KEYS[1] exec     HASH   the execution
+  ARGV[1] name  ARGV[2] payload (JSON)  ARGV[3] expires_ms (0: never)  ARGV[4] key_until_ms (0: current key)
+  Derived: signals, waiting, deadlines, execution, ready, flow, flow_held, counts, events, flows_done,
+    flow_done (through resume_suspended)
+  Reply:  {outcome ('resumed'|'stored'|'duplicate'|'expired'|'retired'), lane, hinted (1 when
+           it went to its lane's ready set: the caller hints the lane)}
+  Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
+register('exec_signal', function(keys, args)
+  local name = str_arg(args[1], 'name', 200)
+  local payload = str_arg(args[2], 'payload', MAX_PAYLOAD)
+  local expires_ms = int_arg(args[3], 'expires_ms', 0, 1e15)
+  local key_until_ms = int_arg(args[4], 'key_until_ms', 0, 1e15)
+  local now = now_ms()
+  if expires_ms > 0 and now >= expires_ms then return {'expired', '', 0} end
+  if key_until_ms > 0 and now >= key_until_ms then return {'retired', '', 0} end
+  local e = hash_table(rcall('HGETALL', keys[1]))
+  if not e.state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  local prefix = prefix_of(keys[1])
+  local sig = K.signals(prefix, e.id)
+  local stored = rcall('HGET', sig, name)
+  if stored == payload then return {'duplicate', e.lane, 0} end
+  if stored then
+    raise('INVALID_STATE', 'execution ' .. e.id .. ' already received signal ' .. name .. ' (another payload)')
+  end
+  if TERMINAL[e.state] then
+    raise('INVALID_STATE', 'execution ' .. e.id .. ' is ' .. e.state .. ': it takes no signal')
+  end
+  rcall('HSET', sig, name, payload)
+  if e.state == 'waiting' and e.suspend_on == name then
+    local hinted = 0
+    if resume_suspended(prefix, e, now) then hinted = 1 end
+    return {'resumed', e.lane, hinted}
+  end
+  return {'stored', e.lane, 0}
+end)
+
 --[[ secrets_rotate: make a new signing key current. The previous current key
   stays valid grace_ms more (server time); retired keys whose grace has
   passed are dropped (up to max_keys fields are read).

@@ -57,6 +57,15 @@ def pid() -> int:
     return os.getpid()
 
 
+@app.task(name="basic.approval")
+def approval(amount: int) -> dict[str, object]:
+    """Suspends until signal "approval" comes (``wait_for``); returns its token and decision."""
+    ctx = current_task()
+    token = ctx.token("approval")
+    decision = ctx.wait_for("approval", timeout_s=3600)
+    return {"amount": amount, "decision": decision, "token": token}
+
+
 # -- flow steps --------------------------------------------------------------
 @app.task(name="flow.fetch")
 def fetch(url: str) -> dict[str, object]:

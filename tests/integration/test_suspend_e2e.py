@@ -1,0 +1,26 @@
+"""A handler that suspends on ``wait_for``, end to end: a real worker process on a real cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import signals
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.server
+
+
+def test_suspended_handlers_hold_no_thread_and_a_signal_runs_them_again_to_success(
+        cluster, namespace, make_app, spawn_worker):
+    app = make_app(cluster.url, namespace)
+    spawn_worker(cluster.url, namespace, concurrency=1)
+    first, second = app.submit("basic.approval", 10), app.submit("basic.approval", 20)
+    # One handler thread: the second can only start once the first has given its thread back.
+    wait_until(lambda: first.state() == second.state() == "waiting", what="both handlers to suspend")
+
+    for handle, ok in ((first, True), (second, False)):
+        token = signals.issue_for_execution(app.client, handle.id, "approval")
+        assert app.signal(token, {"ok": ok}) == handle.id
+        assert handle.result(timeout=15) == {"amount": 10 if ok else 20, "decision": {"ok": ok},
+                                             "token": token}
+        assert handle.state() == "succeeded"
