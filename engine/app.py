@@ -248,8 +248,13 @@ class App:
                               buffer_ttl_s=buffer_ttl_s, max_payload_bytes=self.max_payload_bytes)
 
     def signal(self, token: str, payload: Any = None) -> str:
-        """Complete the wait step a token names (``run.token(step)``) with ``payload`` as its
-        result (``wait_signal``) and dispatch its children; returns the step's execution id.
+        """Complete the wait a token names with ``payload``; returns the execution id.
+
+        A flow wait step's token (``run.token(step)``): the step succeeds with ``payload``
+        as its result (``wait_signal``) and its children are dispatched. A suspended
+        handler's token (``current_task().token(name)``): the payload is stored under
+        ``name`` and the execution runs again (``exec_signal``), or keeps it for its
+        ``wait_for(name)`` when it is not suspended yet.
 
         A forged, altered, expired, other-namespace or retired token raises ``BadToken``; a
         step that is not waiting raises ``InvalidState`` (a canceled flow's waits too), except

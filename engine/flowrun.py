@@ -207,8 +207,12 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
 def _waiting_for(f: dict[str, str], now_ms: int) -> str:
     """``event payment_received {"order_id":"o-17"}, 12 min, times out in 23 h``."""
     event = f.get("wait_event", "?")
-    what = ("a signal (a token from run.token())" if event == SIGNAL_EVENT
-            else f"event {event} {f.get('wait_correlate', '')}".rstrip())
+    if f.get("suspend_on"):
+        what = f"signal {f['suspend_on']} (the handler suspended in wait_for)"
+    elif event == SIGNAL_EVENT:
+        what = "a signal (a token from run.token())"
+    else:
+        what = f"event {event} {f.get('wait_correlate', '')}".rstrip()
     since = int(f.get("waiting_ms") or now_ms)
     text = f"{what}, {duration_text(now_ms - since)}"
     deadline = int(f.get("deadline_ms") or 0)

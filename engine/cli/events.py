@@ -68,12 +68,15 @@ def waiting_steps(client: Client, event: str | None = None, limit: int = 1000) -
     heads = client.run_many([Command(("ZRANGE", ks.waiting(p), 0, limit - 1, "WITHSCORES"), ks.waiting(p))
                              for p in range(ks.partitions)])
     found = [(p, eid, int(float(score))) for p, reply in enumerate(heads) for eid, score in _pairs(reply)]
-    fields = ("flow", "step", "wait_event", "wait_correlate", "deadline_ms")
+    fields = ("flow", "step", "wait_event", "wait_correlate", "deadline_ms", "suspend_on", "task")
     details = client.run_many([Command(("HMGET", ks.execution(p, eid), *fields), ks.execution(p, eid))
                                for p, eid, _ in found])
     rows = []
     for (_, eid, since), values in zip(found, details, strict=True):
         row = dict(zip(fields, values, strict=True))
+        if row["suspend_on"]:  # a handler suspended in wait_for(name): it waits for that signal
+            row["wait_event"], row["wait_correlate"] = f"signal {row['suspend_on']}", ""
+            row["step"] = row["step"] or row["task"]
         if event is None or row["wait_event"] == event:
             rows.append({"id": eid, "waiting_since_ms": since, **row})
     rows.sort(key=lambda r: r["waiting_since_ms"])
@@ -94,7 +97,7 @@ def waits(event_name: str | None, limit: int, as_json: bool, url: str | None, na
         emit_json(rows)
         return
     now = int(time.time() * 1000)
-    click.echo(table([[r["flow"], r["step"], r["wait_event"], r["wait_correlate"],
+    click.echo(table([[r["flow"] or "-", r["step"], r["wait_event"], r["wait_correlate"],
                        duration_text(now - r["waiting_since_ms"]),
                        duration_text(int(r["deadline_ms"]) - now) if r["deadline_ms"] not in (None, "0") else "-"]
                       for r in rows], ["flow", "step", "event", "correlation", "waiting", "times out in"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine import signals
@@ -17,6 +19,16 @@ def test_suspended_handlers_hold_no_thread_and_a_signal_runs_them_again_to_succe
     first, second = app.submit("basic.approval", 10), app.submit("basic.approval", 20)
     # One handler thread: the second can only start once the first has given its thread back.
     wait_until(lambda: first.state() == second.state() == "waiting", what="both handlers to suspend")
+    from click.testing import CliRunner
+
+    from engine.cli import main
+    from tests.conftest import TEST_PARTITIONS
+
+    listed = CliRunner().invoke(main, ["waits", "--json", "--url", cluster.url, "--namespace", namespace,
+                                       "--partitions", str(TEST_PARTITIONS)])
+    assert listed.exit_code == 0, listed.output
+    assert sorted((w["id"], w["wait_event"]) for w in json.loads(listed.output)) == sorted(
+        [(first.id, "signal approval"), (second.id, "signal approval")])
 
     for handle, ok in ((first, True), (second, False)):
         token = signals.issue_for_execution(app.client, handle.id, "approval")
