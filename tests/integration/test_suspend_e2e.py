@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from engine import signals
+from engine.cli import main
+from tests.conftest import TEST_PARTITIONS
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.server
@@ -19,11 +22,6 @@ def test_suspended_handlers_hold_no_thread_and_a_signal_runs_them_again_to_succe
     first, second = app.submit("basic.approval", 10), app.submit("basic.approval", 20)
     # One handler thread: the second can only start once the first has given its thread back.
     wait_until(lambda: first.state() == second.state() == "waiting", what="both handlers to suspend")
-    from click.testing import CliRunner
-
-    from engine.cli import main
-    from tests.conftest import TEST_PARTITIONS
-
     listed = CliRunner().invoke(main, ["waits", "--json", "--url", cluster.url, "--namespace", namespace,
                                        "--partitions", str(TEST_PARTITIONS)])
     assert listed.exit_code == 0, listed.output
