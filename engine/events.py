@@ -24,7 +24,7 @@ from typing import Any
 from engine import metrics, replies
 from engine.calls import FCall
 from engine.client import Client
-from engine.codec import encode
+from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
 from engine.errors import ContractError
 from keys import KeySpace, partition_of_key
@@ -119,7 +119,7 @@ def deliver_call(ks: KeySpace, event: str, corr: Correlation, payload: str, even
 
 def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
             event_id: str | None = None, buffer_ttl_s: float = DEFAULT_BUFFER_TTL_S,
-            max_payload_bytes: int = 1024 * 1024) -> Delivery:
+            max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Delivery:
     """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
 
     ``event_id`` makes the delivery idempotent: the same id (for the same event and

@@ -199,14 +199,19 @@ def signal(client: Client, token: Any, payload: Any = None, *,
     if claim.execution_id:
         return _signal_execution(client, claim, body)
     reply = client.run(signal_call(client, claim, body))
-    if reply.outcome == "expired":
-        raise BadToken(f"the signal token for step {claim.step!r} of flow {claim.flow_id} has expired")
-    if reply.outcome == "retired":
-        raise BadToken(f"the signal token for step {claim.step!r} of flow {claim.flow_id} was signed "
-                       "with a key that was rotated out and whose grace period is over")
+    _refuse_stale(reply.outcome, f"step {claim.step!r} of flow {claim.flow_id}")
     if reply.dispatch:
         dispatch(client, [reply.execution_id])
     return Signaled(reply.outcome, reply.execution_id)
+
+
+def _refuse_stale(outcome: str, what: str) -> None:
+    """The server found the token expired, or its key past its grace: BadToken."""
+    if outcome == "expired":
+        raise BadToken(f"the signal token for {what} has expired")
+    if outcome == "retired":
+        raise BadToken(f"the signal token for {what} was signed with a key that was rotated out "
+                       "and whose grace period is over")
 
 
 def _signal_execution(client: Client, claim: Claim, payload: str) -> Signaled:
@@ -214,12 +219,7 @@ def _signal_execution(client: Client, claim: Claim, payload: str) -> Signaled:
     became ready."""
     reply = client.run(executions.signal(client.keys, claim.execution_id, claim.step, payload,
                                          claim.expires_ms, claim.key_until_ms))
-    what = f"wait {claim.step!r} of execution {claim.execution_id}"
-    if reply.outcome == "expired":
-        raise BadToken(f"the signal token for {what} has expired")
-    if reply.outcome == "retired":
-        raise BadToken(f"the signal token for {what} was signed with a key that was rotated out "
-                       "and whose grace period is over")
+    _refuse_stale(reply.outcome, f"wait {claim.step!r} of execution {claim.execution_id}")
     if reply.hinted:
         partition = partition_of(claim.execution_id, client.keys.partitions)
         client.run_many(hint_commands(client.keys, [(partition, reply.lane)]))

@@ -8,6 +8,20 @@
   secrets_rotate. ]]
 local function rcall(...) return redis.call(...) end
 
+-- The arguments every signal call shares (a wait name, the payload, the token's
+-- expiry and its key's grace deadline), checked on the server clock: returns
+-- name, payload, now, and 'expired' / 'retired' when the token no longer holds.
+local function signal_args(args)
+  local name = str_arg(args[1], 'name', 200)
+  local payload = str_arg(args[2], 'payload', MAX_PAYLOAD)
+  local expires_ms = int_arg(args[3], 'expires_ms', 0, 1e15)
+  local key_until_ms = int_arg(args[4], 'key_until_ms', 0, 1e15)
+  local now = now_ms()
+  if expires_ms > 0 and now >= expires_ms then return name, payload, now, 'expired' end
+  if key_until_ms > 0 and now >= key_until_ms then return name, payload, now, 'retired' end
+  return name, payload, now, nil
+end
+
 --[[ wait_signal: resume one waiting step of a flow with a signal's payload as its result.
   A repeat of the signal that resumed the step (the same payload) replies
   'duplicate' and writes nothing; any other step state is refused.
@@ -18,13 +32,8 @@ local function rcall(...) return redis.call(...) end
   Reply:  {outcome ('resumed'|'duplicate'|'expired'|'retired'), execution_id or '', dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('wait_signal', function(keys, args)
-  local step = str_arg(args[1], 'step', 200)
-  local payload = str_arg(args[2], 'payload', MAX_PAYLOAD)
-  local expires_ms = int_arg(args[3], 'expires_ms', 0, 1e15)
-  local key_until_ms = int_arg(args[4], 'key_until_ms', 0, 1e15)
-  local now = now_ms()
-  if expires_ms > 0 and now >= expires_ms then return {'expired', '', 0} end
-  if key_until_ms > 0 and now >= key_until_ms then return {'retired', '', 0} end
+  local step, payload, now, stale = signal_args(args)
+  if stale then return {stale, '', 0} end
   local fstate, fid = unpack(rcall('HMGET', keys[1], 'state', 'id'))
   if not fstate then raise('NOT_FOUND', 'no flow ' .. keys[1]) end
   if fstate == 'canceled' then raise('INVALID_STATE', 'flow ' .. fid .. ' is canceled: its waits take no signal') end
@@ -59,13 +68,8 @@ end)
            it went to its lane's ready set: the caller hints the lane)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('exec_signal', function(keys, args)
-  local name = str_arg(args[1], 'name', 200)
-  local payload = str_arg(args[2], 'payload', MAX_PAYLOAD)
-  local expires_ms = int_arg(args[3], 'expires_ms', 0, 1e15)
-  local key_until_ms = int_arg(args[4], 'key_until_ms', 0, 1e15)
-  local now = now_ms()
-  if expires_ms > 0 and now >= expires_ms then return {'expired', '', 0} end
-  if key_until_ms > 0 and now >= key_until_ms then return {'retired', '', 0} end
+  local name, payload, now, stale = signal_args(args)
+  if stale then return {stale, '', 0} end
   local e = hash_table(rcall('HGETALL', keys[1]))
   if not e.state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
   local prefix = prefix_of(keys[1])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
 
 from engine import events
-from engine.cli.options import connection_options, emit_json, json_option, open_client, table
+from engine.cli.options import connection_options, emit_json, json_option, json_option_value, open_client, table
 from engine.client import Client
 from engine.errors import EngineError
 from engine.flowrun import duration_text
@@ -39,10 +38,7 @@ def _correlation(pairs: tuple[str, ...]) -> dict[str, str]:
 def event(name: str, pairs: tuple[str, ...], payload: str, event_id: str | None, buffer_ttl_s: float,
           as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
     """Deliver event NAME: resume every step waiting for it with this correlation, or buffer it."""
-    try:
-        body = json.loads(payload)
-    except ValueError as e:
-        raise click.BadParameter(f"not JSON: {e}", param_hint="--payload") from e
+    body = json_option_value(payload, "--payload")
     client = open_client(url, namespace, partitions)
     try:
         delivery = events.deliver(client, name, _correlation(pairs), body, event_id=event_id,

@@ -79,6 +79,14 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
 
 
+def json_option_value(text: str, option: str) -> Any:
+    """A JSON option's value, or a usage error naming the option."""
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise click.BadParameter(f"not JSON: {e}", param_hint=option) from e
+
+
 def open_client(url: str | None, namespace: str, partitions: int) -> Client:
     try:
         return Client(url, namespace=namespace, partitions=partitions)

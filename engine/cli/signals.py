@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from engine import signals, signing
-from engine.cli.options import connection_options, emit_json, iso_utc, json_option, open_client
+from engine.cli.options import connection_options, emit_json, iso_utc, json_option, json_option_value, open_client
 from engine.errors import EngineError
 
 
@@ -18,10 +16,7 @@ from engine.errors import EngineError
 @connection_options
 def signal(token: str, payload: str, as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
     """Complete the wait step TOKEN names (from run.token(step)) with --payload as its result."""
-    try:
-        body = json.loads(payload)
-    except ValueError as e:
-        raise click.BadParameter(f"not JSON: {e}", param_hint="--payload") from e
+    body = json_option_value(payload, "--payload")
     client = open_client(url, namespace, partitions)
     try:
         done = signals.signal(client, token, body)
