@@ -17,6 +17,7 @@ from typing import Any
 
 WORK_BUDGET = 500  # units per flow_submit call: about 5 ms of server time (bench bounded-calls)
 STEP_UNITS = 4  # creating a step, and settling it in the last call, costs about four edges
+MAX_DYNAMIC_EDGES = WORK_BUDGET - STEP_UNITS  # a step added by a handler is one call: it must fit
 MAX_STEPS_PER_CALL = 500
 BYTES_PER_UNIT = 2_048
 REQUIRED_KINDS = ("ref", "after")

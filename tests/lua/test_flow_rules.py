@@ -167,3 +167,21 @@ def test_the_lua_library_refuses_a_dynamic_step_on_an_unknown_step_and_writes_no
         app.client.run(flowcalls.submit(app.client.keys, run.id, "", "{}", json.dumps([spec]), True,
                                         parent.execution_id))
     assert snapshot(app.client) == before
+
+
+def test_a_step_added_by_a_handler_must_fit_one_bounded_call(app):
+    from engine.flowbatches import MAX_DYNAMIC_EDGES, STEP_UNITS, WORK_BUDGET
+    from engine.flows import add_dynamic_step
+
+    assert MAX_DYNAMIC_EDGES + STEP_UNITS == WORK_BUDGET
+    flow = app.flow("wide-dynamic")
+    parent = flow.step("a", "t.a")
+    for i in range(MAX_DYNAMIC_EDGES):
+        flow.step(f"p{i}", "t.a", after=[parent])
+    run = flow.submit()
+    c = claim_step(app, run, "a")
+    before = snapshot(app.client)
+    with pytest.raises(ContractError, match=f"at most {MAX_DYNAMIC_EDGES}"):
+        add_dynamic_step(app, run.id, c.execution_id, "a", "wide", "t.b", [], None,
+                         [f"p{i}" for i in range(MAX_DYNAMIC_EDGES)], (), {})  # + the parent: one too many
+    assert snapshot(app.client) == before
