@@ -116,16 +116,6 @@ local function hash_table(flat)
   return t
 end
 
-local function emit(prefix, id, from, to, detail)
-  if detail then
-    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', id, 'from', from, 'to', to, 'detail', detail)
-  else
-    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', id, 'from', from, 'to', to)
-  end
-end
-
 -- The key that never exists in the slot of `key`: "fs:{tag}:probe", or
 -- "{fs:daemons}:probe" for a key without a hash tag (the key's whole name
 -- is the tag: same slot either way).
