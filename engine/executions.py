@@ -12,6 +12,7 @@ comments in ``lua/``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import replies
@@ -40,6 +41,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flow_submit": (("flow",), ("flow_id", "name", "labels", "steps", "final", "parent")),
     "flow_seal": (("flow",), ("max_count",)),
     "flow_resolve": (("exec",), ("max_count",)),
+    "flow_complete": (("exec",), ("token", "result", "max_edges", "claim_count", "lease_ms", "worker_id",
+                                  "lanes")),
     "flow_cancel": (("flow",), ("max_count", "reason")),
     "flow_pause": (("flow",), ()),
     "flow_resume": (("flow",), ("max_count",)),
@@ -138,6 +141,15 @@ def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:
 def complete(ks: KeySpace, execution_id: str, token: str, result: str) -> FCall:
     return FCall("exec_complete", (_exec_key(ks, execution_id),), (token, result),
                  parse=replies.exec_complete)
+
+
+def complete_step(ks: KeySpace, execution_id: str, token: str, result: str, max_edges: int,
+                  claim_count: int, lease_ms: int, worker_id: str, lanes: Sequence[str]) -> FCall:
+    """``flow_complete``: a flow step's success, its edges resolved (up to ``max_edges``) and up to
+    ``claim_count`` of its newly ready children on ``lanes`` leased to ``worker_id``, in one call."""
+    return FCall("flow_complete", (_exec_key(ks, execution_id),),
+                 (token, result, max_edges, claim_count, lease_ms, worker_id, " ".join(lanes)),
+                 parse=replies.flow_complete)
 
 
 def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,

@@ -23,6 +23,7 @@ from engine.errors import (
 )
 from engine.events import SIGNAL_EVENT
 from engine.handle import Handle
+from engine.replies import event_records
 from engine.router import Command
 from engine.states import ExecutionState, FlowState
 
@@ -153,16 +154,19 @@ class FlowRun:
         return {"flow": flow, "steps": described, "timeline": self.timeline(timeline_limit)}
 
     def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:
-        """This flow's events, oldest first, from its partition's stream."""
+        """This flow's events (at most ``limit``), oldest first, from its partition's stream.
+
+        A stream entry holds every transition of one call; each is one event here.
+        """
         checks.integer(limit, "limit", minimum=1, maximum=10**9)
         key = self.client.keys.events(self.partition)
         entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
-        out = []
+        out: list[dict[str, Any]] = []
         for entry_id, flat in entries:
-            fields = dict(zip(flat[::2], flat[1::2], strict=False))
-            if fields.get("flow") == self.id:
-                out.append({"at_ms": int(entry_id.split("-")[0]), **fields})
-        return out
+            at_ms = int(entry_id.split("-")[0])
+            out.extend({"at_ms": at_ms, **fields} for fields in event_records(flat)
+                       if fields.get("flow") == self.id)
+        return out[:limit]
 
 
 def _describe_step(step: str, eid: str, f: dict[str, str], edges: dict[str, str], flow_state: str,

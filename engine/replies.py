@@ -171,12 +171,16 @@ def exec_promote(r: Any) -> PromoteReply:
 
 
 def exec_claim(r: Any) -> ClaimReply:
+    return ClaimReply(int(r[0]), _claimed(r[1]), list(r[2]))
+
+
+def _claimed(entries: Any) -> list[Claimed]:
     claimed = []
-    for c in r[1]:
+    for c in entries:
         inputs, paged = _claimed_inputs(c[7])
         claimed.append(Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]), inputs,
                                c[8], c[9], paged))
-    return ClaimReply(int(r[0]), claimed, list(r[2]))
+    return claimed
 
 
 def _claimed_inputs(raw: Any) -> tuple[dict[str, str], int]:
@@ -261,6 +265,18 @@ class ResolveReply(NamedTuple):
     tally: ResolveTally
 
 
+class FlowCompleteReply(NamedTuple):
+    """``flow_complete``: ``exec_complete`` plus the edges it resolved and the children it leased."""
+
+    state: str
+    first: bool  # this call made the transition (False: a repeat)
+    dispatch: bool  # the dispatcher resolves this step's edges (more than the call's bound)
+    ready: list[ReadyStep]  # children made ready and not leased to the caller: to hint
+    cascade: list[str]  # skipped children with children of their own: to dispatch
+    claimed: list[Claimed]  # children leased to the caller, as exec_claim leases them
+    claimed_lanes: list[str]  # the lane of each
+
+
 class FlowCancelReply(NamedTuple):
     """``flow_cancel``."""
 
@@ -300,6 +316,11 @@ def flow_resolve(r: Any) -> ResolveReply:
     satisfied, impossible, already, skipped = r[3]
     return ResolveReply(bool(r[0]), _ready(r[1]), list(r[2]),
                         ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)))
+
+
+def flow_complete(r: Any) -> FlowCompleteReply:
+    return FlowCompleteReply(r[0], bool(r[1]), bool(r[2]), _ready(r[3]), list(r[4]), _claimed(r[5]),
+                             list(r[6]))
 
 
 def flow_cancel(r: Any) -> FlowCancelReply:
@@ -420,6 +441,25 @@ def secrets_rotate(r: Any) -> RotateReply:
     return RotateReply(r[0], int(r[1]), int(r[2]))
 
 
+def event_records(flat: list[str]) -> list[dict[str, str]]:
+    """The transitions one event-stream entry holds (one entry per FCALL, see lua/10_states.lua).
+
+    An entry's flat field list is a run of records: an execution's starts at ``id``
+    (``id, from, to, flow[, detail]``), a flow's at ``flow`` directly followed by ``from``
+    (``flow, from, to, detail``).
+    """
+    records: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for i in range(0, len(flat) - 1, 2):
+        name = flat[i]
+        if name == "id" or (name == "flow" and i + 2 < len(flat) and flat[i + 2] == "from"):
+            current = {}
+            records.append(current)
+        if current is not None:
+            current[name] = flat[i + 1]
+    return records
+
+
 def flowslot_version(r: Any) -> str:
     """The library's source hash."""
     return str(r)
@@ -440,6 +480,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "flow_submit": flow_submit,
     "flow_seal": flow_seal,
     "flow_resolve": flow_resolve,
+    "flow_complete": flow_complete,
     "flow_cancel": flow_cancel,
     "flow_pause": flow_pause,
     "flow_resume": flow_resume,

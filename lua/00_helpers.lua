@@ -136,6 +136,60 @@ local function check_slot_stable(keys)
   if keys[1] then rcall('EXISTS', probe_key(keys[1])) end
 end
 
+-- What one call writes to its partition's event stream and lane counters is
+-- gathered while it runs and written once at its end (register's wrapper):
+-- one XADD per call, carrying every transition of the call as consecutive
+-- records (see note_event), and one HINCRBY per counter the call changed.
+-- The flush runs after an error too, so a call that stopped half-way still
+-- records the transitions it made (the index check follows the stream).
+local EVENT_RECORDS_PER_ENTRY = 200  -- a record is at most 10 values: unpack() stays small
+local pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
+
+-- Append one transition record to the call's pending entry of stream `key`.
+-- A record is the flat field list of one transition: an execution's starts
+-- with 'id', a flow's with 'flow' directly followed by 'from'.
+local function note_event(key, record)
+  local list = pending.events[key]
+  if list == nil then
+    list = {}
+    pending.events[key] = list
+    pending.event_keys[#pending.event_keys + 1] = key
+  end
+  list[#list + 1] = record
+end
+
+-- Add `delta` to `field` of the counters hash `key`, written at the call's end.
+local function note_count(key, field, delta)
+  local t = pending.counts[key]
+  if t == nil then
+    t = {fields = {}, order = {}}
+    pending.counts[key] = t
+    pending.count_keys[#pending.count_keys + 1] = key
+  end
+  if t.fields[field] == nil then t.order[#t.order + 1] = field; t.fields[field] = 0 end
+  t.fields[field] = t.fields[field] + delta
+end
+
+local function flush_pending()
+  for _, key in ipairs(pending.event_keys) do
+    local records = pending.events[key]
+    for first = 1, #records, EVENT_RECORDS_PER_ENTRY do
+      local flat = {}
+      for i = first, math.min(first + EVENT_RECORDS_PER_ENTRY - 1, #records) do
+        for _, v in ipairs(records[i]) do flat[#flat + 1] = v end
+      end
+      rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(flat))
+    end
+  end
+  for _, key in ipairs(pending.count_keys) do
+    local t = pending.counts[key]
+    for _, field in ipairs(t.order) do
+      if t.fields[field] ~= 0 then rcall('HINCRBY', key, field, t.fields[field]) end
+    end
+  end
+  pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
+end
+
 local function register(name, fn, flags)
   -- (runs at FUNCTION LOAD, where only the basic Lua library is reachable)
   local writes = true
@@ -145,7 +199,9 @@ local function register(name, fn, flags)
   end
   local wrapped = function(keys, args)
     if writes then check_slot_stable(keys) end
+    pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
     local ok, res = pcall(fn, keys, args)
+    if writes then flush_pending() end
     if ok then return res end
     if type(res) == 'table' and res.fs then return redis.error_reply(res.fs) end
     error(res)

@@ -58,8 +58,7 @@ end
 local FLOW_TERMINAL = {succeeded = 1, failed = 1, canceled = 1}
 
 local function emit_flow(prefix, fid, from, to, detail)
-  rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-    'flow', fid, 'from', from, 'to', to, 'detail', detail or '')
+  note_event(K.events(prefix), {'flow', fid, 'from', from, 'to', to, 'detail', detail or ''})
 end
 
 local function set_flow_state(prefix, fid, from, to, now, detail)
@@ -91,10 +90,29 @@ local function op_pending(prefix, op, fid, remaining, now)
   end
 end
 
--- Write the new state of execution `e` (its HGETALL table, updated in place),
--- keep the per-lane and per-flow counters, append the event. `fields` is an
--- optional flat list of extra HSET field/value pairs. The event is written
--- first, so the index check (rec_audit) finds any transition that started.
+-- The transition records of one event-stream entry (its flat field list):
+-- an execution's record starts at 'id', a flow's at 'flow' followed by 'from'
+-- (an execution's record names its flow after 'to'). engine/replies.py
+-- event_records reads entries the same way.
+local function event_records(flat)
+  local records, current = {}, nil
+  for i = 1, #flat, 2 do
+    local name = flat[i]
+    if name == 'id' or (name == 'flow' and flat[i + 2] == 'from') then
+      current = {}
+      records[#records + 1] = current
+    end
+    if current then current[name] = flat[i + 1] end
+  end
+  return records
+end
+
+-- Write the new state of execution `e` (its fields, updated in place), keep
+-- the per-lane and per-flow counters, record the event. `fields` is an
+-- optional flat list of extra HSET field/value pairs. The event record and the
+-- lane counters are written once at the end of the call (note_event,
+-- note_count), also when the call stops on an error, so the index check
+-- (rec_audit) finds any transition that started.
 local function move(prefix, e, to, fields, detail)
   local from = e.state or ''
   if from == '' then
@@ -103,11 +121,9 @@ local function move(prefix, e, to, fields, detail)
     raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
   end
   if detail then
-    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail)
+    note_event(K.events(prefix), {'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail})
   else
-    rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-      'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '')
+    note_event(K.events(prefix), {'id', e.id, 'from', from, 'to', to, 'flow', e.flow or ''})
   end
   local key = K.execution(prefix, e.id)
   if fields and #fields > 0 then
@@ -117,8 +133,8 @@ local function move(prefix, e, to, fields, detail)
   end
   e.state = to
   local counts = K.counts(prefix)
-  if from ~= '' then rcall('HINCRBY', counts, e.lane .. ':' .. from, -1) end
-  rcall('HINCRBY', counts, e.lane .. ':' .. to, 1)
+  if from ~= '' then note_count(counts, e.lane .. ':' .. from, -1) end
+  note_count(counts, e.lane .. ':' .. to, 1)
   if e.flow then
     local fkey = K.flow(prefix, e.flow)
     if from ~= '' then rcall('HINCRBY', fkey, 'c:' .. from, -1) end
@@ -163,10 +179,14 @@ end
 -- leave the time indexes, enter the retention index, wake result waiters,
 -- record the dispatch intent, and account the flow. Returns 1 when the
 -- execution has outgoing edges for the dispatcher to resolve, else 0.
-local function finish(prefix, e, now)
+-- `from_lease`: it ends a lease, so it is in the deadlines index only with a
+-- deadline of its own (a wait timeout never outlives a suspension).
+-- `resolving_here`: the caller resolves every outgoing edge in this same call
+-- (flow_complete), so no dispatch intent is recorded.
+local function finish(prefix, e, now, from_lease, resolving_here)
   local id = e.id
   rcall('ZREM', K.leases(prefix), id)
-  rcall('ZREM', K.deadlines(prefix), id)
+  if not from_lease or tonumber(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
   rcall('ZADD', K.terminal(prefix), now, id)
   local done = K.done(prefix, id)
   rcall('RPUSH', done, '1')
@@ -183,7 +203,7 @@ local function finish(prefix, e, now)
     end
     -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
     if rcall('LLEN', K.edges_out(prefix, id)) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
-      rcall('ZADD', K.pending_dispatch(prefix), now, id)
+      if not resolving_here then rcall('ZADD', K.pending_dispatch(prefix), now, id) end
       dispatch = 1
     end
     maybe_finish_flow(prefix, e.flow, now)

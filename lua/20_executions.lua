@@ -44,23 +44,25 @@ local function exec_submit(keys, args)
   if delay_ms > 0 then state = 'delayed' end
   local deadline = 0
   if deadline_in_ms > 0 then deadline = now + deadline_in_ms end
-  rcall('HSET', keys[1], 'id', id, 'task', task, 'lane', lane, 'payload', payload,
+  -- One HSET: move() writes the state with every other field.
+  local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload,
     'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
     'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms,
-    'created_ms', now, 'deadline_ms', deadline, 'epoch', 0)
+    'created_ms', now, 'deadline_ms', deadline, 'epoch', 0}
   if state == 'ready' then
-    rcall('HSET', keys[1], 'ready_ms', now)
+    fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
+  else
+    fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + delay_ms
+  end
+  if idem_ttl_ms > 0 then fields[#fields + 1] = 'idem'; fields[#fields + 1] = keys[4] end
+  move(prefix, {id = id, lane = lane}, state, fields)
+  if state == 'ready' then
     rcall('ZADD', keys[2], ready_score(priority, now), id)
   else
-    rcall('HSET', keys[1], 'due_ms', now + delay_ms)
     rcall('ZADD', keys[3], now + delay_ms, id)
   end
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, id) end
-  if idem_ttl_ms > 0 then
-    rcall('SET', keys[4], id, 'PX', idem_ttl_ms)
-    rcall('HSET', keys[1], 'idem', keys[4])
-  end
-  move(prefix, {id = id, lane = lane}, state)
+  if idem_ttl_ms > 0 then rcall('SET', keys[4], id, 'PX', idem_ttl_ms) end
   return {id, state, 1}
 end
 register('exec_submit', exec_submit)

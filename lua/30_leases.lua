@@ -10,10 +10,26 @@ local MAX_ERROR_MSG = 8192
 -- HSCAN, so no claim copies an unbounded hash.
 local CLAIM_INPUTS = 1000
 
+-- The fields a lease's end reads: the lease check, the retry policy, the
+-- transition (move, finish, enqueue_ready) and the waits a suspension leaves.
+local LEASE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
+  'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
+  'wait_key', 'suspend_on'}
+
+-- HMGET of `names` -> table (absent fields stay nil).
+local function hash_fields(key, names)
+  local values = rcall('HMGET', key, unpack(names))
+  local f = {}
+  for i, name in ipairs(names) do
+    if values[i] then f[name] = values[i] end
+  end
+  return f
+end
+
 -- Check that `token` is the live lease of the execution at `key`; returns its
--- fields. Read-only, so callers may use it before their first write.
+-- fields (LEASE_FIELDS). Read-only, so callers may use it before their first write.
 local function leased_execution(key, token)
-  local f = hash_table(rcall('HGETALL', key))
+  local f = hash_fields(key, LEASE_FIELDS)
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
@@ -42,7 +58,35 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
     return 'delayed', delay
   end
   move(prefix, f, 'failed', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
-  return 'failed', 0, finish(prefix, f, now)
+  return 'failed', 0, finish(prefix, f, now, true)
+end
+
+-- The fields a claim reads of each execution it pops.
+local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
+  'task', 'payload', 'attempts', 'deadline_ms'}
+
+-- Lease one ready execution `f` (its CLAIM_FIELDS, already out of its ready
+-- set) to `worker`: returns its claim entry and the inputs budget left.
+local function lease_one(prefix, f, now, lease_ms, worker, inputs_left)
+  local id = f.id
+  local epoch = tonumber(f.epoch or 0) + 1
+  local attempt = tonumber(f.attempts) + 1
+  local expiry = now + lease_ms
+  move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
+    'started_ms', now, 'lease_expiry_ms', expiry}, worker)
+  local inputs = {}
+  if f.flow then
+    local inp = K.inputs(prefix, id)
+    local count = rcall('HLEN', inp)
+    if count <= inputs_left then
+      if count > 0 then inputs = rcall('HGETALL', inp) end
+      inputs_left = inputs_left - count
+    else
+      inputs = count
+    end
+  end
+  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms), expiry,
+    inputs, f.flow or '', f.step or ''}, inputs_left
 end
 
 --[[ exec_claim: lease up to max_count ready executions of one lane.
@@ -61,13 +105,12 @@ local function exec_claim(keys, args)
   local worker = str_arg(args[3], 'worker_id', 200)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
-  local ids = rcall('ZRANGE', keys[1], 0, max_count - 1)
-  local claimed, expired = {}, {}
+  local popped = rcall('ZPOPMIN', keys[1], max_count)
+  local claimed, expired, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
-  for _, id in ipairs(ids) do
-    local key = K.execution(prefix, id)
-    rcall('ZREM', keys[1], id)
-    local f = hash_table(rcall('HGETALL', key))
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local f = hash_fields(K.execution(prefix, id), CLAIM_FIELDS)
     local fstate = nil
     if f.flow then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
     if f.state ~= 'ready' then
@@ -84,28 +127,19 @@ local function exec_claim(keys, args)
         finish(prefix, f, now)
         expired[#expired + 1] = id  -- the caller dispatches these
       else
-        local epoch = rcall('HINCRBY', key, 'epoch', 1)
-        local attempt = tonumber(f.attempts) + 1
-        local expiry = now + lease_ms
-        move(prefix, f, 'leased', {'attempts', attempt, 'worker', worker,
-          'started_ms', now, 'lease_expiry_ms', expiry}, worker)
-        rcall('ZADD', K.leases(prefix), expiry, id)
-        local inputs = {}
-        if f.flow then
-          local inp = K.inputs(prefix, id)
-          local count = rcall('HLEN', inp)
-          if count <= inputs_left then
-            inputs, inputs_left = rcall('HGETALL', inp), inputs_left - count
-          else
-            inputs = count
-          end
-        end
-        claimed[#claimed + 1] = {id, tostring(epoch), f.task, f.payload, attempt, deadline, expiry,
-          inputs, f.flow or '', f.step or ''}
+        local entry
+        entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left)
+        claimed[#claimed + 1] = entry
+        lease_args[#lease_args + 1] = entry[7]
+        lease_args[#lease_args + 1] = id
       end
     end
   end
-  return {rcall('ZCARD', keys[1]), claimed, expired}
+  if #lease_args > 0 then rcall('ZADD', K.leases(prefix), unpack(lease_args)) end
+  -- ZPOPMIN returning fewer than asked emptied the set.
+  local remaining = 0
+  if #popped >= 2 * max_count then remaining = rcall('ZCARD', keys[1]) end
+  return {remaining, claimed, expired}
 end
 register('exec_claim', exec_claim)
 
@@ -146,7 +180,7 @@ local function exec_complete(keys, args)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   move(prefix, f, 'succeeded', {'result', result, 'finished_ms', now})
-  return {'succeeded', 1, finish(prefix, f, now)}
+  return {'succeeded', 1, finish(prefix, f, now, true)}
 end
 register('exec_complete', exec_complete)
 

@@ -400,6 +400,77 @@ local function flow_resolve(keys, args)
 end
 register('flow_resolve', flow_resolve)
 
+--[[ flow_complete: a flow step's exec_complete that also does the dispatcher's
+  first round and the next claim: it records the success, resolves the step's
+  outgoing edges in the same call when there are at most max_edges of them
+  (else it records the dispatch intent and leaves them all to the dispatcher,
+  as exec_complete does), and leases to the caller up to claim_count of the
+  children that became ready on one of its lanes, so a chain step costs one
+  round trip. Idempotent per token like exec_complete.
+  KEYS[1] exec     HASH   the leased step execution
+  ARGV[1] token  ARGV[2] result (JSON)  ARGV[3] max_edges  ARGV[4] claim_count
+  ARGV[5] lease_ms  ARGV[6] worker_id  ARGV[7] lanes (space-separated, the caller's)
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting
+  Reply:  {state, first (1|0), dispatch (1: the dispatcher resolves this step's edges),
+           {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
+           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...}}
+  Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
+local function flow_complete(keys, args)
+  local token = str_arg(args[1], 'token', 32)
+  local result = args[2] or ''
+  local max_edges = int_arg(args[3], 'max_edges', 0, MAX_BATCH)
+  local claim_count = int_arg(args[4], 'claim_count', 0, MAX_BATCH)
+  local lease_ms = int_arg(args[5], 'lease_ms', 100, 86400000)
+  local worker = str_arg(args[6], 'worker_id', 200)
+  local lanes = {}
+  for lane in string.gmatch(args[7] or '', '%S+') do lanes[lane] = true end
+  local f = leased_execution(keys[1], token)
+  if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}} end
+  check_move(f.id, f.state, 'succeeded')
+  local prefix = prefix_of(keys[1])
+  local out_key = K.edges_out(prefix, f.id)
+  local children = {}
+  -- (a canceled flow's steps have nothing to dispatch: finish() records no intent)
+  if f.flow and max_edges > 0 and rcall('HGET', K.flow(prefix, f.flow), 'state') ~= 'canceled' then
+    children = rcall('LRANGE', out_key, 0, max_edges)  -- one more than max: is there more?
+    if #children > max_edges then children = {} end
+  end
+  local inline = #children > 0
+  local now = now_ms()
+  local fields = {'result', result, 'finished_ms', now}
+  if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
+  move(prefix, f, 'succeeded', fields)
+  local dispatch = finish(prefix, f, now, true, inline)
+  if not inline or dispatch == 0 then return {'succeeded', 1, dispatch, {}, {}, {}, {}} end
+  -- finish() found the flow live and edges to resolve: resolve them all here.
+  f.result = result
+  local out = {ready = {}, skipped = {}}
+  for _, child in ipairs(children) do resolve_edge(prefix, f, child, now, out, true) end
+  local left, claimed, claimed_lanes, lease_args = {}, {}, {}, {}
+  local inputs_left = CLAIM_INPUTS
+  for _, r in ipairs(out.ready) do
+    local id, lane = r[1], r[2]
+    local c = nil
+    if #claimed < claim_count and lanes[lane] then c = hash_fields(K.execution(prefix, id), CLAIM_FIELDS) end
+    local deadline = c and tonumber(c.deadline_ms or 0) or 0
+    if c and c.state == 'ready' and (deadline == 0 or deadline > now) then
+      rcall('ZREM', K.ready(prefix, lane), id)
+      local entry
+      entry, inputs_left = lease_one(prefix, c, now, lease_ms, worker, inputs_left)
+      claimed[#claimed + 1] = entry
+      claimed_lanes[#claimed_lanes + 1] = lane
+      lease_args[#lease_args + 1] = entry[7]
+      lease_args[#lease_args + 1] = id
+    else
+      left[#left + 1] = r
+    end
+  end
+  if #lease_args > 0 then rcall('ZADD', K.leases(prefix), unpack(lease_args)) end
+  return {'succeeded', 1, 0, left, out.skipped, claimed, claimed_lanes}
+end
+register('flow_complete', flow_complete)
+
 --[[ flow_cancel: cancel the flow, then up to max_count of its non-terminal
   steps per call (leased ones too: their workers learn it at renewal, their
   late results are refused). Idempotent; call until remaining is 0.

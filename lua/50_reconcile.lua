@@ -512,13 +512,20 @@ local function audit_events(a)
   end
   -- Each execution and flow is checked at its last event in this batch: the
   -- check reads its current state, so its earlier events need nothing more.
-  local named, final = {}, {}
-  for i, entry in ipairs(entries) do
-    local f = hash_table(entry[2])
-    if f.flow == '' then f.flow = nil end
-    named[i] = f
-    if f.id then final['x' .. f.id] = i end
-    if f.flow then final['f' .. f.flow] = i end
+  -- An entry holds every transition of one call (event_records); the cursor
+  -- passes an entry once all of its records are checked.
+  local named, entry_of, final = {}, {}, {}
+  for n, entry in ipairs(entries) do
+    local records = event_records(entry[2])
+    for r, f in ipairs(records) do
+      if f.flow == '' then f.flow = nil end
+      local i = #named + 1
+      named[i] = f
+      if r == #records then entry_of[i] = entry[1] end
+      if f.id then final['x' .. f.id] = i end
+      if f.flow then final['f' .. f.flow] = i end
+    end
+    if #records == 0 then entry_of[#named] = entry[1] end
   end
   local last, more = nil, #entries >= a.max
   for i, f in ipairs(named) do
@@ -530,7 +537,7 @@ local function audit_events(a)
       more = true
       break
     end
-    last = entries[i][1]
+    if entry_of[i] then last = entry_of[i] end
     if e then
       a.checked[e.id] = true
       audit_execution(a, e)

@@ -13,6 +13,7 @@ import pytest
 from engine import executions as X
 from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
 from engine.router import Command
+from engine.replies import event_records
 from keys import new_id
 from tests.conftest import snapshot
 
@@ -44,8 +45,7 @@ def counts(client):
 def events(client):
     key = client.keys.events(P)
     entries = client.run(Command(("XRANGE", key, "-", "+"), key))
-    fields = [dict(zip(flat[::2], flat[1::2], strict=False)) for _, flat in entries]
-    return [(f["from"], f["to"]) for f in fields]
+    return [(f["from"], f["to"]) for _, flat in entries for f in event_records(flat)]
 
 
 def test_submit_makes_a_ready_execution_and_counts_it(lua_client):
@@ -89,6 +89,31 @@ def test_claim_leases_by_priority_then_age_and_reports_what_remains(lua_client):
     assert all(c.attempt == 1 and c.token == "1" for c in reply.claimed)
     assert info(lua_client, high)["state"] == "leased"
     assert counts(lua_client) == {"default:leased": 2, "default:ready": 1}
+
+
+def stream_entries(client):
+    key = client.keys.events(P)
+    return [event_records(flat) for _, flat in client.run(Command(("XRANGE", key, "-", "+"), key))]
+
+
+def test_a_claim_of_three_writes_one_event_entry_naming_each_transition(lua_client):
+    ids = [submit(lua_client)[0] for _ in range(3)]
+    before = len(stream_entries(lua_client))
+    claim(lua_client, n=3)
+    entries = stream_entries(lua_client)
+    assert len(entries) == before + 1
+    assert sorted((r["id"], r["from"], r["to"], r["detail"]) for r in entries[-1]) == sorted(
+        (eid, "ready", "leased", "w-test") for eid in ids)
+    assert counts(lua_client) == {"default:leased": 3}
+
+
+def test_a_completion_writes_one_event_entry_and_counts_once(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    lua_client.run(X.complete(lua_client.keys, eid, token, "1"))
+    assert [[(r["id"], r["from"], r["to"]) for r in entry] for entry in stream_entries(lua_client)] == [
+        [(eid, "", "ready")], [(eid, "ready", "leased")], [(eid, "leased", "succeeded")]]
+    assert counts(lua_client) == {"default:succeeded": 1}
 
 
 def test_claim_is_per_lane(lua_client):

@@ -103,3 +103,14 @@ def test_a_real_failed_attempt_names_its_state_delay_and_dispatch_flag(namespace
     assert isinstance(failed, replies.FailReply)
     assert (failed.state, failed.first, failed.dispatch) == ("delayed", True, False)
     assert 5_000 <= failed.delay_ms <= 10_000
+
+
+def test_an_event_entry_splits_into_its_execution_and_flow_transitions():
+    flat = ["id", "e1", "from", "blocked", "to", "ready", "flow", "f1",
+            "flow", "f1", "from", "running", "to", "succeeded", "detail", "every step is terminal",
+            "id", "e2", "from", "leased", "to", "failed", "flow", "", "detail", "ValueError"]
+    assert replies.event_records(flat) == [
+        {"id": "e1", "from": "blocked", "to": "ready", "flow": "f1"},
+        {"flow": "f1", "from": "running", "to": "succeeded", "detail": "every step is terminal"},
+        {"id": "e2", "from": "leased", "to": "failed", "flow": "", "detail": "ValueError"},
+    ]
