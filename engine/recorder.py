@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +23,29 @@ from engine.client import Client
 from engine.errors import Canceled, InvalidState, NotFound, StaleLease
 from engine.held import HeldLeases
 from engine.hints import hint_commands
-from engine.replies import Claimed
+from engine.replies import Claimed, FlowCompleteReply
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
 
 BATCH_MAX = 256  # outcomes recorded per pipelined round
+STEP_EDGES_MAX = 150  # outgoing edges a flow step's completion resolves in its own call (as DISPATCH_BATCH)
+
+
+@dataclass
+class Handoff:
+    """How a worker takes a finished flow step's ready children straight from ``flow_complete``.
+
+    ``reserve(n)`` takes up to n handler slots and says how many it took, ``start`` runs a
+    child leased in a reply in one of them, ``unreserve(n)`` gives back slots left unused.
+    """
+
+    worker_id: str
+    lanes: Sequence[str]
+    lease_ms: int
+    reserve: Callable[[int], int]
+    start: Callable[[Claimed, str], None]
+    unreserve: Callable[[int], None]
 
 
 @dataclass
@@ -82,8 +99,10 @@ class Recorder:
     """Records outcomes in batches; ``schedule`` and ``dispatch`` are the worker's follow-ups."""
 
     def __init__(self, client: Client, held: HeldLeases, stats: WorkerStats,
-                 schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None]) -> None:
+                 schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None],
+                 handoff: Handoff | None = None) -> None:
         self.client = client
+        self.handoff = handoff  # None: flow steps complete with exec_complete, the dispatcher resolves
         self.held = held
         self.stats = stats
         self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
@@ -121,20 +140,33 @@ class Recorder:
         """One pipelined round for the batch, then the hints and the dispatch its replies ask for."""
         keys = self.client.keys
         calls = []
-        for o in batch:
+        rooms = self._rooms(batch)
+        for o, room in zip(batch, rooms, strict=True):
             c = o.claimed
             if o.suspend:
                 calls.append(executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms))
+            elif o.ok and c.flow and self.handoff is not None:
+                h = self.handoff
+                calls.append(executions.complete_step(keys, c.execution_id, c.token, o.result,
+                                                      STEP_EDGES_MAX, room, h.lease_ms, h.worker_id,
+                                                      h.lanes))
             elif o.ok:
                 calls.append(executions.complete(keys, c.execution_id, c.token, o.result))
             else:
                 calls.append(executions.fail(keys, c.execution_id, c.token, o.kind, o.message,
                                              o.retryable, random.random()))
-        replies = self.client.run_many(calls)
+        try:
+            replies = self.client.run_many(calls)
+        except BaseException:
+            self._give_back(sum(rooms))
+            raise
         hints: list[tuple[int, str]] = []
         to_dispatch: list[str] = []
+        unused = sum(rooms)
         for o, reply in zip(batch, replies, strict=True):
             self.held.forget(o.claimed.execution_id)
+            if isinstance(reply, FlowCompleteReply):
+                unused -= self._handed_off(reply, hints, to_dispatch)
             if o.suspend:
                 self._suspended(o, reply, hints)
                 continue
@@ -157,10 +189,42 @@ class Recorder:
                     hints.append((partition, o.lane))
                 else:
                     self.schedule(partition, reply.delay_ms)
+        self._give_back(unused)
         if hints:
             self.client.run_many(hint_commands(keys, hints))
         if to_dispatch:
             self.dispatch(to_dispatch)
+
+    def _rooms(self, batch: list[Outcome]) -> list[int]:
+        """Handler slots each outcome's call may fill with children: the free ones, shared out
+        among the batch's successful flow steps (reserved now, so nothing else takes them)."""
+        steps = [n for n, o in enumerate(batch) if o.ok and not o.suspend and o.claimed.flow]
+        rooms = [0] * len(batch)
+        if self.handoff is None or not steps:
+            return rooms
+        room = self.handoff.reserve(BATCH_MAX)
+        share, extra = divmod(room, len(steps))
+        for rank, n in enumerate(steps):
+            rooms[n] = share + (1 if rank < extra else 0)
+        return rooms
+
+    def _give_back(self, unused: int) -> None:
+        if unused > 0 and self.handoff is not None:
+            self.handoff.unreserve(unused)
+
+    def _handed_off(self, reply: FlowCompleteReply, hints: list[tuple[int, str]],
+                    to_dispatch: list[str]) -> int:
+        """Start the children the call leased to us, hint the others, queue the skipped ones
+        with children for the dispatcher; returns how many reserved slots the children took."""
+        assert self.handoff is not None
+        keys = self.client.keys
+        for step in reply.ready:
+            hints.append((partition_of(step.id, keys.partitions), step.lane))
+        to_dispatch.extend(reply.cascade)
+        for claimed, lane in zip(reply.claimed, reply.claimed_lanes, strict=True):
+            metrics.EXECUTIONS.labels("claimed", lane).inc()
+            self.handoff.start(claimed, lane)
+        return len(reply.claimed)
 
     def _suspended(self, outcome: Outcome, reply: Any, hints: list[tuple[int, str]]) -> None:
         """Count a recorded suspension; hint the lane when its signal had come meanwhile."""

@@ -50,7 +50,7 @@ from engine.held import Held, HeldLeases
 from engine.hints import hint_commands, pop_hints
 from engine.promoter import PROMOTE_BATCH as PROMOTE_BATCH
 from engine.promoter import Promoter
-from engine.recorder import Outcome, Recorder
+from engine.recorder import Handoff, Outcome, Recorder
 from engine.recorder import WorkerStats as WorkerStats
 from engine.refs import substitute
 from engine.renewer import Renewer
@@ -103,7 +103,9 @@ class Worker:
         self._inflight = 0
         self._wakeups = WakeQueue(poll_s)
         self._promoter = Promoter(self.client, promote_interval_s, poll_s)
-        self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch)
+        handoff = Handoff(self.id, self.lanes, lease_ms, self._reserve, self._start_reserved, self._unreserve)
+        self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch,
+                                  handoff)
         self._renewer = Renewer(self.client, self._held, lease_ms)
         self._stopping = threading.Event()
         self._signals = 0  # SIGTERM/SIGINT received (the handler only counts)
@@ -263,8 +265,20 @@ class Worker:
             return not self._stopping.is_set()
 
     def _release_capacity(self) -> None:
+        self._unreserve(1)
+
+    def _reserve(self, n: int) -> int:
+        """Take up to n free handler slots for children a completion may lease to us."""
         with self._capacity:
-            self._inflight -= 1
+            if self._stopping.is_set():
+                return 0
+            taken = max(0, min(n, self.batch_max, self._free()))
+            self._inflight += taken
+            return taken
+
+    def _unreserve(self, n: int) -> None:
+        with self._capacity:
+            self._inflight -= n
             self._capacity.notify_all()
 
     # -- wake-ups --------------------------------------------------------
@@ -317,9 +331,13 @@ class Worker:
                 self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
 
     def _start(self, claimed: Claimed, lane: str) -> None:
-        self.stats.claimed += 1
         with self._capacity:
             self._inflight += 1
+        self._start_reserved(claimed, lane)
+
+    def _start_reserved(self, claimed: Claimed, lane: str) -> None:
+        """Run a leased execution in a handler slot already counted in ``_inflight``."""
+        self.stats.claimed += 1
         context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
                               claimed.flow, claimed.step)
         held = Held(claimed, lane, context)

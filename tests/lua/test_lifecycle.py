@@ -12,8 +12,8 @@ import pytest
 
 from engine import executions as X
 from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
-from engine.router import Command
 from engine.replies import event_records
+from engine.router import Command
 from keys import new_id
 from tests.conftest import snapshot
 

@@ -30,9 +30,9 @@ from engine import executions as X
 from engine.client import Client
 from engine.errors import ClusterUnavailable, ResultTimeout
 from engine.flowrun import TERMINAL_FLOW, FlowRun
-from engine.replies import event_records
 from engine.localcluster import LocalCluster
 from engine.localcluster.common import HOST
+from engine.replies import event_records
 from engine.router import run_command
 from engine.states import TERMINAL_EXECUTION_STATES
 from keys import KeySpace, new_id, partition_slot

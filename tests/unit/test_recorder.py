@@ -9,7 +9,7 @@ from engine import App
 from engine import executions as X
 from engine.context import TaskContext
 from engine.held import Held, HeldLeases
-from engine.recorder import Outcome, Recorder, WorkerStats
+from engine.recorder import Handoff, Outcome, Recorder, WorkerStats
 from engine.router import Command
 from keys import new_id
 from tests.conftest import fake_client
@@ -122,6 +122,65 @@ def test_a_finished_flow_step_with_children_is_dispatched(namespace):
     [claimed] = client.run(X.claim(client.keys, run.partition, "default", 10, 30_000, "w")).claimed
     recorder.record([Outcome(claimed, "default", True, result="1")])
     assert follow.dispatched == [claimed.execution_id]
+
+
+class Slots:
+    """The worker's handler slots as a handoff sees them."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.started: list[tuple[str, str]] = []
+
+    def reserve(self, n: int) -> int:
+        taken = min(n, self.free)
+        self.free -= taken
+        return taken
+
+    def unreserve(self, n: int) -> None:
+        self.free += n
+
+    def start(self, claimed, lane) -> None:
+        self.started.append((claimed.step, lane))
+
+
+def hints_of(client, run):
+    key = client.keys.hint("default", client.keys.hint_index(run.partition))
+    return sorted(int(p) for p in client.run(Command(("LRANGE", key, 0, -1), key)))
+
+
+def two_step_flow(client):
+    flow = App(client=client).flow("two")
+    a = flow.step("a", "t.a")
+    flow.step("b", "t.b", a.ref())
+    run = flow.submit()
+    [claimed] = client.run(X.claim(client.keys, run.partition, "default", 10, 30_000, "w")).claimed
+    return run, claimed
+
+
+def test_with_a_handoff_a_flow_steps_child_starts_from_the_completions_reply(namespace):
+    client = fake_client(namespace)
+    follow, slots = Follow(), Slots(free=4)
+    recorder = Recorder(client, HeldLeases(), WorkerStats(), follow.schedule, follow.dispatch,
+                        Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
+    run, claimed = two_step_flow(client)
+    before = hints_of(client, run)
+    recorder.record([Outcome(claimed, "default", True, result="1")])
+    assert slots.started == [("b", "default")]
+    assert slots.free == 3  # the child holds one slot, the others came back
+    assert follow.dispatched == [] and hints_of(client, run) == before
+    assert recorder.stats.succeeded == 1
+
+
+def test_with_a_handoff_and_no_free_slot_the_ready_child_is_hinted(namespace):
+    client = fake_client(namespace)
+    follow, slots = Follow(), Slots(free=0)
+    recorder = Recorder(client, HeldLeases(), WorkerStats(), follow.schedule, follow.dispatch,
+                        Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
+    run, claimed = two_step_flow(client)
+    before = hints_of(client, run)
+    recorder.record([Outcome(claimed, "default", True, result="1")])
+    assert slots.started == [] and slots.free == 0
+    assert hints_of(client, run) == [*before, run.partition]
 
 
 def test_a_refused_outcome_is_dropped_uncounted(namespace, caplog):
