@@ -170,6 +170,12 @@ local function note_count(key, field, delta)
   t.fields[field] = t.fields[field] + delta
 end
 
+-- What this call has added to `field` of `key` so far (not yet written).
+local function noted_count(key, field)
+  local t = pending.counts[key]
+  return t and t.fields[field] or 0
+end
+
 local function flush_pending()
   for _, key in ipairs(pending.event_keys) do
     local records = pending.events[key]

@@ -136,12 +136,13 @@ local function move(prefix, e, to, fields, detail)
   if from ~= '' then note_count(counts, e.lane .. ':' .. from, -1) end
   note_count(counts, e.lane .. ':' .. to, 1)
   if e.flow then
+    -- the flow's per-state counters: written at the call's end like the lane's
     local fkey = K.flow(prefix, e.flow)
-    if from ~= '' then rcall('HINCRBY', fkey, 'c:' .. from, -1) end
-    local leased = rcall('HINCRBY', fkey, 'c:' .. to, 1)
+    if from ~= '' then note_count(fkey, 'c:' .. from, -1) end
+    note_count(fkey, 'c:' .. to, 1)
     if from == 'leased' then
-      leased = tonumber(rcall('HGET', fkey, 'c:leased'))
-      if leased == 0 and rcall('HGET', fkey, 'state') == 'pausing' then
+      local leased, fstate = unpack(rcall('HMGET', fkey, 'c:leased', 'state'))
+      if fstate == 'pausing' and tonumber(leased or 0) + noted_count(fkey, 'c:leased') == 0 then
         set_flow_state(prefix, e.flow, 'pausing', 'paused', 0, 'last running step finished')
       end
     end
@@ -181,8 +182,8 @@ end
 -- execution has outgoing edges for the dispatcher to resolve, else 0.
 -- `from_lease`: it ends a lease, so it is in the deadlines index only with a
 -- deadline of its own (a wait timeout never outlives a suspension).
--- `resolving_here`: the caller resolves every outgoing edge in this same call
--- (flow_complete), so no dispatch intent is recorded.
+-- `resolving_here`: the caller found outgoing edges in a live flow and
+-- resolves every one in this same call (flow_complete): no dispatch intent.
 local function finish(prefix, e, now, from_lease, resolving_here)
   local id = e.id
   rcall('ZREM', K.leases(prefix), id)
@@ -202,8 +203,10 @@ local function finish(prefix, e, now, from_lease, resolving_here)
       rcall('HINCRBY', fkey, 'bad', 1)
     end
     -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
-    if rcall('LLEN', K.edges_out(prefix, id)) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
-      if not resolving_here then rcall('ZADD', K.pending_dispatch(prefix), now, id) end
+    if resolving_here then
+      dispatch = 1  -- the caller read the edges and the flow's state, and resolves them now
+    elseif rcall('LLEN', K.edges_out(prefix, id)) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
+      rcall('ZADD', K.pending_dispatch(prefix), now, id)
       dispatch = 1
     end
     maybe_finish_flow(prefix, e.flow, now)

@@ -67,7 +67,8 @@ local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional'
 
 -- Lease one ready execution `f` (its CLAIM_FIELDS, already out of its ready
 -- set) to `worker`: returns its claim entry and the inputs budget left.
-local function lease_one(prefix, f, now, lease_ms, worker, inputs_left)
+-- `max_inputs`, when the caller knows it (a step's edge count), spares the HLEN.
+local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs)
   local id = f.id
   local epoch = tonumber(f.epoch or 0) + 1
   local attempt = tonumber(f.attempts) + 1
@@ -75,7 +76,10 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left)
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
     'started_ms', now, 'lease_expiry_ms', expiry}, worker)
   local inputs = {}
-  if f.flow then
+  if f.flow and max_inputs and max_inputs <= inputs_left then
+    if max_inputs > 0 then inputs = rcall('HGETALL', K.inputs(prefix, id)) end
+    inputs_left = inputs_left - #inputs / 2
+  elseif f.flow then
     local inp = K.inputs(prefix, id)
     local count = rcall('HLEN', inp)
     if count <= inputs_left then

@@ -52,6 +52,7 @@ local function settle(prefix, e, now, out, why)
     start_wait(prefix, e, now, out)
   elseif verdict == 'ready' then
     move(prefix, e, 'ready', {'ready_ms', now})
+    if out.lease and out.lease(e) then return end  -- leased at once to the caller (flow_complete)
     if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
   elseif verdict == 'skip' then
     move(prefix, e, 'skipped', {'finished_ms', now, 'error_kind', 'upstream_failed',
@@ -429,11 +430,11 @@ local function flow_complete(keys, args)
   if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
-  local out_key = K.edges_out(prefix, f.id)
-  local children = {}
+  local children, fstate = {}, nil
   -- (a canceled flow's steps have nothing to dispatch: finish() records no intent)
-  if f.flow and max_edges > 0 and rcall('HGET', K.flow(prefix, f.flow), 'state') ~= 'canceled' then
-    children = rcall('LRANGE', out_key, 0, max_edges)  -- one more than max: is there more?
+  if f.flow and max_edges > 0 then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
+  if fstate and fstate ~= 'canceled' then
+    children = rcall('LRANGE', K.edges_out(prefix, f.id), 0, max_edges)  -- one more: is there more?
     if #children > max_edges then children = {} end
   end
   local inline = #children > 0
@@ -442,32 +443,33 @@ local function flow_complete(keys, args)
   if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
   move(prefix, f, 'succeeded', fields)
   local dispatch = finish(prefix, f, now, true, inline)
-  if not inline or dispatch == 0 then return {'succeeded', 1, dispatch, {}, {}, {}, {}} end
-  -- finish() found the flow live and edges to resolve: resolve them all here.
+  if not inline then return {'succeeded', 1, dispatch, {}, {}, {}, {}} end
+  -- Resolve every edge here; a child made ready on one of our lanes is leased
+  -- to us at once (while the flow runs and we have room), the others are hinted.
   f.result = result
   local out = {ready = {}, skipped = {}}
-  for _, child in ipairs(children) do resolve_edge(prefix, f, child, now, out, true) end
-  local left, claimed, claimed_lanes, lease_args = {}, {}, {}, {}
+  local claimed, claimed_lanes, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
-  for _, r in ipairs(out.ready) do
-    local id, lane = r[1], r[2]
-    local c = nil
-    if #claimed < claim_count and lanes[lane] then c = hash_fields(K.execution(prefix, id), CLAIM_FIELDS) end
-    local deadline = c and tonumber(c.deadline_ms or 0) or 0
-    if c and c.state == 'ready' and (deadline == 0 or deadline > now) then
-      rcall('ZREM', K.ready(prefix, lane), id)
+  if fstate == 'running' and claim_count > 0 then
+    out.lease = function(e)
+      if #claimed >= claim_count or not lanes[e.lane] then return false end
+      local more = hash_fields(K.execution(prefix, e.id), {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
+      local deadline = tonumber(more.deadline_ms or 0)
+      if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
+      for name, value in pairs(more) do e[name] = value end
       local entry
-      entry, inputs_left = lease_one(prefix, c, now, lease_ms, worker, inputs_left)
+      entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left,
+        tonumber(e.req_total or 0) + tonumber(e.soft_total or 0))
       claimed[#claimed + 1] = entry
-      claimed_lanes[#claimed_lanes + 1] = lane
+      claimed_lanes[#claimed_lanes + 1] = e.lane
       lease_args[#lease_args + 1] = entry[7]
-      lease_args[#lease_args + 1] = id
-    else
-      left[#left + 1] = r
+      lease_args[#lease_args + 1] = e.id
+      return true
     end
   end
+  for _, child in ipairs(children) do resolve_edge(prefix, f, child, now, out, true) end
   if #lease_args > 0 then rcall('ZADD', K.leases(prefix), unpack(lease_args)) end
-  return {'succeeded', 1, 0, left, out.skipped, claimed, claimed_lanes}
+  return {'succeeded', 1, 0, out.ready, out.skipped, claimed, claimed_lanes}
 end
 register('flow_complete', flow_complete)
 

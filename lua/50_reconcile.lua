@@ -594,7 +594,10 @@ register('rec_audit', function(keys, args)
     gated = {}}
   if head_count > 0 then audit_heads(a, keys[1], head_count) end
   local more = audit_events(a)
-  for _, fid in ipairs(a.flow_list) do audit_flow(a, fid) end
+  for _, fid in ipairs(a.flow_list) do
+    flush_pending()  -- the recount compares the flow's counters with its steps: write them first
+    audit_flow(a, fid)
+  end
   return {more and 1 or 0, a.repairs, a.lanes, a.dispatch}
 end)
 
