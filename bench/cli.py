@@ -14,6 +14,9 @@ from bench.server import open_target
 from engine.errors import EngineError
 from keys import DEFAULT_PARTITIONS
 
+DEFAULT_WORKERS = 4
+MAX_WORKERS = 256
+
 
 def _progress(text: str) -> None:
     click.echo(f"[bench] {text}", err=True)
@@ -24,8 +27,9 @@ def shared_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--tasks", default=10_000, show_default=True,
                      type=click.IntRange(1, 10_000_000)),
-        click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
-                     help="Worker processes."),
+        click.option("--workers", default=None, type=str,
+                     help="Worker processes [default: 4]; submit-claim-complete takes a "
+                          "comma-separated list [default: 1,2,4,8]."),
         click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 4096),
                      help="Handler threads per flowslot worker process."),
         click.option("--payload-bytes", default=100, show_default=True,
@@ -59,6 +63,22 @@ def run_scenario(scenario: Scenario, params: Params, url: str | None,
     return result
 
 
+def _worker_counts(value: str | None, scenario: Scenario) -> list[int]:
+    """``--workers``: one count, or a comma-separated list where the scenario takes one."""
+    text = value if value is not None else (scenario.worker_counts or str(DEFAULT_WORKERS))
+    try:
+        counts = list(dict.fromkeys(int(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= c <= MAX_WORKERS for c in counts):
+        raise click.BadParameter(f"worker counts must be integers in 1..{MAX_WORKERS}, got {text!r}",
+                                 param_hint="--workers")
+    if len(counts) > 1 and not scenario.worker_counts:
+        raise click.BadParameter(f"{scenario.name} takes one worker count, got {text!r}",
+                                 param_hint="--workers")
+    return counts
+
+
 def make_command(scenario: Scenario) -> click.Command:
     @click.command(name=scenario.name, help=scenario.summary)
     @shared_options
@@ -66,6 +86,10 @@ def make_command(scenario: Scenario) -> click.Command:
         if url and standalone:
             raise click.BadParameter("--standalone applies to the embedded server, not to --url")
         extra = {o.name: sizes.pop(o.name) for o in scenario.options if o.name}
+        counts = _worker_counts(sizes.pop("workers"), scenario)
+        sizes["workers"] = counts[0]
+        if scenario.worker_counts:
+            extra["worker_counts"] = counts
         try:
             result = run_scenario(scenario, Params(**sizes, extra=extra), url, standalone)
         except (EngineError, OSError) as e:

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.cli.options import table
 
-COLUMNS = (("ops/s", "ops_per_s"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
+COLUMNS = (("ops/s", "ops_per_s"), ("ops/s range", "ops_range"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
            ("cmds/job", "commands_per_job"), ("fcalls/job", "fcalls_per_job"),
            ("cpu us/job: server", "server_cpu_us_per_job"), ("workers", "worker_cpu_us_per_job"),
            ("submitter", "submitter_cpu_us_per_job"), ("wall s", "wall_s"),
@@ -52,6 +52,10 @@ def to_table(result: dict[str, Any]) -> str:
     lines.append(table(rows, ["", *(title for title, _ in COLUMNS)]))
     if "ratio" in result:
         lines.append(f"\nratio flowslot/baseline: {result['ratio']:.3f}")
+    if "ratios" in result:
+        lines.append("\nratio flowslot/baseline (median, min-max over the repeats): " + "; ".join(
+            f"{w} worker(s) {r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
+            for w, r in result["ratios"].items()))
     for name, data in found.items():
         top = list(data.get("by_command", {}).items())[:TOP_COMMANDS]
         if top:

@@ -129,7 +129,7 @@ def _cpu(m: dict[str, Any]) -> dict[str, Any]:
 
 def _s1(sizes: Sizes, target: Target, progress: Progress, rt: _RoundTrips) -> dict[str, Cell]:
     rt.captured.clear()
-    result = submit_claim_complete.run(_params(sizes, sizes.workers), target, progress)
+    result = submit_claim_complete.run_pair(_params(sizes, sizes.workers), target, progress)
     f, b = result["flowslot"], result["baseline"]
     # The baseline keeps only some of its per-job fields; its summary is the last one made.
     base_rt = rt.captured[-1].get("round_trips_per_job") if rt.captured else None

@@ -22,9 +22,12 @@ class Scenario:
     (``flowslot``, ``baseline``, ...) is a sub-dict holding at least
     ``ops_per_s`` and ``completed``; ``notes`` is a list of caveats to print.
     ``options`` are extra click options, passed in ``Params.extra``.
+    ``worker_counts``, when set, lets ``--workers`` take a comma-separated list (its default):
+    the scenario reads it from ``Params.extra["worker_counts"]``.
     """
 
     name: str
     summary: str
     run: Callable[[Params, Target, Progress], Result]
     options: tuple[click.Option, ...] = ()
+    worker_counts: str | None = None

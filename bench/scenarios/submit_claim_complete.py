@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
+from dataclasses import replace
 from typing import Any
+
+import click
 
 from bench.baseline import run_baseline
 from bench.metrics import client_cpu, per_job, percentile, read_counters
@@ -111,9 +115,14 @@ def run_flowslot(params: Params, target: Target, progress: Progress) -> dict[str
     }
 
 
-def run(params: Params, target: Target, progress: Progress) -> Result:
-    flowslot = run_flowslot(params, target, progress)
-    baseline = run_baseline(params, target, progress)
+def run_pair(params: Params, target: Target, progress: Progress, baseline_first: bool = False) -> Result:
+    """One flowslot run and one baseline run at ``params.workers`` worker processes."""
+    if baseline_first:
+        baseline = run_baseline(params, target, progress)
+        flowslot = run_flowslot(params, target, progress)
+    else:
+        flowslot = run_flowslot(params, target, progress)
+        baseline = run_baseline(params, target, progress)
     notes = []
     if target.mode == "cluster" and len(target.primaries) > 1:
         notes.append(f"baseline uses one node ({baseline['node']}) of {len(target.primaries)}: "
@@ -131,5 +140,56 @@ def run(params: Params, target: Target, progress: Progress) -> Result:
     }
 
 
-SCENARIO = Scenario(NAME, "No-op tasks: submit, claim, complete; against a raw LPUSH/BRPOP queue.",
-                    run)
+# Per-job figures summarised over the repeats of one worker count (median, and min..max for ops/s).
+SUMMARISED = ("ops_per_s", "p50_ms", "p99_ms", "commands_per_job", "fcalls_per_job",
+              "server_cpu_us_per_job", "worker_cpu_us_per_job", "submitter_cpu_us_per_job", "wall_s")
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in SUMMARISED:
+        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        out[key] = round(statistics.median(values), 2) if values else None
+    ops = [r["ops_per_s"] for r in runs]
+    out["ops_range"] = f"{min(ops):,.0f}-{max(ops):,.0f}"
+    out["completed"] = min(r["completed"] for r in runs)
+    out["runs"] = len(runs)
+    return out
+
+
+def run(params: Params, target: Target, progress: Progress) -> Result:
+    """Every worker count of ``--workers``, ``--repeat`` times, flowslot and baseline alternating
+    (which of the two goes first alternates too); medians, spread and the ratio per count."""
+    counts = params.extra.get("worker_counts") or [params.workers]  # --workers 1,2,4,8
+    repeat = params.extra.get("repeat") or 1
+    pairs: dict[int, list[Result]] = {w: [] for w in counts}
+    for r in range(repeat):
+        for n, workers in enumerate(counts):
+            progress(f"repeat {r + 1}/{repeat}, {workers} worker process(es)")
+            pair = run_pair(replace(params, workers=workers), target, progress,
+                            baseline_first=(r + n) % 2 == 1)
+            pairs[workers].append(pair)
+    result: Result = {"scenario": NAME, "tasks": params.tasks, "workers": counts, "repeat": repeat,
+                      "concurrency": params.concurrency, "payload_bytes": params.payload_bytes}
+    ratios: dict[str, Any] = {}
+    for workers, runs in pairs.items():
+        result[f"flowslot w={workers}"] = _summary([p["flowslot"] for p in runs])
+        result[f"baseline w={workers}"] = _summary([p["baseline"] for p in runs])
+        each = [p["ratio"] for p in runs]
+        ratios[str(workers)] = {"median": round(statistics.median(each), 3), "min": min(each),
+                                "max": max(each), "each": each}
+    result["ratios"] = ratios
+    result["runs"] = {str(w): runs for w, runs in pairs.items()}
+    result["notes"] = sorted({note for runs in pairs.values() for p in runs for note in p["notes"]})
+    return result
+
+
+SCENARIO = Scenario(
+    NAME, "No-op tasks: submit, claim, complete; against a raw LPUSH/BRPOP queue, at each of "
+          "--workers (a list), --repeat times, alternating the two.", run,
+    options=(
+        click.Option(["--repeat"], default=3, show_default=True, type=click.IntRange(1, 50),
+                     help="Runs of each system at each worker count; the table shows medians and "
+                          "the ops/s range."),
+    ),
+    worker_counts="1,2,4,8")
