@@ -11,6 +11,7 @@ can be tested against the Lua library without running handlers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import random
@@ -29,6 +30,12 @@ from keys import partition_of
 log = logging.getLogger("flowslot.worker")
 
 BATCH_MAX = 256  # outcomes recorded per pipelined round
+
+
+@functools.lru_cache(maxsize=1024)
+def lane_counter(event: str, lane: str) -> Any:
+    """The executions counter of one event and lane (``labels`` looks it up under a lock)."""
+    return metrics.EXECUTIONS.labels(event, lane)
 STEP_EDGES_MAX = 150  # outgoing edges a flow step's completion resolves in its own call (as DISPATCH_BATCH)
 
 
@@ -222,7 +229,7 @@ class Recorder:
             hints.append((partition_of(step.id, keys.partitions), step.lane))
         to_dispatch.extend(reply.cascade)
         for claimed, lane in zip(reply.claimed, reply.claimed_lanes, strict=True):
-            metrics.EXECUTIONS.labels("claimed", lane).inc()
+            lane_counter("claimed", lane).inc()
             self.handoff.start(claimed, lane)
         return len(reply.claimed)
 
@@ -238,7 +245,7 @@ class Recorder:
 
     def _count(self, outcome: Outcome, state: str) -> None:
         event = "succeeded" if outcome.ok else ("failed" if state == "failed" else "retried")
-        metrics.EXECUTIONS.labels(event, outcome.lane).inc()
+        lane_counter(event, outcome.lane).inc()
         if outcome.ok:
             self.stats.succeeded += 1
         elif state == "failed":

@@ -5,8 +5,11 @@ Threads, each with one job:
     the worker has free capacity, so a busy worker never swallows a hint;
   * the claim loop turns wake-ups into ``exec_claim`` calls sized to the free
     capacity, and re-queues a partition that still has ready work;
-  * handlers run in a thread pool (plain functions) or on one event loop
-    (``async def``);
+  * handlers run on long-lived handler threads (plain functions,
+    ``engine/handlers.py``) or on one event loop (``async def``);
+  * a finished flow step's ready children come back leased in its
+    completion's reply (``flow_complete``) and start in the slots the
+    recorder reserved for them;
   * the recorder records outcomes in batches (one pipelined round per batch);
   * the renewer extends every held lease at a third of the lease and passes
     cancellations to the handlers;
@@ -29,6 +32,7 @@ signal hands them back at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -37,7 +41,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine import checks, executions, metrics
@@ -46,11 +49,12 @@ from engine.codec import decode, encode
 from engine.context import Suspend, TaskContext, _current
 from engine.dispatcher import dispatch
 from engine.errors import EngineError
+from engine.handlers import HandlerThreads
 from engine.held import Held, HeldLeases
 from engine.hints import hint_commands, pop_hints
 from engine.promoter import PROMOTE_BATCH as PROMOTE_BATCH
 from engine.promoter import Promoter
-from engine.recorder import Handoff, Outcome, Recorder
+from engine.recorder import Handoff, Outcome, Recorder, lane_counter
 from engine.recorder import WorkerStats as WorkerStats
 from engine.refs import substitute
 from engine.renewer import Renewer
@@ -65,6 +69,11 @@ MAX_ERROR_KIND = 200
 SHUTDOWN_REPORT_S = 5.0  # how often a stopping worker says what it still waits for
 SIGNAL_POLL_S = 0.1  # how soon the main thread acts on a signal the handler counted
 MAX_ERROR_MESSAGE = 4096
+
+
+@functools.lru_cache(maxsize=1024)
+def _run_time(lane: str) -> Any:
+    return metrics.RUN_TIME.labels(lane)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -112,7 +121,7 @@ class Worker:
         self._signal_name = ""
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="flowslot-task")
+        self._pool = HandlerThreads(concurrency, "flowslot-task")
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -319,7 +328,7 @@ class Worker:
         if not reply.claimed:
             self.stats.empty_claims += 1
         elif reply.claimed:
-            metrics.EXECUTIONS.labels("claimed", lane).inc(len(reply.claimed))
+            lane_counter("claimed", lane).inc(len(reply.claimed))
         if reply.expired:
             self._dispatch(reply.expired)
         for claimed in reply.claimed:
@@ -349,10 +358,10 @@ class Worker:
                                                f"in worker {self.id}", retryable=False))
             return
         if definition.is_async:
-            future = asyncio.run_coroutine_threadsafe(self._run_async(definition, held), self._event_loop())
+            held.future = asyncio.run_coroutine_threadsafe(self._run_async(definition, held),
+                                                           self._event_loop())
         else:
-            future = self._pool.submit(self._run_sync, definition, held)
-        held.future = future
+            self._pool.submit(self._run_sync, definition, held)
 
     # -- running handlers ------------------------------------------------
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -443,7 +452,7 @@ class Worker:
     def _finish(self, held: Held, outcome: Outcome) -> None:
         held.done = True
         if held.started:
-            metrics.RUN_TIME.labels(held.lane).observe(time.monotonic() - held.started)
+            _run_time(held.lane).observe(time.monotonic() - held.started)
         self._recorder.put(outcome)
         self._release_capacity()
 
