@@ -177,8 +177,11 @@ local function noted_count(key, field)
 end
 
 local function flush_pending()
-  for _, key in ipairs(pending.event_keys) do
-    local records = pending.events[key]
+  if #pending.event_keys == 0 and #pending.count_keys == 0 then return end
+  local done = pending  -- taken first: a write that fails here leaves nothing for the next call
+  pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
+  for _, key in ipairs(done.event_keys) do
+    local records = done.events[key]
     for first = 1, #records, EVENT_RECORDS_PER_ENTRY do
       local flat = {}
       for i = first, math.min(first + EVENT_RECORDS_PER_ENTRY - 1, #records) do
@@ -187,13 +190,12 @@ local function flush_pending()
       rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(flat))
     end
   end
-  for _, key in ipairs(pending.count_keys) do
-    local t = pending.counts[key]
+  for _, key in ipairs(done.count_keys) do
+    local t = done.counts[key]
     for _, field in ipairs(t.order) do
       if t.fields[field] ~= 0 then rcall('HINCRBY', key, field, t.fields[field]) end
     end
   end
-  pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
 end
 
 local function register(name, fn, flags)
@@ -205,7 +207,6 @@ local function register(name, fn, flags)
   end
   local wrapped = function(keys, args)
     if writes then check_slot_stable(keys) end
-    pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
     local ok, res = pcall(fn, keys, args)
     if writes then flush_pending() end
     if ok then return res end

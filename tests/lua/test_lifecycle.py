@@ -107,6 +107,16 @@ def test_a_claim_of_three_writes_one_event_entry_naming_each_transition(lua_clie
     assert counts(lua_client) == {"default:leased": 3}
 
 
+def test_a_call_with_more_than_200_transitions_splits_its_event_into_entries_of_200(lua_client):
+    for _ in range(201):
+        submit(lua_client)
+    before = len(stream_entries(lua_client))
+    assert len(claim(lua_client, n=201).claimed) == 201
+    entries = stream_entries(lua_client)[before:]
+    assert [len(e) for e in entries] == [200, 1]
+    assert {r["to"] for e in entries for r in e} == {"leased"}
+
+
 def test_a_completion_writes_one_event_entry_and_counts_once(lua_client):
     eid = submit(lua_client)[0]
     token = claim(lua_client).claimed[0].token
