@@ -51,10 +51,10 @@ KEY_ID = re.compile(r"[0-9a-f]{8}")
 B64URL = re.compile(r"[A-Za-z0-9_-]+")
 MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600.0
 # A wait declared without an event waits for a signal only: its event name is
-# reserved, and its "correlation" digest is the SHA-1 of a string no canonical
+# reserved, and its "correlation" is the empty string, which no canonical
 # correlation can be (those are JSON objects), so no delivered event matches it.
 SIGNAL_EVENT = events.SIGNAL_EVENT
-SIGNAL_ONLY = events.Correlation("", hashlib.sha1(b"flowslot.signal").hexdigest())
+SIGNAL_ONLY = events.Correlation("")
 
 
 class BadToken(ContractError):
