@@ -28,7 +28,7 @@ from engine.calls import FCall
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
-from engine.errors import ContractError
+from engine.errors import ContractError, TransitionRejected
 from keys import KeySpace, partition_of_key
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -136,8 +136,20 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
     """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
 
     ``event_id`` makes the delivery idempotent: the same id (for the same event and
-    correlation) is applied once; without one, every call is a new event.
+    correlation) is applied once; without one, every call is a new event. Counted in
+    ``flowslot_deliveries_total`` by outcome; a refused one (bad input) as ``refused``.
     """
+    try:
+        delivery = _deliver(client, event, correlate, payload, event_id, buffer_ttl_s, max_payload_bytes)
+    except (ContractError, TransitionRejected):
+        metrics.DELIVERIES.labels(metrics.REFUSED).inc()
+        raise
+    metrics.DELIVERIES.labels(delivery.outcome).inc()
+    return delivery
+
+
+def _deliver(client: Client, event: str, correlate: Any, payload: Any, event_id: str | None,
+             buffer_ttl_s: float, max_payload_bytes: int) -> Delivery:
     name = event_name(event)
     corr = correlation(correlate)
     if event_id is None:
@@ -156,7 +168,5 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
             break
     if to_dispatch:
         dispatch(client, to_dispatch)
-    outcome = "resumed" if resumed else reply.outcome
-    metrics.DELIVERIES.labels(outcome).inc()
-    return Delivery(outcome, resumed)
+    return Delivery("resumed" if resumed else reply.outcome, resumed)
 

@@ -272,3 +272,24 @@ def test_the_index_check_finds_nothing_to_repair_in_flows_that_wait(app):
     for _ in range(3):
         result = IndexCheck().run(app.client, partitions)
         assert result.errors == 0 and result.repaired == 0, result.details
+
+
+def _delivery_counts():
+    from engine.metrics import REGISTRY
+
+    return {o: REGISTRY.get_sample_value("flowslot_deliveries_total", {"outcome": o}) or 0.0
+            for o in ("resumed", "buffered", "duplicate", "refused")}
+
+
+def test_deliveries_are_counted_by_outcome_and_refused_ones_too(app):
+    before = _delivery_counts()
+    finish(app, order_flow(app), "place", "succeeded")
+    app.deliver("payment_received", ORDER, 1, event_id="e-1")  # resumed
+    app.deliver("payment_received", ORDER, 1, event_id="e-1")  # duplicate
+    app.deliver("payment_received", ORDER, 2)  # buffered: nobody waits now
+    for bad in (lambda: app.deliver("payment received", ORDER), lambda: app.deliver("paid", {"order_id": 17}),
+                lambda: app.deliver("paid", ORDER, object())):
+        with pytest.raises(ContractError):
+            bad()
+    after = _delivery_counts()
+    assert {o: after[o] - before[o] for o in after} == {"resumed": 1, "buffered": 1, "duplicate": 1, "refused": 3}
