@@ -17,6 +17,9 @@ FLOWS = Counter("flowslot_flows", "Flows submitted, and flows finished by outcom
                 ["event"], registry=REGISTRY)
 DELIVERIES = Counter("flowslot_deliveries", "Events delivered by this process, by outcome "
                      "(resumed, buffered, duplicate).", ["outcome"], registry=REGISTRY)
+OUTBOX = Counter("flowslot_outbox_messages", "Outbox messages this process applied, or left in the outbox "
+                 "on an error (unknown kind, failed target call), by kind and outcome.", ["kind", "outcome"],
+                 registry=REGISTRY)
 SCANNER_REPAIRS = Counter("flowslot_scanner_repairs", "Stragglers repaired, by scanner.", ["scanner"],
                           registry=REGISTRY)
 SCANNER_PASSES = Counter("flowslot_scanner_passes", "Scanner passes, by scanner.", ["scanner"],
