@@ -175,6 +175,24 @@ class KeySpace:
         """STRING: marks an event id as applied, so a repeated delivery changes nothing (TTL)."""
         return f"{self.prefix(partition)}evseen:{event}:{event_id}"
 
+    def outbox(self, partition: int) -> str:
+        """ZSET: ids of the messages this partition sent to others and nobody acknowledged yet,
+        score = creation time (ms); see engine/outbox.py."""
+        return f"{self.prefix(partition)}outbox"
+
+    def outbox_msgs(self, partition: int) -> str:
+        """HASH: message id → JSON ``{"kind", "to", "body"}`` of each message in ``outbox``."""
+        return f"{self.prefix(partition)}outbox_msgs"
+
+    def outbox_seq(self, partition: int) -> str:
+        """STRING: counter that numbers the partition's outgoing messages (never deleted)."""
+        return f"{self.prefix(partition)}outbox_seq"
+
+    def inbox(self, partition: int) -> str:
+        """ZSET: ids of the messages applied to this partition, score = when (ms); pruned after
+        24 h. A message applied again finds its id here and changes nothing."""
+        return f"{self.prefix(partition)}inbox"
+
     def flow_ops(self, partition: int) -> str:
         """ZSET: multi-call flow operations in progress, ``<op>:<flow id>`` by start time
         (op: seal, cancel, resume, retry); the reconciler finishes what a crash left."""
