@@ -66,6 +66,9 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "wait_signal": (("flow",), ("step", "payload", "expires_ms", "key_until_ms")),
     "exec_signal": (("exec",), ("name", "payload", "expires_ms", "key_until_ms")),
     "secrets_rotate": (("secrets",), ("key_id", "secret", "grace_ms", "max_keys")),
+    "outbox_due": (("outbox", "msgs"), ("age_ms", "max_count")),
+    "outbox_ack": (("outbox", "msgs"), ("msg_ids",)),
+    "outbox_sweep": (("outbox", "msgs", "inbox"), ("age_ms", "max_count", "inbox_age_ms", "max_pruned")),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),
 }

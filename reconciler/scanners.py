@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowops, replies
+from engine import executions, flowops, outbox, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
@@ -329,10 +329,36 @@ class IndexCheck(Scanner):
                       dispatch=audit.dispatch, full=audit.more, details=list(audit.repairs))
 
 
+class OutboxScanner(Scanner):
+    """Outbox messages nobody acknowledged for ``age_s`` (their sender died before flushing, or
+    a flush failed) → applied on their target partition, then acknowledged (engine/outbox.py);
+    applying one twice is a no-op. The same call (``outbox_sweep``) forgets inbox ids older
+    than 24 hours."""
+
+    name = "outbox"
+    default_interval_s = 5.0
+
+    def __init__(self, batch: int = outbox.FLUSH_BATCH, interval_s: float | None = None,
+                 age_s: float = outbox.SCANNER_AGE_MS / 1000) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return outbox.sweep_call(client.keys, partition, self.age_ms, self.batch)
+
+    def digest(self, client: Client, partition: int, reply: replies.SweepReply) -> Digest:
+        if reply.due:
+            log.warning("applying %d outbox message(s) of partition %d nobody acknowledged", len(reply.due),
+                        partition)
+        flushed = outbox.apply(client, partition, reply.due)
+        return Digest(repaired=len(flushed.applied), details=sorted(flushed.applied),
+                      full=len(reply.due) >= self.batch and bool(flushed.applied))
+
+
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
-                              DeadlineExpiry, UnsealedFlows, FlowOps, Retention, FlowRetention,
-                              IndexCheck)
+                              DeadlineExpiry, UnsealedFlows, FlowOps, OutboxScanner, Retention,
+                              FlowRetention, IndexCheck)
 }
 
 
