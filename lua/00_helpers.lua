@@ -146,59 +146,71 @@ end
 -- records (see note_event), and one HINCRBY per counter the call changed.
 -- The flush runs after an error too, so a call that stopped half-way still
 -- records the transitions it made (the index check follows the stream).
+-- The buffers are reused from call to call (a Lua table allocated per call
+-- cost more server CPU than the commands it saved).
 local EVENT_RECORDS_PER_ENTRY = 200  -- a record is at most 10 values: unpack() stays small
-local pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
+local COUNTS_HELD = 16  -- distinct counters summed per call; further ones are written at once
+local ev_key, ev_flat, ev_n, ev_records = nil, {}, 0, 0
+local c_keys, c_fields, c_deltas, c_n = {}, {}, {}, 0
 
--- Append one transition record to the call's pending entry of stream `key`.
--- A record is the flat field list of one transition: an execution's starts
--- with 'id', a flow's with 'flow' directly followed by 'from'.
-local function note_event(key, record)
-  local list = pending.events[key]
-  if list == nil then
-    list = {}
-    pending.events[key] = list
-    pending.event_keys[#pending.event_keys + 1] = key
+local function flush_events()
+  local key, n = ev_key, ev_n
+  ev_key, ev_n, ev_records = nil, 0, 0  -- taken first: a failed XADD leaves nothing behind
+  if n > 0 then rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(ev_flat, 1, n)) end
+end
+
+-- Append one transition record to the call's pending entry of stream `key`:
+-- an execution's (id, from, to, flow[, detail]) or, with `id` nil, a flow's
+-- (flow, from, to, detail). A record starts at 'id', or at 'flow' directly
+-- followed by 'from' (event_records reads them back).
+local function note_event(key, id, from, to, flow, detail)
+  if ev_key ~= key or ev_records >= EVENT_RECORDS_PER_ENTRY then flush_events() end
+  ev_key = key
+  local n = ev_n
+  if id then
+    ev_flat[n + 1] = 'id'; ev_flat[n + 2] = id
+    n = n + 2
+  else
+    ev_flat[n + 1] = 'flow'; ev_flat[n + 2] = flow
+    n = n + 2
   end
-  list[#list + 1] = record
+  ev_flat[n + 1] = 'from'; ev_flat[n + 2] = from; ev_flat[n + 3] = 'to'; ev_flat[n + 4] = to
+  n = n + 4
+  if id then ev_flat[n + 1] = 'flow'; ev_flat[n + 2] = flow; n = n + 2 end
+  if detail then ev_flat[n + 1] = 'detail'; ev_flat[n + 2] = detail; n = n + 2 end
+  ev_n, ev_records = n, ev_records + 1
 end
 
 -- Add `delta` to `field` of the counters hash `key`, written at the call's end.
 local function note_count(key, field, delta)
-  local t = pending.counts[key]
-  if t == nil then
-    t = {fields = {}, order = {}}
-    pending.counts[key] = t
-    pending.count_keys[#pending.count_keys + 1] = key
+  for i = 1, c_n do
+    if c_fields[i] == field and c_keys[i] == key then
+      c_deltas[i] = c_deltas[i] + delta
+      return
+    end
   end
-  if t.fields[field] == nil then t.order[#t.order + 1] = field; t.fields[field] = 0 end
-  t.fields[field] = t.fields[field] + delta
+  if c_n >= COUNTS_HELD then
+    rcall('HINCRBY', key, field, delta)
+    return
+  end
+  c_n = c_n + 1
+  c_keys[c_n], c_fields[c_n], c_deltas[c_n] = key, field, delta
 end
 
--- What this call has added to `field` of `key` so far (not yet written).
+-- What this call has added to `field` of `key` and not yet written.
 local function noted_count(key, field)
-  local t = pending.counts[key]
-  return t and t.fields[field] or 0
+  for i = 1, c_n do
+    if c_fields[i] == field and c_keys[i] == key then return c_deltas[i] end
+  end
+  return 0
 end
 
 local function flush_pending()
-  if #pending.event_keys == 0 and #pending.count_keys == 0 then return end
-  local done = pending  -- taken first: a write that fails here leaves nothing for the next call
-  pending = {events = {}, event_keys = {}, counts = {}, count_keys = {}}
-  for _, key in ipairs(done.event_keys) do
-    local records = done.events[key]
-    for first = 1, #records, EVENT_RECORDS_PER_ENTRY do
-      local flat = {}
-      for i = first, math.min(first + EVENT_RECORDS_PER_ENTRY - 1, #records) do
-        for _, v in ipairs(records[i]) do flat[#flat + 1] = v end
-      end
-      rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(flat))
-    end
-  end
-  for _, key in ipairs(done.count_keys) do
-    local t = done.counts[key]
-    for _, field in ipairs(t.order) do
-      if t.fields[field] ~= 0 then rcall('HINCRBY', key, field, t.fields[field]) end
-    end
+  local n = c_n
+  c_n = 0  -- taken first: a write that fails here leaves nothing for the next call
+  flush_events()
+  for i = 1, n do
+    if c_deltas[i] ~= 0 then rcall('HINCRBY', c_keys[i], c_fields[i], c_deltas[i]) end
   end
 end
 

@@ -58,7 +58,7 @@ end
 local FLOW_TERMINAL = {succeeded = 1, failed = 1, canceled = 1}
 
 local function emit_flow(prefix, fid, from, to, detail)
-  note_event(K.events(prefix), {'flow', fid, 'from', from, 'to', to, 'detail', detail or ''})
+  note_event(K.events(prefix), nil, from, to, fid, detail or '')
 end
 
 local function set_flow_state(prefix, fid, from, to, now, detail)
@@ -120,11 +120,7 @@ local function move(prefix, e, to, fields, detail)
   elseif not can_move(from, to) then
     raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
   end
-  if detail then
-    note_event(K.events(prefix), {'id', e.id, 'from', from, 'to', to, 'flow', e.flow or '', 'detail', detail})
-  else
-    note_event(K.events(prefix), {'id', e.id, 'from', from, 'to', to, 'flow', e.flow or ''})
-  end
+  note_event(K.events(prefix), e.id, from, to, e.flow or '', detail)
   local key = K.execution(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
