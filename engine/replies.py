@@ -445,7 +445,7 @@ def event_records(flat: list[str]) -> list[dict[str, str]]:
     """The transitions one event-stream entry holds (one entry per FCALL, see lua/10_states.lua).
 
     An entry's flat field list is a run of records: an execution's starts at ``id``
-    (``id, from, to, flow[, detail]``), a flow's at ``flow`` directly followed by ``from``
+    (``id, from, to[, flow][, detail]``: a standalone execution's has no ``flow``), a flow's at ``flow`` directly followed by ``from``
     (``flow, from, to, detail``).
     """
     records: list[dict[str, str]] = []

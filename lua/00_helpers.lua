@@ -160,9 +160,10 @@ local function flush_events()
 end
 
 -- Append one transition record to the call's pending entry of stream `key`:
--- an execution's (id, from, to, flow[, detail]) or, with `id` nil, a flow's
--- (flow, from, to, detail). A record starts at 'id', or at 'flow' directly
--- followed by 'from' (event_records reads them back).
+-- an execution's (id, from, to[, flow][, detail]: a standalone execution's
+-- has no flow) or, with `id` nil, a flow's (flow, from, to, detail). A record
+-- starts at 'id', or at 'flow' directly followed by 'from' (event_records
+-- reads them back).
 local function note_event(key, id, from, to, flow, detail)
   if ev_key ~= key or ev_records >= EVENT_RECORDS_PER_ENTRY then flush_events() end
   ev_key = key
@@ -176,7 +177,7 @@ local function note_event(key, id, from, to, flow, detail)
   end
   ev_flat[n + 1] = 'from'; ev_flat[n + 2] = from; ev_flat[n + 3] = 'to'; ev_flat[n + 4] = to
   n = n + 4
-  if id then ev_flat[n + 1] = 'flow'; ev_flat[n + 2] = flow; n = n + 2 end
+  if id and flow then ev_flat[n + 1] = 'flow'; ev_flat[n + 2] = flow; n = n + 2 end
   if detail then ev_flat[n + 1] = 'detail'; ev_flat[n + 2] = detail; n = n + 2 end
   ev_n, ev_records = n, ev_records + 1
 end

@@ -120,7 +120,7 @@ local function move(prefix, e, to, fields, detail)
   elseif not can_move(from, to) then
     raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
   end
-  note_event(K.events(prefix), e.id, from, to, e.flow or '', detail)
+  note_event(K.events(prefix), e.id, from, to, e.flow, detail)
   local key = K.execution(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))

@@ -26,10 +26,15 @@ local function hash_fields(key, names)
   return f
 end
 
+-- What a success reads (exec_complete, flow_complete): the lease check, the
+-- transition and finish(); every field a command argument less to copy.
+local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms'}
+
 -- Check that `token` is the live lease of the execution at `key`; returns its
--- fields (LEASE_FIELDS). Read-only, so callers may use it before their first write.
-local function leased_execution(key, token)
-  local f = hash_fields(key, LEASE_FIELDS)
+-- fields (`names`, LEASE_FIELDS by default). Read-only, so callers may use it
+-- before their first write.
+local function leased_execution(key, token, names)
+  local f = hash_fields(key, names or LEASE_FIELDS)
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
@@ -178,7 +183,7 @@ register('exec_renew', exec_renew)
 local function exec_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
-  local f = leased_execution(keys[1], token)
+  local f = leased_execution(keys[1], token, COMPLETE_FIELDS)
   if f.state == 'succeeded' then return {'succeeded', 0, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
