@@ -445,8 +445,8 @@ def event_records(flat: list[str]) -> list[dict[str, str]]:
     """The transitions one event-stream entry holds (one entry per FCALL, see lua/10_states.lua).
 
     An entry's flat field list is a run of records: an execution's starts at ``id``
-    (``id, from, to[, flow][, detail]``: a standalone execution's has no ``flow``), a flow's at ``flow`` directly followed by ``from``
-    (``flow, from, to, detail``).
+    (``id, from, to[, flow][, detail]``: a standalone execution's has no ``flow``), a
+    flow's at ``flow`` directly followed by ``from`` (``flow, from, to, detail``).
     """
     records: list[dict[str, str]] = []
     current: dict[str, str] | None = None
