@@ -140,7 +140,10 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
     """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
 
     ``event_id`` makes the delivery idempotent: the same id (for the same event and
-    correlation) is applied once; without one, every call is a new event.
+    correlation) is applied once; without one, every call is a new event. Remote waits
+    (their flow in another partition) get a ``wait_resume`` message each, applied here
+    before returning (``outbox.flush``); one this call could not apply is in ``pending``,
+    and a worker's pass or the reconciler applies it.
     """
     name = event_name(event)
     corr = correlation(correlate)

@@ -164,7 +164,18 @@ def apply(client: Client, partition: int, raw: Sequence[tuple[str, str]]) -> Flu
     return result
 
 
+_REPORTED: dict[str, None] = {}  # message ids already logged by this process (oldest dropped past 10,000)
+
+
 def _fail(result: FlushResult, msg_id: str, kind: str, why: str) -> None:
+    """Count every failure; log a message id's first failure as an error, later ones at debug
+    level (a worker's pass meets the same stuck message every second)."""
     result.failed[msg_id] = why
     metrics.OUTBOX.labels(kind, "failed").inc()
+    if msg_id in _REPORTED:
+        log.debug("outbox message %s (%s) still not applied: %s", msg_id, kind, why)
+        return
+    _REPORTED[msg_id] = None
+    if len(_REPORTED) > 10_000:
+        del _REPORTED[next(iter(_REPORTED))]
     log.error("outbox message %s (%s) not applied, left in the outbox: %s", msg_id, kind, why)

@@ -163,3 +163,16 @@ def test_a_retried_remote_wait_registers_again_and_an_old_delivery_cannot_wake_i
     assert old.outcome == "stale" and step_state(run, "shipped") == "waiting"
     assert app.deliver("shipped", ship, {"n": 2}).resumed == [eid]
     assert run.result("deliver", timeout=15) == {"paid": 1, "shipped": {"n": 2}}
+
+
+def test_a_workers_promotion_pass_applies_a_delivery_nobody_flushed_without_a_daemon(cluster, namespace, make_app,
+                                                                                   spawn_worker):
+    app = make_app(cluster.url, namespace)
+    ship = ship_on_another_node(app)
+    spawn_worker(cluster.url, namespace)
+    run = order_flow(app, ship)
+    wait_until(lambda: members(app, ship), what="the remote wait to register")
+    recorded = app.client.run(events.deliver_call(app.client.keys, "shipped", events.correlation(ship),
+                                                  '{"by": "worker pass"}', "ev-9", 60_000))
+    assert [i for _, i in recorded.sent] == [run.step_execution("shipped")]   # recorded, never flushed here
+    assert run.result("notify", timeout=15) == {"by": "worker pass"}           # no daemon runs in this test

@@ -107,3 +107,11 @@ def test_a_workers_promotion_pass_applies_due_messages(client, monkeypatch):
     monkeypatch.setattr(outbox, "WORKER_AGE_MS", 0)
     Promoter(client).promote(list(range(TEST_PARTITIONS)), outbox=True)
     assert total(client) == 1 and pending(client) == []
+
+
+def test_a_stuck_message_is_logged_as_an_error_once_and_counted_every_time(client, caplog):
+    [unknown] = outbox_lib.send(client, A, B, kind="t_stuck")
+    for _ in range(3):
+        assert unknown in outbox.flush(client, A).failed
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and unknown in r.getMessage()]
+    assert len(errors) == 1
