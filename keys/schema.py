@@ -157,8 +157,9 @@ class KeySpace:
         return f"{self.prefix(partition)}waiting"
 
     def waits(self, partition: int, wait_key: str) -> str:
-        """SET: ids of the steps waiting for one event and correlation (``wait_key``:
-        ``<event>|<SHA-1 of the canonical correlation>``, see engine/events.py)."""
+        """SET: ids of the steps waiting for one event and correlation (``wait_key``: 22
+        base64url characters of SHA-256 of ``<event>|<canonical correlation>``, see
+        engine/events.py ``Correlation.wait_key``)."""
         return f"{self.prefix(partition)}wait:{wait_key}"
 
     def signals(self, partition: int, execution_id: str) -> str:

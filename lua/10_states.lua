@@ -247,14 +247,18 @@ local function start_wait(prefix, e, now, out)
   local timeout = tonumber(e.timeout_ms or 0)
   local deadline = 0
   if timeout > 0 then deadline = now + timeout end
+  local fields = {'waiting_ms', now}
+  if deadline > 0 then fields = {'waiting_ms', now, 'deadline_ms', deadline} end
   if e.wait_home then
     e.wait_gen = tostring(tonumber(e.wait_gen or 0) + 1)
-    move(prefix, e, 'waiting', {'waiting_ms', now, 'deadline_ms', deadline, 'wait_gen', e.wait_gen})
+    fields[#fields + 1] = 'wait_gen'
+    fields[#fields + 1] = e.wait_gen
+    move(prefix, e, 'waiting', fields)
     outbox_send(prefix, 'wait_register', tonumber(e.wait_home),
       {key = e.wait_key, id = e.id, gen = tonumber(e.wait_gen), back = tonumber(e.wait_here)})
     out.sent = (out.sent or 0) + 1
   else
-    move(prefix, e, 'waiting', {'waiting_ms', now, 'deadline_ms', deadline})
+    move(prefix, e, 'waiting', fields)
     local early = rcall('LPOP', K.event_buffer(prefix, e.wait_key))
     if early then
       if resume_wait(prefix, e, early, now) == 1 then out.skipped[#out.skipped + 1] = e.id end

@@ -53,3 +53,14 @@ def test_cascade_skips_every_descendant_of_the_failed_root() -> None:
     assert (cascade["flow_state"], cascade["root_state"]) == ("failed", "failed")
     assert cascade["counts"] == {"failed": 1, "skipped": 9}
     assert isinstance(out["wall_s"], (int, float)) and cascade["client_wall_s"] >= 0
+
+
+def test_signal_resumes_every_wait_step_and_suspended_handler_it_signals() -> None:
+    out = run_bench("signal", "--signals", "20")
+    assert out["scenario"] == "signal" and out["tasks"] == 60
+    for kind in ("wait_step", "suspended_handler"):
+        measured = out[kind]
+        assert measured["concurrency_1"]["signals"] == measured["concurrency_16"]["signals"] == 20
+        assert measured["end_to_end_concurrency_1"]["signals"] == 20 and measured["completed"] == 60
+        for key in ("p50_ms", "p99_ms", "ops_per_s"):
+            assert isinstance(measured[key], (int, float)), key
