@@ -85,7 +85,7 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
             client.run_many(hint_commands(client.keys, hints))
         frontier = list(dict.fromkeys(following))
     for partition in sorted(senders):  # register the remote waits now (else a worker's pass does)
-        outbox.flush(client, partition)
+        outbox.flush_now(client, partition)
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)
     metrics.DISPATCH_EDGES.labels("impossible").inc(stats.impossible)

@@ -225,7 +225,7 @@ def _flush_sent(client: Client, partition: int, sent: list[tuple[str, str]]) -> 
 def _flush_back(client: Client, to_partition: int, reply: replies.RegisterReply) -> None:
     """A registration that took a buffered event sent it back as ``wait_resume``: apply it now."""
     if reply.sent:
-        outbox.flush(client, to_partition)
+        outbox.flush_now(client, to_partition)
 
 
 def _dispatch_resumed(client: Client, to_partition: int, reply: replies.WaitResumeReply) -> None:
@@ -233,7 +233,7 @@ def _dispatch_resumed(client: Client, to_partition: int, reply: replies.WaitResu
     if reply.dispatch:
         dispatch(client, [reply.execution_id])
     elif reply.outcome == "returned":
-        outbox.flush(client, to_partition)
+        outbox.flush_now(client, to_partition)
 
 
 def _after_return(client: Client, to_partition: int, reply: replies.ReturnReply) -> None:
@@ -242,7 +242,7 @@ def _after_return(client: Client, to_partition: int, reply: replies.ReturnReply)
     if to_dispatch:
         dispatch(client, to_dispatch)
     if reply.sent:
-        outbox.flush(client, to_partition)
+        outbox.flush_now(client, to_partition)
 
 
 @outbox.handler("wait_register", then=_flush_back)

@@ -69,6 +69,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "wait_return": (("waits", "buffer"), ("msg_id", "event", "payload", "buffer_ttl_ms")),
     "outbox_due": (("outbox", "msgs"), ("age_ms", "max_count")),
     "outbox_ack": (("outbox", "msgs"), ("msg_ids",)),
+    "outbox_defer": (("outbox",), ("msg_ids",)),
     "outbox_sweep": (("outbox", "msgs", "inbox"), ("age_ms", "max_count", "inbox_age_ms", "max_pruned")),
     "flowslot_states": ((), ()),
     "flowslot_version": ((), ()),

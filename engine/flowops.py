@@ -76,7 +76,7 @@ def retry(client: Client, flow_id: str) -> None:
 def _flush(client: Client, flow_id: str) -> None:
     """Apply at once the outbox messages the operation recorded: remote waits that started
     (registered in their correlation's partition) or ended (unregistered)."""
-    outbox.flush(client, flowcalls.flow_partition(client.keys, flow_id))
+    outbox.flush_now(client, flowcalls.flow_partition(client.keys, flow_id))
 
 
 def finish_op(client: Client, member: str) -> None:

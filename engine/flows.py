@@ -287,7 +287,7 @@ class FlowBuilder:
         if submitted.roots_left:
             flowops.seal(client, flow_id)
         elif any("home" in spec.get("wait", {}) for spec in encoded):
-            outbox.flush(client, partition)  # register the remote waits that started now
+            outbox.flush_now(client, partition)  # register the remote waits that started now
         metrics.FLOWS.labels("submitted").inc()
         self.submitted = FlowRun(self.app, flow_id)
         return self.submitted

@@ -474,6 +474,11 @@ def outbox_ack(r: Any) -> int:
     return int(r)
 
 
+def outbox_defer(r: Any) -> int:
+    """``outbox_defer``: how many messages were moved behind the others."""
+    return int(r)
+
+
 class SweepReply(NamedTuple):
     """``outbox_sweep``: how many inbox ids were forgotten, and the due messages."""
 
@@ -528,6 +533,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "wait_return": wait_return,
     "outbox_due": outbox_due,
     "outbox_ack": outbox_ack,
+    "outbox_defer": outbox_defer,
     "outbox_sweep": outbox_sweep,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,
