@@ -265,7 +265,8 @@ def wait_resume_call(ks: KeySpace, to: int, msg_id: str, body: Any) -> FCall:
     """Resume a remote wait in its own partition, if it still waits with this generation (``wait_resume``)."""
     return FCall("wait_resume", (ks.execution(to, str(body["id"])),),
                  (msg_id, int(body["gen"]), str(body["payload"]), 1 if body.get("sole") else 0,
-                  int(body.get("ttl") or DEFAULT_BUFFER_TTL_S * 1000)), parse=replies.wait_resume)
+                  int(body.get("ttl") or DEFAULT_BUFFER_TTL_S * 1000), str(body.get("event") or "")),
+                 parse=replies.wait_resume)
 
 
 @outbox.handler("wait_return", then=_after_return)

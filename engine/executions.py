@@ -65,7 +65,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "secrets_rotate": (("secrets",), ("key_id", "secret", "grace_ms", "max_keys")),
     "wait_register": (("waits", "buffer"), ("msg_id", "execution_id", "gen", "back")),
     "wait_unregister": (("waits",), ("msg_id", "member")),
-    "wait_resume": (("exec",), ("msg_id", "gen", "payload", "sole", "buffer_ttl_ms")),
+    "wait_resume": (("exec",), ("msg_id", "gen", "payload", "sole", "buffer_ttl_ms", "event")),
     "wait_return": (("waits", "buffer"), ("msg_id", "event", "payload", "buffer_ttl_ms")),
     "outbox_due": (("outbox", "msgs"), ("age_ms", "max_count")),
     "outbox_ack": (("outbox", "msgs"), ("msg_ids",)),

@@ -25,7 +25,7 @@ local function deliver_to(prefix, waits, event, payload, buffer_ttl_ms, max_coun
     if id then
       rcall('SREM', waits, member)
       local msg = outbox_send(prefix, 'wait_resume', tonumber(home),
-        {id = id, gen = tonumber(gen), payload = payload, sole = sole, ttl = buffer_ttl_ms})
+        {id = id, gen = tonumber(gen), payload = payload, sole = sole, ttl = buffer_ttl_ms, event = event})
       sent[#sent + 1] = {msg, id}
     else
       local e = hash_table(rcall('HGETALL', K.execution(prefix, member)))
@@ -146,12 +146,14 @@ register('wait_unregister', function(keys, args)
 end)
 
 --[[ wait_resume: (a message from a remote wait's correlation partition) resume the step with
-  the event's payload, only while it still waits with the generation it registered. A step
+  the event's payload, only while it still waits with the generation it registered (and for
+  that event name, as event_deliver checks a local member's). A step
   that stopped waiting, or waits again under a later generation, is not resumed ('stale');
   when this registration alone took the event (sole = 1), the event goes back to the
   correlation's partition (wait_return: 'returned'), so it is not lost. Applied once per message.
   KEYS[1] exec     HASH   the waiting step
   ARGV[1] msg_id  ARGV[2] gen  ARGV[3] payload (JSON)  ARGV[4] sole (1|0)  ARGV[5] buffer_ttl_ms
+  ARGV[6] event (the delivered event's name, checked against the step's; '' for a buffered event)
   Derived: inbox, execution, done, deadlines, terminal, pending_dispatch, counts, events, edges_out,
     flow, flow_done, flows_done, leases, waits, waiting, outbox, outbox_msgs, outbox_seq (through
     resume_wait, and the wait_return message)
@@ -164,10 +166,12 @@ register('wait_resume', function(keys, args)
   if #payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
   local sole = int_arg(args[4], 'sole', 0, 1) == 1
   local buffer_ttl_ms = int_arg(args[5], 'buffer_ttl_ms', 1, 1e10)
+  local event = args[6] or ''
   local prefix = prefix_of(keys[1])
   local e = hash_table(rcall('HGETALL', keys[1]))
   if not outbox_first(prefix, msg_id) then return {'duplicate', e.id or '', 0} end
-  if e.state == 'waiting' and e.wait_home and tonumber(e.wait_gen) == gen then
+  if e.state == 'waiting' and e.wait_home and tonumber(e.wait_gen) == gen
+      and (event == '' or event == e.wait_event) then
     return {'resumed', e.id, resume_wait(prefix, e, payload, now_ms(), false)}
   end
   if sole and e.wait_home and e.wait_key then

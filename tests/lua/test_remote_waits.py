@@ -207,3 +207,12 @@ def test_an_event_that_only_an_ended_waits_registration_took_comes_back_and_is_b
     later = order_flow(app, after_place=False)                      # a later wait of the correlation takes it
     assert state(later, "shipped") == "succeeded" and inputs(later, "notify") == {"shipped": {"late": True}}
     assert outbox_of(app, ORDER_PARTITION) == outbox_of(app, SHIP_PARTITION) == []
+
+
+def test_a_resume_message_for_another_event_name_does_not_resume_the_wait(app):
+    run = order_flow(app)
+    finish(app, run, "place", "succeeded")
+    eid = run.step_execution("shipped")
+    other = app.client.run(events.wait_resume_call(app.client.keys, ORDER_PARTITION, "m-other",
+                                                   {"id": eid, "gen": 1, "payload": "1", "event": "returned"}))
+    assert other.outcome == "stale" and state(run, "shipped") == "waiting"
