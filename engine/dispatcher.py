@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engine import metrics, replies
+from engine import metrics, outbox, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.errors import NotFound
@@ -51,6 +51,7 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
     """
     stats = DispatchStats()
     frontier = list(dict.fromkeys(execution_ids))
+    senders: set[int] = set()  # partitions where a child started a remote wait (an outbox message)
     while frontier:
         stats.rounds += 1
         replies = client.run_many([resolve_call(client, eid, max_count) for eid in frontier])
@@ -76,11 +77,15 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                 else:
                     hints.append(target)
             following.extend(resolved.cascade)
+            if resolved.sent:
+                senders.add(execution_partition(client.keys, eid))
             if not resolved.done:
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))
         frontier = list(dict.fromkeys(following))
+    for partition in sorted(senders):  # register the remote waits now (else a worker's pass does)
+        outbox.flush_now(client, partition)
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)
     metrics.DISPATCH_EDGES.labels("impossible").inc(stats.impossible)

@@ -23,7 +23,7 @@ local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
 local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
   'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event', 'wait_key',
-  'timeout_ms'}
+  'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
 local function gate_fields(prefix, id)
   local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
@@ -127,6 +127,11 @@ local function check_wait(w, where)
   if type(w.correlate) ~= 'string' or #w.correlate > 8192 then raise('BAD_ARGS', where .. ': bad wait correlation') end
   int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
   if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
+  if w.home ~= nil or w.here ~= nil then  -- a remote wait: its correlation's partition, and its flow's
+    int_arg(w.home, where .. ' wait home', 0, 16383)
+    int_arg(w.here, where .. ' wait here', 0, 16383)
+    if w.home == w.here then raise('BAD_ARGS', where .. ': a remote wait lives in another partition') end
+  end
 end
 
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
@@ -217,6 +222,12 @@ local function wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   put_unless(fields, 'quorum', s.quorum or 0, 0)
   put_unless(fields, 'req_total', req_total, 0)
   put_unless(fields, 'soft_total', soft_total, 0)
+  if w.home then  -- a remote wait: its correlation's partition, and its flow's
+    fields[#fields + 1] = 'wait_home'
+    fields[#fields + 1] = w.home
+    fields[#fields + 1] = 'wait_here'
+    fields[#fields + 1] = w.here
+  end
   return fields
 end
 
@@ -260,7 +271,7 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
     flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
     flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
-    are still held after the final batch), event_buffer, waits, waiting
+    are still held after the final batch), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -370,7 +381,7 @@ register('flow_submit', flow_submit)
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
-    "seal:<flow>" removed with the last root), event_buffer, waits, waiting
+    "seal:<flow>" removed with the last root), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -394,9 +405,10 @@ register('flow_seal', flow_seal)
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
-           {satisfied_count, impossible_count, already_resolved_count, skipped_count}}
+           {satisfied_count, impossible_count, already_resolved_count, skipped_count},
+           sent (outbox messages recorded: remote waits that started; the caller flushes)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resolve(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -426,7 +438,7 @@ local function flow_resolve(keys, args)
     done = 1
   end
   return {done, out.ready, out.skipped,
-    {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}}
+    {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}, out.sent or 0}
 end
 register('flow_resolve', flow_resolve)
 
@@ -509,7 +521,7 @@ register('flow_complete', flow_complete)
   ARGV[1] max_count  ARGV[2] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
-    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting, outbox, outbox_msgs, outbox_seq
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)
