@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, metrics
+from engine import executions, metrics, outbox
 from engine.client import Client
 from engine.errors import Canceled, InvalidState, NotFound, StaleLease
 from engine.held import HeldLeases
@@ -169,11 +169,14 @@ class Recorder:
             raise
         hints: list[tuple[int, str]] = []
         to_dispatch: list[str] = []
+        senders: set[int] = set()
         unused = sum(rooms)
         for o, reply in zip(batch, replies, strict=True):
             self.held.forget(o.claimed.execution_id)
             if isinstance(reply, FlowCompleteReply):
                 unused -= self._handed_off(reply, hints, to_dispatch)
+                if reply.sent:
+                    senders.add(partition_of(o.claimed.execution_id, keys.partitions))
             if o.suspend:
                 self._suspended(o, reply, hints)
                 continue
@@ -199,6 +202,8 @@ class Recorder:
         self._give_back(unused)
         if hints:
             self.client.run_many(hint_commands(keys, hints))
+        for partition in sorted(senders):  # register the remote waits now (else a worker's pass does)
+            outbox.flush_now(self.client, partition)
         if to_dispatch:
             self.dispatch(to_dispatch)
 

@@ -293,6 +293,7 @@ class FlowCompleteReply(NamedTuple):
     cascade: list[str]  # skipped children with children of their own: to dispatch
     claimed: list[Claimed]  # children leased to the caller, as exec_claim leases them
     claimed_lanes: list[str]  # the lane of each
+    sent: int = 0  # outbox messages recorded (remote waits that started): the caller flushes
 
 
 class FlowCancelReply(NamedTuple):
@@ -338,7 +339,7 @@ def flow_resolve(r: Any) -> ResolveReply:
 
 def flow_complete(r: Any) -> FlowCompleteReply:
     return FlowCompleteReply(r[0], bool(r[1]), bool(r[2]), _ready(r[3]), list(r[4]), _claimed(r[5]),
-                             list(r[6]))
+                             list(r[6]), int(r[7]))
 
 
 def flow_cancel(r: Any) -> FlowCancelReply:

@@ -453,10 +453,12 @@ register('flow_resolve', flow_resolve)
   ARGV[1] token  ARGV[2] result (JSON)  ARGV[3] max_edges  ARGV[4] claim_count
   ARGV[5] lease_ms  ARGV[6] worker_id  ARGV[7] lanes (space-separated, the caller's)
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
+    outbox, outbox_msgs, outbox_seq
   Reply:  {state, first (1|0), dispatch (1: the dispatcher resolves this step's edges),
            {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
-           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...}}
+           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...},
+           sent (outbox messages recorded: remote waits that started; the caller flushes)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function flow_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
@@ -468,7 +470,7 @@ local function flow_complete(keys, args)
   local lanes = {}
   for lane in string.gmatch(args[7] or '', '%S+') do lanes[lane] = true end
   local f = leased_execution(keys[1], token, COMPLETE_FIELDS)
-  if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}} end
+  if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
   local children, fstate = {}, nil
@@ -484,7 +486,7 @@ local function flow_complete(keys, args)
   if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
   move(prefix, f, 'succeeded', fields)
   local dispatch = finish(prefix, f, now, true, inline)
-  if not inline then return {'succeeded', 1, dispatch, {}, {}, {}, {}} end
+  if not inline then return {'succeeded', 1, dispatch, {}, {}, {}, {}, 0} end
   -- Resolve every edge here; a child made ready on one of our lanes is leased
   -- to us at once (while the flow runs and we have room), the others are hinted.
   f.result = result
@@ -510,7 +512,7 @@ local function flow_complete(keys, args)
   end
   for _, child in ipairs(children) do resolve_edge(prefix, f, child, now, out, true) end
   if #lease_args > 0 then rcall('ZADD', K.leases(prefix), unpack(lease_args)) end
-  return {'succeeded', 1, 0, out.ready, out.skipped, claimed, claimed_lanes}
+  return {'succeeded', 1, 0, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
 end
 register('flow_complete', flow_complete)
 

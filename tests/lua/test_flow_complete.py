@@ -123,3 +123,28 @@ def test_a_repeated_completion_changes_nothing(app):
     again = complete(app, root)
     assert (again.state, again.first, again.claimed, again.ready) == ("succeeded", False, [], [])
     assert exec_state(app, run, "b") == "leased"
+
+
+def test_a_remote_wait_the_completion_starts_is_reported_and_registered_by_the_recorders_flush(app):
+    from engine.held import HeldLeases
+    from engine.recorder import Handoff, Outcome, Recorder, WorkerStats
+    from tests.lua.test_remote_waits import ORDER_PARTITION, members, order_flow, outbox_of
+
+    run = order_flow(app)
+    root = lease_root(app, run, "place")
+    started: list[str] = []
+    recorder = Recorder(app.client, HeldLeases(), WorkerStats(), lambda p, d: None, started.extend,
+                        Handoff("w", ["default"], 30_000, lambda n: n, lambda c, lane: None, lambda n: None))
+    recorder.record([Outcome(root, "default", True, result="1")])
+    eid = run.step_execution("shipped")
+    assert exec_state(app, run, "shipped") == "waiting"
+    assert members(app) == [f"{eid}#1@{ORDER_PARTITION}"]  # registered at once, not left to a pass
+    assert outbox_of(app, ORDER_PARTITION) == []
+
+
+def test_the_reply_counts_the_outbox_messages_the_call_recorded(app):
+    from tests.lua.test_remote_waits import ORDER_PARTITION, order_flow, outbox_of
+
+    run = order_flow(app)
+    reply = complete(app, lease_root(app, run, "place"))
+    assert reply.sent == 1 and len(outbox_of(app, ORDER_PARTITION)) == 1

@@ -8,6 +8,7 @@ import pytest
 from engine import events, outbox
 from engine.calls import FCall
 from engine.dispatcher import dispatch
+from engine.replies import event_records
 from engine.router import Command
 from keys import partition_of_key
 from reconciler.scanners import DeadlineExpiry, OutboxScanner
@@ -47,8 +48,8 @@ def outbox_of(app, partition):
 def succeeded_events(app, run, step):
     key = app.client.keys.events(run.partition)
     eid = run.step_execution(step)
-    entries = [f if isinstance(f, dict) else dict(zip(f[::2], f[1::2], strict=True))
-               for _, f in app.client.run(Command(("XRANGE", key, "-", "+"), key))]
+    entries = [f for _, flat in app.client.run(Command(("XRANGE", key, "-", "+"), key))
+               for f in event_records(flat)]  # an entry holds every transition of one call
     return sum(1 for f in entries if f.get("id") == eid and f.get("to") == "succeeded")
 
 
