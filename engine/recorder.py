@@ -15,6 +15,7 @@ import functools
 import logging
 import queue
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,7 @@ class Recorder:
         self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
         self.dispatch = dispatch  # execution ids whose outgoing edges need resolving
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()  # C: cheap put
+        self._recording = threading.Lock()  # one record() at a time: stats, reservations
 
     def put(self, outcome: Outcome) -> None:
         self._outcomes.put(outcome)
@@ -141,7 +143,20 @@ class Recorder:
                 except queue.Empty:
                     break
             if batch:
-                self.record(batch)
+                with self._recording:
+                    self.record(batch)
+
+    def record_now(self, outcome: Outcome) -> bool:
+        """Record one outcome on the caller's thread when nothing is queued and nobody is
+        recording (False otherwise: ``put`` it). A finished flow step's child then starts one
+        thread switch sooner; under load the recorder thread is busy and batches as before."""
+        if not self._outcomes.empty() or not self._recording.acquire(blocking=False):
+            return False
+        try:
+            self.record([outcome])
+        finally:
+            self._recording.release()
+        return True
 
     def record(self, batch: list[Outcome]) -> None:
         """One pipelined round for the batch, then the hints and the dispatch its replies ask for."""

@@ -116,6 +116,7 @@ class Worker:
         self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch,
                                   handoff)
         self._renewer = Renewer(self.client, self._held, lease_ms)
+        self._record_inline = False  # set by start(): the recorder thread runs from then on
         self._stopping = threading.Event()
         self._signals = 0  # SIGTERM/SIGINT received (the handler only counts)
         self._signal_name = ""
@@ -165,6 +166,7 @@ class Worker:
         """Start every thread and return (the caller owns the lifetime)."""
         self._spawn(self._claim_loop, "claim")
         self._spawn(self._complete_loop, "complete")
+        self._record_inline = True
         self._spawn(self._renew_loop, "renew")
         self._spawn(self._promote_loop, "promote")
         for lane in self.lanes:
@@ -346,7 +348,8 @@ class Worker:
 
     def _start_reserved(self, claimed: Claimed, lane: str) -> None:
         """Run a leased execution in a handler slot already counted in ``_inflight``."""
-        self.stats.claimed += 1
+        with self._capacity:  # the claim loop and the recorder (a flow step's children) both start
+            self.stats.claimed += 1
         context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
                               claimed.flow, claimed.step)
         held = Held(claimed, lane, context)
@@ -453,8 +456,19 @@ class Worker:
         held.done = True
         if held.started:
             _run_time(held.lane).observe(time.monotonic() - held.started)
-        self._recorder.put(outcome)
+        if not (self._record_inline and outcome.ok and outcome.claimed.flow and self._record_now(outcome)):
+            self._recorder.put(outcome)
         self._release_capacity()
+
+    def _record_now(self, outcome: Outcome) -> bool:
+        """A flow step's success recorded on its handler's thread when the recorder is idle
+        (``Recorder.record_now``); an error there is logged and the lease left to expire, as
+        the recorder thread would leave it."""
+        try:
+            return self._recorder.record_now(outcome)
+        except Exception as e:  # noqa: BLE001 - the handler thread must go on; the lease expires
+            log.warning("could not record %s: %s", outcome.claimed.execution_id, e)
+            return True
 
     # -- the other threads (each mechanism in its own module) -----------
     def _complete_loop(self) -> None:

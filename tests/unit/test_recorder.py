@@ -210,3 +210,23 @@ def test_run_records_every_queued_outcome_in_batches_then_returns_on_close(names
     recorder.run()
     assert batches == [3]
     assert [state(client, c.execution_id) for c in claims] == ["succeeded"] * 3
+
+
+def test_record_now_records_on_the_callers_thread_when_the_recorder_is_idle(namespace):
+    client = fake_client(namespace)
+    recorder, _ = recorder_for(client)
+    claimed = leased(client)
+    assert recorder.record_now(Outcome(claimed, "default", True, result="1"))
+    assert state(client, claimed.execution_id) == "succeeded" and recorder.stats.succeeded == 1
+
+
+def test_record_now_declines_while_outcomes_wait_or_another_thread_records(namespace):
+    client = fake_client(namespace)
+    recorder, _ = recorder_for(client)
+    first, second = leased(client), leased(client)
+    recorder.put(Outcome(first, "default", True, result="1"))
+    assert not recorder.record_now(Outcome(second, "default", True, result="1"))  # would jump the queue
+    recorder._outcomes.get()
+    with recorder._recording:  # the recorder thread is recording a batch
+        assert not recorder.record_now(Outcome(second, "default", True, result="1"))
+    assert state(client, second.execution_id) == "leased"
