@@ -387,7 +387,7 @@ class Worker:
             outcome = self._failure(definition, held, e)
         finally:
             _current.reset(token)
-        self._finish(held, outcome)
+        self._finish(held, outcome, on_handler_thread=True)
 
     async def _run_async(self, definition: TaskDef, held: Held) -> None:
         _current.set(held.context)
@@ -452,11 +452,13 @@ class Worker:
         retryable = policy.retryable(error) and not held.context.canceled
         return Outcome(held.claimed, held.lane, False, kind=kind, message=message, retryable=retryable)
 
-    def _finish(self, held: Held, outcome: Outcome) -> None:
+    def _finish(self, held: Held, outcome: Outcome, on_handler_thread: bool = False) -> None:
         held.done = True
         if held.started:
             _run_time(held.lane).observe(time.monotonic() - held.started)
-        if not (self._record_inline and outcome.ok and outcome.claimed.flow and self._record_now(outcome)):
+        # (not on the event loop of async handlers: the call would hold up the others)
+        if not (on_handler_thread and self._record_inline and outcome.ok and outcome.claimed.flow
+                and self._record_now(outcome)):
             self._recorder.put(outcome)
         self._release_capacity()
 
