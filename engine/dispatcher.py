@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engine import metrics, replies
+from engine import metrics, replies, wants
 from engine.calls import FCall
 from engine.client import Client
 from engine.errors import NotFound
 from engine.executions import _exec_key, execution_partition
 from engine.hints import hint_commands
-from engine.replies import ResolveReply
+from engine.replies import ResolveReply, WantReply
 
 DISPATCH_BATCH = 150  # edges per flow_resolve call; a skipped child costs ~40 us
 
@@ -56,6 +56,7 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
         replies = client.run_many([resolve_call(client, eid, max_count) for eid in frontier])
         following: list[str] = []
         hints: list[tuple[int, str]] = []
+        sent: list[int] = []  # partitions whose outbox a data slice's build wrote to
         for eid, reply in zip(frontier, replies, strict=True):
             if isinstance(reply, NotFound):
                 continue  # deleted by retention meanwhile: nothing left to resolve
@@ -76,10 +77,14 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                 else:
                     hints.append(target)
             following.extend(resolved.cascade)
+            if resolved.sent:
+                sent.append(execution_partition(client.keys, eid))
             if not resolved.done:
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))
+        if sent:  # the wants of slices that were built, in other partitions
+            wants.follow(client, [(p, WantReply("", 1, [], [])) for p in set(sent)], dispatch=following.extend)
         frontier = list(dict.fromkeys(following))
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)

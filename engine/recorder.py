@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, metrics
+from engine import executions, metrics, wants
 from engine.client import Client
 from engine.errors import Canceled, InvalidState, NotFound, StaleLease
 from engine.held import HeldLeases
 from engine.hints import hint_commands
-from engine.replies import Claimed
+from engine.replies import Claimed, WantReply
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
@@ -44,6 +44,7 @@ class Outcome:
     retryable: bool = True
     suspend: str = ""  # the wait name, when the handler suspended (``wait_for``)
     timeout_ms: int = 0  # of that wait (0: none)
+    missing: list[dict[str, Any]] = field(default_factory=list)  # slice_missing deps (a producer)
 
 
 @dataclass
@@ -125,6 +126,8 @@ class Recorder:
             c = o.claimed
             if o.suspend:
                 calls.append(executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms))
+            elif o.missing:
+                calls.append(wants.missing_call(keys, c.execution_id, c.token, o.missing))
             elif o.ok:
                 calls.append(executions.complete(keys, c.execution_id, c.token, o.result))
             else:
@@ -133,10 +136,14 @@ class Recorder:
         replies = self.client.run_many(calls)
         hints: list[tuple[int, str]] = []
         to_dispatch: list[str] = []
+        waits: list[tuple[int, WantReply]] = []
         for o, reply in zip(batch, replies, strict=True):
             self.held.forget(o.claimed.execution_id)
             if o.suspend:
                 self._suspended(o, reply, hints)
+                continue
+            if o.missing:
+                self._missing(o, reply, waits)
                 continue
             if not o.ok:
                 log_failure(o, reply)
@@ -161,6 +168,17 @@ class Recorder:
             self.client.run_many(hint_commands(keys, hints))
         if to_dispatch:
             self.dispatch(to_dispatch)
+        if waits:
+            wants.follow(self.client, waits, dispatch=self.dispatch)
+
+    def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> None:
+        """A build that waits for missing slices: its upstream wants' messages are to follow."""
+        eid = outcome.claimed.execution_id
+        if isinstance(reply, Exception):
+            log.info("missing slices of %s not recorded: %s", eid, reply)
+            return
+        self.stats.extra["missing"] = self.stats.extra.get("missing", 0) + 1
+        waits.append((partition_of(eid, self.client.keys.partitions), reply))
 
     def _suspended(self, outcome: Outcome, reply: Any, hints: list[tuple[int, str]]) -> None:
         """Count a recorded suspension; hint the lane when its signal had come meanwhile."""

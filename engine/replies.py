@@ -259,6 +259,7 @@ class ResolveReply(NamedTuple):
     ready: list[ReadyStep]
     cascade: list[str]  # skipped children with children of their own: the next frontier
     tally: ResolveTally
+    sent: int = 0  # outbox messages written (a data slice's build telling its wants)
 
 
 class FlowCancelReply(NamedTuple):
@@ -299,7 +300,68 @@ def flow_seal(r: Any) -> SealReply:
 def flow_resolve(r: Any) -> ResolveReply:
     satisfied, impossible, already, skipped = r[3]
     return ResolveReply(bool(r[0]), _ready(r[1]), list(r[2]),
-                        ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)))
+                        ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)),
+                        int(r[4]) if len(r) > 4 else 0)
+
+
+# -- wants (lua/15_wants.lua, lua/32_missing.lua) ---------------------------------------------
+class WantReply(NamedTuple):
+    """``want_create``, ``want_request``, ``want_news``, ``build_news``, ``want_cancel``,
+    ``slice_missing``: what the call did, and what the caller does next."""
+
+    outcome: str  # a want's or build's state, or what a message did ('duplicate', 'ignored', ...)
+    sent: int  # outbox messages written: flush the partition
+    ready: list[ReadyStep]  # executions made ready: hint their lanes
+    dispatch: list[str]  # builds that ended: dispatch them (their slice tells its wants)
+
+
+class WantDueReply(NamedTuple):
+    """``want_due``: SLA breaches flagged and wants expired by one scanner call."""
+
+    breached: list[str]
+    expired: list[str]
+    follow: WantReply  # messages sent, breach tasks to hint, builds to dispatch
+    read: int  # due entries read (a full batch: call again)
+
+
+def _want_reply(r: Any) -> WantReply:
+    return WantReply(str(r[0]), int(r[1]), _ready(r[2]), list(r[3]))
+
+
+def want_create(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_request(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_news(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def build_news(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_cancel(r: Any) -> WantReply:
+    """``outcome``: the state the want was in."""
+    return _want_reply(r)
+
+
+def slice_missing(r: Any) -> WantReply:
+    """``outcome``: the build's state now (waiting, ready, or failed on a dependency cycle)."""
+    return _want_reply(r)
+
+
+def slice_invalidate(r: Any) -> str:
+    """The state the slice was in ('missing' when there was nothing to invalidate)."""
+    return str(r)
+
+
+def want_due(r: Any) -> WantDueReply:
+    return WantDueReply(list(r[0]), list(r[1]), WantReply("due", int(r[2]), _ready(r[3]), list(r[4])),
+                        int(r[5]))
 
 
 def flow_cancel(r: Any) -> FlowCancelReply:
@@ -440,6 +502,14 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "flow_submit": flow_submit,
     "flow_seal": flow_seal,
     "flow_resolve": flow_resolve,
+    "want_create": want_create,
+    "want_request": want_request,
+    "want_news": want_news,
+    "build_news": build_news,
+    "want_cancel": want_cancel,
+    "slice_missing": slice_missing,
+    "slice_invalidate": slice_invalidate,
+    "want_due": want_due,
     "flow_cancel": flow_cancel,
     "flow_pause": flow_pause,
     "flow_resume": flow_resume,

@@ -40,12 +40,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from engine import checks, executions, metrics
+from engine import checks, executions, metrics, wants
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import Suspend, TaskContext, _current
 from engine.dispatcher import dispatch
-from engine.errors import EngineError
+from engine.errors import ContractError, EngineError
 from engine.held import Held, HeldLeases
 from engine.hints import hint_commands, pop_hints
 from engine.promoter import PROMOTE_BATCH as PROMOTE_BATCH
@@ -57,6 +57,7 @@ from engine.renewer import Renewer
 from engine.replies import Claimed
 from engine.router import Command
 from engine.wakeups import WakeQueue
+from engine.wants import MissingDependencies
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
@@ -353,6 +354,8 @@ class Worker:
             outcome = self._success(held, definition.fn(*args, **kwargs))
         except Suspend as s:
             outcome = self._suspended(held, s)
+        except MissingDependencies as m:
+            outcome = self._missing(held, m)
         except BaseException as e:  # noqa: BLE001 - a handler's failure is data, recorded below
             outcome = self._failure(definition, held, e)
         finally:
@@ -369,6 +372,8 @@ class Worker:
             outcome = self._success(held, await definition.fn(*args, **kwargs))
         except Suspend as s:
             outcome = self._suspended(held, s)
+        except MissingDependencies as m:
+            outcome = self._missing(held, m)
         except BaseException as e:  # noqa: BLE001 - includes CancelledError from cooperative cancel
             outcome = self._failure(definition, held, e)
         self._finish(held, outcome)
@@ -412,6 +417,20 @@ class Worker:
         """The handler called ``wait_for`` before its signal came: record a suspension."""
         return Outcome(held.claimed, held.lane, False, kind="suspended", suspend=suspend.name,
                        timeout_ms=suspend.timeout_ms)
+
+    def _missing(self, held: Held, missing: MissingDependencies) -> Outcome:
+        """A producer found input slices missing: record the wait (``slice_missing``); a name no
+        producer builds, or a task that builds no slice, fails the execution for good."""
+        task = held.claimed.task
+        try:
+            if not any(p.task.name == task for p in self.app.producers):
+                raise ContractError(f"task {task} raised MissingDependencies but produces no slice "
+                                    "(register it with @app.produces)")
+            deps = wants.missing_deps(self.app, missing.slices)
+        except ContractError as e:
+            return Outcome(held.claimed, held.lane, False, kind="ContractError", message=str(e),
+                           retryable=False)
+        return Outcome(held.claimed, held.lane, False, kind="missing", missing=deps)
 
     def _failure(self, definition: TaskDef, held: Held, error: BaseException) -> Outcome:
         policy = definition.retry

@@ -85,6 +85,21 @@ function K.flow_roots(prefix, fid) return K.flow(prefix, fid) .. ':roots' end
 function K.flow_held(prefix, fid) return K.flow(prefix, fid) .. ':held' end
 function K.flow_done(prefix, fid) return K.flow(prefix, fid) .. ':done' end
 function K.flow_retry(prefix, fid) return K.flow(prefix, fid) .. ':retry' end
+-- wants and data slices
+function K.slice(prefix, name) return prefix .. 'sl:' .. name end
+function K.slice_wants(prefix, name) return prefix .. 'slw:' .. name end
+function K.slices(prefix) return prefix .. 'slices' end
+function K.want(prefix, want_id) return prefix .. 'w:' .. want_id end
+function K.want_slices(prefix, want_id) return prefix .. 'wsl:' .. want_id end
+function K.wants(prefix) return prefix .. 'wants' end
+function K.want_due(prefix) return prefix .. 'want_due' end
+function K.wants_breached(prefix) return prefix .. 'wants_breached' end
+function K.want_counts(prefix) return prefix .. 'want_counts' end
+function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
+-- the outbox (cross-partition messages)
+function K.outbox(prefix) return prefix .. 'outbox' end
+function K.outbox_msg(prefix) return prefix .. 'outbox_msg' end
+function K.outbox_seen(prefix, msg_id) return prefix .. 'outbox_seen:' .. msg_id end
 
 local function int_arg(value, name, min, max)
   local n = tonumber(value)
@@ -151,4 +166,24 @@ local function register(name, fn, flags)
     error(res)
   end
   redis.register_function{function_name = name, callback = wrapped, flags = flags or {}}
+end
+
+-- The outbox: a message to another partition, written in the sending call and
+-- applied by the caller afterwards (engine/outbox.py flush), or by the daemon's
+-- outbox scanner when the caller died first. Returns the message id.
+local OUTBOX_SEEN_TTL_MS = 7 * 24 * 3600 * 1000
+
+local function outbox_send(prefix, kind, to_partition, body)
+  local seq = rcall('HINCRBY', K.outbox_msg(prefix), 'seq', 1)
+  local id = string.match(prefix, '{(.-)}') .. '-' .. seq
+  rcall('HSET', K.outbox_msg(prefix), id, cjson.encode({kind = kind, to = to_partition, body = body}))
+  rcall('ZADD', K.outbox(prefix), now_ms(), id)
+  return id
+end
+
+-- The target of a message calls this before its first write: false when the
+-- message was applied already (do nothing then).
+local function outbox_first(prefix, msg_id)
+  if msg_id == nil or msg_id == '' then return true end
+  return rcall('SET', K.outbox_seen(prefix, msg_id), '1', 'NX', 'PX', OUTBOX_SEEN_TTL_MS) ~= false
 end

@@ -49,7 +49,8 @@ end
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting
+    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting,
+    slice, slices
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
            lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
            inputs: {upstream_step, input_json, ...}, or the number of inputs when
@@ -133,7 +134,7 @@ register('exec_renew', exec_renew)
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] result (JSON)
   Derived: leases, deadlines, terminal, pending_dispatch, counts, events, flows_done, execution,
-    done, edges_out, flow, flow_done
+    done, edges_out, flow, flow_done, slice, slices
   Reply:  {state, first (1 when this call made the transition, 0 on a repeat),
            dispatch (1 when the dispatcher must resolve its outgoing edges)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -155,7 +156,7 @@ register('exec_complete', exec_complete)
   ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
   ARGV[5] jitter (0..1, the caller's random draw)
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, slice, slices
   Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat),
            delay_ms (until a delayed retry is due; 0 otherwise), dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -238,7 +239,7 @@ register('exec_suspend', exec_suspend)
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, slice, slices
   Reply:  {{id, new_state, lane, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 local function exec_expire_leases(keys, args)

@@ -15,7 +15,8 @@ local SEEN_VALUE = 'applied'
   ARGV[1] event  ARGV[2] payload (JSON)  ARGV[3] buffer_ttl_ms  ARGV[4] seen_ttl_ms
   ARGV[5] max_count
   Derived: execution, done, deadlines, terminal, pending_dispatch, counts, events, edges_out,
-    flow, flow_done, flows_done (through finish of each resumed step), leases, waits, waiting
+    flow, flow_done, flows_done (through finish of each resumed step), leases, waits, waiting,
+    slice, slices
   Reply:  {outcome ('resumed'|'buffered'|'duplicate'), {{id, dispatch (1|0)}, ...}, more (1|0)}
   Errors: BAD_ARGS ]]
 register('event_deliver', function(keys, args)

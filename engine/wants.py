@@ -1,0 +1,326 @@
+"""Wants: declare the data slices you need; producers build them, discovering their inputs.
+
+A data slice ("clean/2026-11-21": a dataset and its key) is built by the one
+producer task whose pattern matches it (``@app.produces("clean/{date}")``). Its
+canonical record lives in the partition of hash(slice name), with its build and
+the wants for it (lua/15_wants.lua). This module checks names, finds producers,
+encodes the specs Lua needs to start a build, builds the FCalls, and follows
+their replies: hint what became ready, flush the outbox messages they wrote,
+dispatch the builds that ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine import checks, outbox, replies
+from engine.calls import FCall
+from engine.client import Client
+from engine.errors import ContractError, EngineError, NotFound
+from engine.executions import execution_partition
+from engine.hints import hint_commands
+from engine.router import Command
+from keys import KeySpace, partition_of_key
+
+if TYPE_CHECKING:
+    from engine.app import App, TaskDef
+
+SEGMENT = r"[A-Za-z0-9_.=\-]+"
+SLICE_RE = re.compile(rf"{SEGMENT}(?:/{SEGMENT})+")
+FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_SLICE_CHARS = 200
+MAX_WANT_SLICES = 100  # lua/15_wants.lua MAX_WANT_SLICES
+MAX_MISSING = 100  # lua/32_missing.lua MAX_MISSING
+MAX_COMMENT_CHARS = 1000
+MAX_SOURCE_CHARS = 200
+MAX_HORIZON_S = 100 * 365 * 24 * 3600.0
+FOLLOW_ROUNDS = 10_000  # a cascade of messages ends long before; a bound all the same
+
+
+class MissingDependencies(EngineError):  # noqa: N818 - named for what the producer says
+    """Raised by a producer that finds input slices missing: the attempt ends without counting,
+    an upstream want is made for each slice, and the build runs again once they are all live."""
+
+    def __init__(self, slices: Iterable[str]) -> None:
+        if isinstance(slices, str) or not isinstance(slices, Iterable):
+            raise ContractError("MissingDependencies takes a list of slice names, e.g. "
+                                "MissingDependencies(['raw/2026-11-21'])")
+        names = list(dict.fromkeys(slices))
+        super().__init__(f"missing slices: {', '.join(map(str, names))}")
+        self.slices = names
+
+
+def check_slice(name: Any) -> str:
+    """A slice name: segments of A-Z a-z 0-9 _ . = - joined by '/', at least two, 200 chars."""
+    if not isinstance(name, str) or len(name) > MAX_SLICE_CHARS or not SLICE_RE.fullmatch(name):
+        raise ContractError(f"malformed slice name {name!r}: expected like 'sales/2026-11-21' (a dataset, "
+                            f"'/', a key; segments of A-Z a-z 0-9 _ . = -; at most {MAX_SLICE_CHARS} "
+                            "characters)")
+    return name
+
+
+@dataclass(frozen=True)
+class Producer:
+    """A task that builds every slice matching ``pattern``; its handler gets the fields."""
+
+    pattern: str
+    regex: re.Pattern[str]
+    task: TaskDef
+
+    def match(self, name: str) -> dict[str, str] | None:
+        found = self.regex.fullmatch(name)
+        return found.groupdict() if found else None
+
+
+def compile_pattern(pattern: Any) -> re.Pattern[str]:
+    """``clean/{date}`` → a regex whose named groups are the fields (each within a segment)."""
+    if not isinstance(pattern, str):
+        raise ContractError(f"a producer pattern is a string like 'clean/{{date}}', got {pattern!r}")
+    fields = FIELD_RE.findall(pattern)
+    if len(set(fields)) != len(fields):
+        raise ContractError(f"producer pattern {pattern!r} names a field twice")
+    parts, pos = [], 0
+    for m in FIELD_RE.finditer(pattern):
+        parts.append(re.escape(pattern[pos:m.start()]))
+        parts.append(f"(?P<{m[1]}>{SEGMENT})")
+        pos = m.end()
+    parts.append(re.escape(pattern[pos:]))
+    check_slice(FIELD_RE.sub("x", pattern))  # literal parts spell a slice name
+    return re.compile("".join(parts))
+
+
+def producer_for(producers: Sequence[Producer], name: str) -> tuple[Producer, dict[str, str]]:
+    """The one producer of a slice; ContractError when none or several match."""
+    check_slice(name)
+    found = [(p, fields) for p in producers if (fields := p.match(name)) is not None]
+    if not found:
+        known = ", ".join(p.pattern for p in producers) or "none registered"
+        raise ContractError(f"no producer builds slice {name!r} (producer patterns: {known})")
+    if len(found) > 1:
+        raise ContractError(f"slice {name!r} matches several producers: "
+                            f"{', '.join(p.pattern for p, _ in found)}")
+    return found[0]
+
+
+def slice_partition(ks: KeySpace, name: str) -> int:
+    return partition_of_key(name, ks.partitions)
+
+
+def new_want_id(partition: int) -> str:
+    """A UUID (version 4) whose first four hex digits are the want's partition."""
+    return str(uuid.UUID(f"{partition:04x}{uuid.uuid4().hex[4:]}"))
+
+
+def want_partition(ks: KeySpace, want_id: Any) -> int:
+    """The partition of a want id; ContractError when it is not one."""
+    try:
+        parsed = uuid.UUID(want_id) if isinstance(want_id, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != want_id:
+        raise ContractError(f"malformed want id {want_id!r}: expected a UUID as app.want returns")
+    partition = int(want_id[:4], 16)
+    if partition >= ks.partitions:
+        raise ContractError(f"want id {want_id!r} names partition {partition}, but there are {ks.partitions}")
+    return partition
+
+
+def task_spec(app: App, task: TaskDef, partition: int, kwargs: dict[str, Any],
+              args: Sequence[Any] = ()) -> dict[str, Any]:
+    """What Lua needs to create an execution of ``task`` in ``partition`` (create_execution)."""
+    spec, _ = app.prepare(task, args, kwargs, partition=partition)
+    return {"build_id": spec.execution_id, "task": spec.task, "lane": spec.lane, "payload": spec.payload,
+            "priority": spec.priority, "max_attempts": spec.max_attempts, "backoff_ms": spec.backoff_ms,
+            "backoff_max_ms": spec.backoff_max_ms, "deadline_in_ms": spec.deadline_in_ms,
+            "partition": partition}
+
+
+def slice_entry(app: App, name: str) -> dict[str, Any]:
+    """{name, partition, spec}: a slice as want_create and slice_missing take it."""
+    producer, fields = producer_for(app.producers, name)
+    partition = slice_partition(app.client.keys, name)
+    return {"name": name, "partition": partition, "spec": task_spec(app, producer.task, partition, fields)}
+
+
+def timestamp_ms(value: Any) -> int:
+    """data_timestamp: a datetime (naive means UTC), a date (its midnight UTC), or epoch seconds."""
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return int(aware.timestamp() * 1000)
+    if isinstance(value, dt.date):
+        return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    seconds = checks.number(value, "data_timestamp", minimum=0, maximum=1e11)
+    return int(seconds * 1000)
+
+
+def horizons(data_timestamp: Any, sla_s: Any, ttl_s: Any) -> tuple[int, int, int]:
+    """(data_ts_ms, sla_ms, ttl_ms), -1 for none; refuses SLA < 0 and TTL shorter than SLA."""
+    if data_timestamp is None:
+        if sla_s is not None or ttl_s is not None:
+            raise ContractError("sla_s and ttl_s count from data_timestamp: pass data_timestamp too")
+        return 0, -1, -1
+    data_ts_ms = timestamp_ms(data_timestamp)
+    sla_ms = ttl_ms = -1
+    if sla_s is not None:
+        sla_ms = int(checks.number(sla_s, "sla_s", minimum=0, maximum=MAX_HORIZON_S) * 1000)
+    if ttl_s is not None:
+        ttl_ms = int(checks.number(ttl_s, "ttl_s", minimum=0.001, maximum=MAX_HORIZON_S) * 1000)
+    if sla_ms >= 0 and 0 <= ttl_ms < sla_ms:
+        raise ContractError(f"ttl_s ({ttl_s}) is shorter than sla_s ({sla_s}): the want would expire "
+                            "before its SLA could be missed")
+    return data_ts_ms, sla_ms, ttl_ms
+
+
+def slice_names(slices: Any) -> list[str]:
+    if isinstance(slices, str) or not isinstance(slices, Iterable):
+        raise ContractError(f"want takes a list of slice names, got {slices!r}")
+    names = list(dict.fromkeys(check_slice(s) for s in slices))
+    if not 1 <= len(names) <= MAX_WANT_SLICES:
+        raise ContractError(f"a want names 1..{MAX_WANT_SLICES} slices, got {len(names)}")
+    return names
+
+
+# -- calls -----------------------------------------------------------------------------------
+def create_call(ks: KeySpace, want_id: str, body: dict[str, Any], msg_id: str = "") -> FCall:
+    return FCall("want_create", (ks.want(want_partition(ks, want_id), want_id),),
+                 (msg_id, json.dumps(body)), parse=replies.want_create)
+
+
+def cancel_call(ks: KeySpace, want_id: str, reason: str) -> FCall:
+    return FCall("want_cancel", (ks.want(want_partition(ks, want_id), want_id),), (reason,),
+                 parse=replies.want_cancel)
+
+
+def invalidate_call(ks: KeySpace, name: str, reason: str) -> FCall:
+    return FCall("slice_invalidate", (ks.slice(slice_partition(ks, name), name),), (reason,),
+                 parse=replies.slice_invalidate)
+
+
+def missing_call(ks: KeySpace, execution_id: str, token: str, deps: list[dict[str, Any]]) -> FCall:
+    key = ks.execution(execution_partition(ks, execution_id), execution_id)
+    return FCall("slice_missing", (key,), (token, json.dumps(deps)), parse=replies.slice_missing)
+
+
+def due_call(ks: KeySpace, partition: int, max_count: int) -> FCall:
+    return FCall("want_due", (ks.want_due(partition),), (max_count,), parse=replies.want_due)
+
+
+@outbox.handler("want_create")
+def _create_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
+    return create_call(ks, body["want"], body, msg_id)
+
+
+@outbox.handler("want_request")
+def _request_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
+    return FCall("want_request", (ks.slice(to, body["slice"]),), (msg_id, json.dumps(body)),
+                 parse=replies.want_request)
+
+
+@outbox.handler("want_news")
+def _news_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
+    return FCall("want_news", (ks.want(to, body["want"]),), (msg_id, json.dumps(body)),
+                 parse=replies.want_news)
+
+
+@outbox.handler("build_news")
+def _build_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
+    return FCall("build_news", (ks.execution(to, body["exec"]),), (msg_id, json.dumps(body)),
+                 parse=replies.build_news)
+
+
+# -- following replies -----------------------------------------------------------------------
+def follow(client: Client, results: Sequence[tuple[int, replies.WantReply]],
+           dispatch: Callable[[list[str]], Any]) -> None:
+    """After want calls (partition where each ran, its reply): hint what became ready, apply
+    the outbox messages they wrote (and those the messages wrote, breadth first), then
+    dispatch the builds that ended, so their slices tell their wants (``dispatch``: the
+    dispatcher, or a caller's frontier)."""
+    ended: list[str] = []
+    rounds = 0
+    pending = list(results)
+    while pending and rounds < FOLLOW_ROUNDS:
+        rounds += 1
+        hints = [(execution_partition(client.keys, r.id), r.lane) for _, w in pending for r in w.ready]
+        if hints:
+            client.run_many(hint_commands(client.keys, hints))
+        ended.extend(eid for _, w in pending for eid in w.dispatch)
+        pending = flush_all(client, {p for p, w in pending if w.sent})
+    if ended:
+        dispatch(ended)
+
+
+def flush_all(client: Client, partitions: Iterable[int]) -> list[tuple[int, replies.WantReply]]:
+    """Flush the outbox of each partition; the replies of the messages applied."""
+    applied: list[tuple[int, replies.WantReply]] = []
+    for partition in sorted(set(partitions)):
+        for _ in range(FOLLOW_ROUNDS):
+            batch = outbox.flush(client, partition)
+            applied.extend((to, r) for to, r in batch if isinstance(r, replies.WantReply))
+            if len(batch) < outbox.FLUSH_BATCH:
+                break
+    return applied
+
+
+# -- the public calls (App.want, App.invalidate, App.cancel_want) ---------------------------------
+def want(app: App, slices: Any, dispatch: Callable[[list[str]], Any], *, data_timestamp: Any = None,
+         sla_s: Any = None, ttl_s: Any = None, source: Any = "api", comment: Any = "",
+         force: Any = False) -> str:
+    """Check everything, then one ``want_create`` in the first slice's partition; follow its reply."""
+    names = slice_names(slices)
+    data_ts_ms, sla_ms, ttl_ms = horizons(data_timestamp, sla_s, ttl_s)
+    checks.text(source, "source", max_chars=MAX_SOURCE_CHARS, allow_empty=True)
+    checks.text(comment, "comment", max_chars=MAX_COMMENT_CHARS, allow_empty=True)
+    if not isinstance(force, bool):
+        raise ContractError(f"force must be True or False, got {force!r}")
+    entries = [slice_entry(app, name) for name in names]
+    home = entries[0]["partition"]
+    want_id = new_want_id(home)
+    breach = ""
+    if app.breach_task is not None and sla_ms >= 0:
+        breach = json.dumps(task_spec(app, app.breach_task, home, {}, (want_id,)))
+    body = {"want": want_id, "slices": entries, "data_ts_ms": data_ts_ms, "sla_ms": sla_ms, "ttl_ms": ttl_ms,
+            "source": source, "comment": comment, "force": force, "parent": "", "chain": [],
+            "breach_task": breach}
+    reply = app.client.run(create_call(app.client.keys, want_id, body))
+    follow(app.client, [(home, reply)], dispatch)
+    return want_id
+
+
+def missing_deps(app: App, slices: Sequence[str]) -> list[dict[str, Any]]:
+    """The entries slice_missing takes for what a producer said it misses; ContractError when
+    a name is malformed, no producer builds it, or there are too many."""
+    names = list(dict.fromkeys(check_slice(s) for s in slices))
+    if not 1 <= len(names) <= MAX_MISSING:
+        raise ContractError(f"MissingDependencies names 1..{MAX_MISSING} slices, got {len(names)}")
+    deps = []
+    for name in names:
+        entry = slice_entry(app, name)
+        entry["want"] = new_want_id(entry["partition"])
+        deps.append(entry)
+    return deps
+
+
+# -- reading ---------------------------------------------------------------------------------
+def slice_record(client: Client, name: Any) -> dict[str, str]:
+    """A slice's record (``state`` missing when nobody asked for it yet)."""
+    check_slice(name)
+    key = client.keys.slice(slice_partition(client.keys, name), name)
+    record: dict[str, str] = client.run(Command(("HGETALL", key), key)) or {}
+    return {"name": name, "state": "missing", **record}
+
+
+def want_record(client: Client, want_id: Any) -> dict[str, Any]:
+    """A want's record with what it knows of each slice; NotFound when there is none."""
+    ks = client.keys
+    partition = want_partition(ks, want_id)
+    key, wsl = ks.want(partition, want_id), ks.want_slices(partition, want_id)
+    record, known = client.run_many([Command(("HGETALL", key), key), Command(("HGETALL", wsl), wsl)])
+    if not record:
+        raise NotFound(f"no want {want_id}")
+    return {**record, "known": known or {}}

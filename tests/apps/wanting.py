@@ -1,0 +1,81 @@
+"""Producers for the wants tests: raw → clean → report, a failing one, cycles, a slow one."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from engine import App, MissingDependencies, Retry
+
+app = App()
+
+
+def _need(*names: str) -> None:
+    """Raise MissingDependencies for the named slices that are not live."""
+    missing = [n for n in names if app.slice(n)["state"] != "live"]
+    if missing:
+        raise MissingDependencies(missing)
+
+
+@app.produces("raw/{date}", name="wanting.raw")
+def raw(date: str) -> str:
+    time.sleep(float(os.environ.get("WANTING_RAW_SLEEP_S", "0")))
+    return f"raw {date}"
+
+
+@app.produces("clean/{date}", name="wanting.clean")
+def clean(date: str) -> str:
+    _need(f"raw/{date}")
+    return f"clean {date}"
+
+
+@app.produces("report/{date}", name="wanting.report")
+def report(date: str) -> str:
+    _need(f"clean/{date}")
+    return f"report {date}"
+
+
+@app.produces("pair/{date}", name="wanting.pair")
+def pair(date: str) -> str:
+    _need(f"raw/{date}", f"broken/{date}")
+    return f"pair {date}"
+
+
+@app.produces("broken/{date}", name="wanting.broken", retry=Retry(max_attempts=1))
+def broken(date: str) -> str:
+    raise ValueError(f"no data for {date}")
+
+
+@app.produces("cyc_a/{k}", name="wanting.cyc_a")
+def cyc_a(k: str) -> str:
+    _need(f"cyc_b/{k}")
+    return "a"
+
+
+@app.produces("cyc_b/{k}", name="wanting.cyc_b")
+def cyc_b(k: str) -> str:
+    _need(f"cyc_c/{k}")
+    return "b"
+
+
+@app.produces("cyc_c/{k}", name="wanting.cyc_c")
+def cyc_c(k: str) -> str:
+    _need(f"cyc_a/{k}")
+    return "c"
+
+
+@app.produces("self/{k}", name="wanting.self")
+def itself(k: str) -> str:
+    _need(f"self/{k}")
+    return "never"
+
+
+@app.produces("slow/{k}", name="wanting.slow")
+def slow(k: str) -> str:
+    time.sleep(float(os.environ.get("WANTING_SLOW_S", "3")))
+    return "slow"
+
+
+@app.on_sla_breach
+def breached(want_id: str) -> str:
+    return want_id
