@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowops, replies
+from engine import executions, flowops, metrics, outbox, replies, wants
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
@@ -329,10 +329,54 @@ class IndexCheck(Scanner):
                       dispatch=audit.dispatch, full=audit.more, details=list(audit.repairs))
 
 
+class WantDeadlines(Scanner):
+    """Wants past data_timestamp + sla_s → flagged breached (event, metric, on_sla_breach task);
+    past data_timestamp + ttl_s → expired; from each partition's due-time index (``want_due``)."""
+
+    name = "want_deadlines"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return wants.due_call(client.keys, partition, self.batch)
+
+    def digest(self, client: Client, partition: int, reply: replies.WantDueReply) -> Digest:
+        if reply.breached:
+            metrics.WANT_SLA_BREACHES.inc(len(reply.breached))
+            for want_id in reply.breached:
+                log.warning("want %s missed its SLA", want_id)
+        ended: list[str] = []
+        wants.follow(client, [(partition, reply.follow)], ended.extend)
+        return Digest(repaired=len(reply.breached) + len(reply.expired), dispatch=ended,
+                      full=reply.read >= self.batch, details=[*reply.breached, *reply.expired])
+
+
+class Outbox(Scanner):
+    """Outbox messages older than ``age_s`` that nobody acknowledged (their sender died before
+    it flushed them) → applied and acknowledged; applying one twice changes nothing."""
+
+    name = "outbox"
+    default_interval_s = 5.0
+
+    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 30.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return outbox.due(client, partition, self.age_ms, self.batch)
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        ids = replies.rec_due(reply)
+        if not ids:
+            return Digest()
+        applied = outbox.flush(client, partition, only=ids)
+        ended: list[str] = []
+        wants.follow(client, [(to, r) for to, r in applied if isinstance(r, replies.WantReply)], ended.extend)
+        return Digest(repaired=len(ids), dispatch=ended, full=len(ids) >= self.batch, details=ids)
+
+
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
                               DeadlineExpiry, UnsealedFlows, FlowOps, Retention, FlowRetention,
-                              IndexCheck)
+                              IndexCheck, WantDeadlines, Outbox)
 }
 
 

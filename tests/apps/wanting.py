@@ -79,3 +79,27 @@ def slow(k: str) -> str:
 @app.on_sla_breach
 def breached(want_id: str) -> str:
     return want_id
+
+
+@app.produces("ping/{k}", name="wanting.ping")
+def ping(k: str) -> str:
+    time.sleep(float(os.environ.get("WANTING_PING_SLEEP_S", "0")))
+    _need(f"pong/{k}")
+    return "ping"
+
+
+@app.produces("pong/{k}", name="wanting.pong")
+def pong(k: str) -> str:
+    _need(f"ping/{k}")
+    return "pong"
+
+
+@app.produces("manual/{date}", name="wanting.manual", lane="manual")
+def manual(date: str) -> str:
+    return f"manual {date}"
+
+
+@app.produces("above_manual/{date}", name="wanting.above_manual")
+def above_manual(date: str) -> str:
+    _need(f"manual/{date}")
+    return f"above {date}"

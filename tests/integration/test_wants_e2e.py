@@ -1,0 +1,139 @@
+"""Wants end to end on a real 3-primary cluster: discovery, one build per slice, failures, cycles."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.router import Command
+from engine.wants import slice_partition
+from tests.waiting import wait_until
+from tests.wanting import builds_started, ended
+
+pytestmark = pytest.mark.server
+
+def test_a_three_level_chain_discovers_its_inputs_and_builds_each_slice_once(wapp, worker):
+    worker()
+    want = wapp.want(["report/2026-11-21"], data_timestamp=time.time(), sla_s=3600, ttl_s=7200)
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert status["state"] == "satisfied", status
+    for name in ("raw/2026-11-21", "clean/2026-11-21", "report/2026-11-21"):
+        assert wapp.slice(name)["state"] == "live"
+    assert builds_started(wapp) == {"raw/2026-11-21": 1, "clean/2026-11-21": 1, "report/2026-11-21": 1}
+    report_build = wapp.slice("report/2026-11-21")["build"]
+    handle = wapp.handle(report_build)
+    assert handle.state() == "succeeded"
+    assert handle.info()["attempts"] == "1"  # the attempt that found clean/ missing did not count
+
+
+def test_upstream_wants_are_made_by_the_build_and_inherit_the_deadlines(wapp, worker):
+    worker()
+    data_ts = time.time()
+    want = wapp.want(["clean/2026-11-22"], data_timestamp=data_ts, sla_s=3600, ttl_s=7200)
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    build = wapp.slice("clean/2026-11-22")["build"]
+    ks = wapp.client.keys
+    key = ks.missing(slice_partition(ks, "clean/2026-11-22"), build)
+    upstream_id, state = wapp.client.run(Command(("HGET", key, "raw/2026-11-22"), key)).split("|")
+    assert state == "live"
+    upstream = wapp.want_status(upstream_id)
+    assert upstream["state"] == "satisfied"
+    assert upstream["source"] == f"build of clean/2026-11-22 ({build})"
+    mine = wapp.want_status(want)
+    assert (upstream["sla_due_ms"], upstream["ttl_due_ms"]) == (mine["sla_due_ms"], mine["ttl_due_ms"])
+
+
+def test_a_thousand_wants_for_one_slice_start_exactly_one_build(wapp, worker, monkeypatch):
+    monkeypatch.setenv("WANTING_SLOW_S", "1")
+    ids = [wapp.want(["slow/one"]) for _ in range(1000)]
+    worker()
+    wait_until(lambda: all(ended(wapp, i) for i in ids[-5:]), what="the last wants to end", timeout_s=60)
+    assert {wapp.want_status(i)["state"] for i in ids} == {"satisfied"}
+    assert builds_started(wapp) == {"slow/one": 1}
+
+
+def test_wanting_a_live_slice_is_satisfied_in_the_call_itself(wapp, worker):
+    first = worker()
+    want = wapp.want(["raw/2026-11-23"])
+    wait_until(lambda: ended(wapp, want), what="the first want to end")
+    first.stop_and_wait()
+    again = wapp.want(["raw/2026-11-23"])
+    assert wapp.want_status(again)["state"] == "satisfied"
+    assert builds_started(wapp) == {"raw/2026-11-23": 1}
+
+
+def test_force_and_invalidate_rebuild_a_live_slice(wapp, worker):
+    worker()
+    for _ in range(2):
+        want = wapp.want(["raw/2026-11-24"])
+        wait_until(lambda want=want: ended(wapp, want), what="the want to end")
+    forced = wapp.want(["raw/2026-11-24"], force=True)
+    wait_until(lambda: ended(wapp, forced), what="the forced want to end")
+    assert wapp.invalidate("raw/2026-11-24") == "live"
+    assert wapp.slice("raw/2026-11-24")["state"] == "missing"
+    again = wapp.want(["raw/2026-11-24"])
+    wait_until(lambda: ended(wapp, again), what="the want after invalidate to end")
+    assert builds_started(wapp) == {"raw/2026-11-24": 3}
+
+
+def test_a_failing_producer_fails_its_want_and_the_wants_above_it_name_the_slice(wapp, worker):
+    worker()
+    direct = wapp.want(["broken/2026-11-21"])
+    above = wapp.want(["pair/2026-11-21"])
+    wait_until(lambda: ended(wapp, direct) and ended(wapp, above), what="both wants to end")
+    assert wapp.want_status(direct)["state"] == "failed"
+    status = wapp.want_status(above)
+    assert status["state"] == "upstream_failed"
+    assert status["reason"] == "broken/2026-11-21 failed: ValueError: no data for 2026-11-21"
+    assert wapp.slice("pair/2026-11-21")["state"] == "failed"
+    assert wapp.slice("pair/2026-11-21")["root"] == "broken/2026-11-21"
+
+
+def test_a_want_for_several_slices_is_satisfied_once_all_are_live(wapp, worker):
+    worker()
+    names = [f"clean/2026-12-{d:02d}" for d in range(1, 9)]  # spread over partitions
+    assert len({slice_partition(wapp.client.keys, n) for n in names}) > 1
+    want = wapp.want(names)
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert status["state"] == "satisfied"
+    assert status["known"] == {n: "live" for n in names}
+
+
+@pytest.mark.parametrize(("wanted", "cycle"), [
+    (["cyc_a/x"], "dependency cycle: cyc_a/x → cyc_b/x → cyc_c/x → cyc_a/x"),
+    (["self/x"], "dependency cycle: self/x → self/x"),
+])
+def test_a_dependency_cycle_ends_every_want_involved_and_never_loops(wapp, worker, wanted, cycle):
+    worker()
+    want = wapp.want(wanted)
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert status["state"] in ("failed", "upstream_failed")
+    assert status["reason"].endswith(cycle), status["reason"]
+    assert set(builds_started(wapp).values()) == {1}
+
+
+def test_two_wants_that_meet_in_a_cycle_both_end_with_the_cycle_named(wapp, worker, monkeypatch):
+    monkeypatch.setenv("WANTING_PING_SLEEP_S", "0.3")  # pong's build waits on ping before ping finds pong missing
+    worker()
+    ping, pong = wapp.want(["ping/k"]), wapp.want(["pong/k"])
+    wait_until(lambda: ended(wapp, ping) and ended(wapp, pong), what="both wants to end")
+    for want in (ping, pong):
+        status = wapp.want_status(want)
+        assert status["state"] in ("failed", "upstream_failed"), status
+        assert "dependency cycle: " in status["reason"], status["reason"]
+    assert set(builds_started(wapp).values()) == {1}
+
+
+def test_a_canceled_want_ends_and_its_slice_build_goes_on(wapp, worker, monkeypatch):
+    monkeypatch.setenv("WANTING_SLOW_S", "1")
+    want, other = wapp.want(["slow/c"]), wapp.want(["slow/c"])
+    assert wapp.cancel_want(want, "not needed") == "building"
+    assert wapp.want_status(want)["state"] == "canceled"
+    worker()
+    wait_until(lambda: ended(wapp, other), what="the other want to end")
+    assert wapp.want_status(other)["state"] == "satisfied"
+    assert wapp.want_status(want)["state"] == "canceled"
