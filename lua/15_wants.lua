@@ -434,6 +434,7 @@ register('want_due', function(keys, args)
         local eid = 'e_' .. string.sub(id, 1, 4) .. '_' .. string.format('%011x', now % 17592186044416)
           .. string.sub((string.gsub(id, '-', '')), -8)
         local e = create_execution(prefix, eid, spec, now, {'want', id})
+        rcall('HSET', K.want(prefix, id), 'breach_execution', eid)
         out.ready[#out.ready + 1] = {e.id, e.lane}
       end
     elseif w.state and not WANT_TERMINAL[w.state] and kind == 'ttl' then

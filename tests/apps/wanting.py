@@ -103,3 +103,8 @@ def manual(date: str) -> str:
 def above_manual(date: str) -> str:
     _need(f"manual/{date}")
     return f"above {date}"
+
+
+@app.produces("asks_nobody/{k}", name="wanting.asks_nobody")
+def asks_nobody(k: str) -> str:
+    raise MissingDependencies([f"nobody/{k}"])

@@ -137,3 +137,14 @@ def test_a_canceled_want_ends_and_its_slice_build_goes_on(wapp, worker, monkeypa
     wait_until(lambda: ended(wapp, other), what="the other want to end")
     assert wapp.want_status(other)["state"] == "satisfied"
     assert wapp.want_status(want)["state"] == "canceled"
+
+
+def test_a_producer_missing_a_slice_nobody_produces_fails_for_good_saying_so(wapp, worker):
+    worker()
+    want = wapp.want(["asks_nobody/k"])
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert status["state"] == "failed"
+    assert "no producer builds slice 'nobody/k'" in status["reason"]
+    build = wapp.handle(wapp.slice("asks_nobody/k")["build"])
+    assert (build.info()["attempts"], build.info()["error_kind"]) == ("1", "ContractError")
