@@ -97,7 +97,8 @@ local function delete_execution(prefix, id)
   local state, lane = unpack(rcall('HMGET', K.execution(prefix, id), 'state', 'lane'))
   -- UNLINK: a 20,000-way fan-in's edge and input hashes are freed in the background
   rcall('UNLINK', K.execution(prefix, id), K.done(prefix, id), K.edges_in(prefix, id),
-    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id), K.signals(prefix, id))
+    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id), K.signals(prefix, id),
+    K.missing(prefix, id))
   for _, index in ipairs({K.terminal(prefix), K.pending_dispatch(prefix), K.leases(prefix),
       K.delayed(prefix), K.deadlines(prefix)}) do
     rcall('ZREM', index, id)
@@ -136,7 +137,7 @@ end
   ARGV[1] age_ms  ARGV[2] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     check_cursor, execution, done, edges_in, edges_out, inputs, defaults, signals (and each purged
-    execution's idempotency key, named in its hash)
+    execution's idempotency key, named in its hash), missing
   Reply:  purged_count
   Errors: BAD_ARGS ]]
 register('rec_purge', function(keys, args)
@@ -166,7 +167,7 @@ end)
   ARGV[1] age_ms  ARGV[2] max_steps
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, flows, unsealed,
     flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps,
-    flow_order, flow_roots, flow_held, flow_done, flow_retry, signals
+    flow_order, flow_roots, flow_held, flow_done, flow_retry, signals, missing
   Reply:  {flows_purged, steps_purged}
   Errors: BAD_ARGS ]]
 register('flow_purge', function(keys, args)

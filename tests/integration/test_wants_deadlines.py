@@ -9,8 +9,8 @@ import pytest
 from engine import metrics
 from reconciler import Reconciler
 from reconciler.scanners import WantDeadlines
-from tests.wanting import ended, events
 from tests.waiting import wait_until
+from tests.wanting import ended, events
 
 pytestmark = pytest.mark.server
 
