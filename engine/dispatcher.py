@@ -84,7 +84,8 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
         if hints:
             client.run_many(hint_commands(client.keys, hints))
         if sent:  # the wants of slices that were built, in other partitions
-            wants.follow(client, [(p, WantReply("", 1, [], [])) for p in set(sent)], dispatch=following.extend)
+            wants.follow(client, [(p, WantReply("", 1, [], [])) for p in set(sent)], following.extend,
+                         claim_locally)
         frontier = list(dict.fromkeys(following))
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)

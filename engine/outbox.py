@@ -41,30 +41,47 @@ def flush(client: Client, partition: int, max_count: int = FLUSH_BATCH,
     """Apply up to ``max_count`` messages of ``partition``'s outbox (or the ids in ``only``) and
     acknowledge them; returns (target partition, parsed reply) of each applied message. A
     message whose call failed stays for the next flush or the scanner."""
+    return flush_many(client, [partition], max_count, {partition: only} if only is not None else None)
+
+
+def flush_many(client: Client, partitions: list[int], max_count: int = FLUSH_BATCH,
+               only: dict[int, list[str]] | None = None) -> list[tuple[int, Any]]:
+    """``flush`` for several partitions in three pipelined rounds: read the ids and bodies,
+    apply every message, acknowledge."""
     ks = client.keys
-    box, bodies = ks.outbox(partition), ks.outbox_msg(partition)
-    ids = only if only is not None else client.run(Command(("ZRANGE", box, 0, max_count - 1), box))
-    if not ids:
+    if only is None:
+        id_lists = client.run_many([Command(("ZRANGE", ks.outbox(p), 0, max_count - 1), ks.outbox(p))
+                                    for p in partitions])
+    else:
+        id_lists = [only.get(p, []) for p in partitions]
+    found = [(p, ids) for p, ids in zip(partitions, id_lists, strict=True) if ids and not isinstance(ids, Exception)]
+    if not found:
         return []
-    raw = client.run(Command(("HMGET", bodies, *ids), bodies))
-    calls, sent, gone = [], [], []
-    for msg_id, text in zip(ids, raw, strict=True):
-        if text is None:
-            gone.append(msg_id)
-            continue
-        msg = json.loads(text)
-        calls.append(HANDLERS[msg["kind"]](ks, int(msg["to"]), msg_id, msg["body"]))
-        sent.append((msg_id, int(msg["to"])))
+    bodies = client.run_many([Command(("HMGET", ks.outbox_msg(p), *ids), ks.outbox_msg(p)) for p, ids in found])
+    calls: list[FCall] = []
+    sent: list[tuple[int, str, int]] = []  # (source partition, message id, target partition)
+    acked: dict[int, list[str]] = {}
+    for (p, ids), raw in zip(found, bodies, strict=True):
+        for msg_id, text in zip(ids, raw, strict=True):
+            if text is None:  # acknowledged meanwhile
+                acked.setdefault(p, []).append(msg_id)
+                continue
+            msg = json.loads(text)
+            calls.append(HANDLERS[msg["kind"]](ks, int(msg["to"]), msg_id, msg["body"]))
+            sent.append((p, msg_id, int(msg["to"])))
     replies = client.run_many(calls) if calls else []
     applied: list[tuple[int, Any]] = []
-    acked = list(gone)
-    for (msg_id, to), reply in zip(sent, replies, strict=True):
+    for (p, msg_id, to), reply in zip(sent, replies, strict=True):
         if isinstance(reply, Exception):
             continue
         applied.append((to, reply))
-        acked.append(msg_id)
-    if acked:
-        client.run_many([Command(("ZREM", box, *acked), box), Command(("HDEL", bodies, *acked), bodies)])
+        acked.setdefault(p, []).append(msg_id)
+    acks = []
+    for p, ids in acked.items():
+        acks += [Command(("ZREM", ks.outbox(p), *ids), ks.outbox(p)),
+                 Command(("HDEL", ks.outbox_msg(p), *ids), ks.outbox_msg(p))]
+    if acks:
+        client.run_many(acks)
     return applied
 
 

@@ -83,12 +83,14 @@ class Recorder:
     """Records outcomes in batches; ``schedule`` and ``dispatch`` are the worker's follow-ups."""
 
     def __init__(self, client: Client, held: HeldLeases, stats: WorkerStats,
-                 schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None]) -> None:
+                 schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None],
+                 keeper: Callable[[], Callable[[int, str], bool]] | None = None) -> None:
         self.client = client
         self.held = held
         self.stats = stats
         self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
         self.dispatch = dispatch  # execution ids whose outgoing edges need resolving
+        self.keeper = keeper  # a claim_locally for builds that missing slices made ready at once
         self._outcomes: queue.Queue[Outcome | None] = queue.Queue()
 
     def put(self, outcome: Outcome) -> None:
@@ -169,7 +171,7 @@ class Recorder:
         if to_dispatch:
             self.dispatch(to_dispatch)
         if waits:
-            wants.follow(self.client, waits, dispatch=self.dispatch)
+            wants.follow(self.client, waits, self.dispatch, self.keeper() if self.keeper else None)
 
     def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> None:
         """A build that waits for missing slices: its upstream wants' messages are to follow."""

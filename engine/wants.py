@@ -109,7 +109,10 @@ def producer_for(producers: Sequence[Producer], name: str) -> tuple[Producer, di
 
 
 def slice_partition(ks: KeySpace, name: str) -> int:
-    return partition_of_key(name, ks.partitions)
+    """The partition of hash(the slice's key): the slices of one key ("raw/2026-11-21",
+    "clean/2026-11-21", ...) share a partition, so a build that finds another slice of its key
+    missing, and everything that follows, is one call each, with no outbox message."""
+    return partition_of_key(name.split("/", 1)[1], ks.partitions)
 
 
 def new_want_id(partition: int) -> str:
@@ -236,17 +239,21 @@ def _build_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> 
 
 # -- following replies -----------------------------------------------------------------------
 def follow(client: Client, results: Sequence[tuple[int, replies.WantReply]],
-           dispatch: Callable[[list[str]], Any]) -> None:
+           dispatch: Callable[[list[str]], Any],
+           claim_locally: Callable[[int, str], bool] | None = None) -> None:
     """After want calls (partition where each ran, its reply): hint what became ready, apply
     the outbox messages they wrote (and those the messages wrote, breadth first), then
     dispatch the builds that ended, so their slices tell their wants (``dispatch``: the
-    dispatcher, or a caller's frontier)."""
+    dispatcher, or a caller's frontier). ``claim_locally(partition, lane)`` lets a worker keep
+    a build made ready for itself instead of hinting it, as the dispatcher does."""
     ended: list[str] = []
     rounds = 0
     pending = list(results)
     while pending and rounds < FOLLOW_ROUNDS:
         rounds += 1
         hints = [(execution_partition(client.keys, r.id), r.lane) for _, w in pending for r in w.ready]
+        if claim_locally is not None:
+            hints = [h for h in hints if not claim_locally(*h)]
         if hints:
             client.run_many(hint_commands(client.keys, hints))
         ended.extend(eid for _, w in pending for eid in w.dispatch)
@@ -256,14 +263,16 @@ def follow(client: Client, results: Sequence[tuple[int, replies.WantReply]],
 
 
 def flush_all(client: Client, partitions: Iterable[int]) -> list[tuple[int, replies.WantReply]]:
-    """Flush the outbox of each partition; the replies of the messages applied."""
+    """Flush the outbox of each partition (pipelined); the replies of the messages applied."""
     applied: list[tuple[int, replies.WantReply]] = []
-    for partition in sorted(set(partitions)):
-        for _ in range(FOLLOW_ROUNDS):
-            batch = outbox.flush(client, partition)
-            applied.extend((to, r) for to, r in batch if isinstance(r, replies.WantReply))
-            if len(batch) < outbox.FLUSH_BATCH:
-                break
+    todo = sorted(set(partitions))
+    for _ in range(FOLLOW_ROUNDS):
+        if not todo:
+            break
+        batch = outbox.flush_many(client, todo)
+        applied.extend((to, r) for to, r in batch if isinstance(r, replies.WantReply))
+        if len(batch) < outbox.FLUSH_BATCH:
+            break  # no partition had a full batch (a full one is read again)
     return applied
 
 

@@ -104,7 +104,8 @@ class Worker:
         self._inflight = 0
         self._wakeups = WakeQueue(poll_s)
         self._promoter = Promoter(self.client, promote_interval_s, poll_s)
-        self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch)
+        self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch,
+                                  self._keeper)
         self._renewer = Renewer(self.client, self._held, lease_ms)
         self._stopping = threading.Event()
         self._signals = 0  # SIGTERM/SIGINT received (the handler only counts)
@@ -462,6 +463,10 @@ class Worker:
     def _dispatch(self, execution_ids: list[str]) -> None:
         """Resolve children; while we have room, claim children on our lanes ourselves
         (no hint, so no other worker makes an empty claim for them)."""
+        dispatch(self.client, execution_ids, claim_locally=self._keeper())
+
+    def _keeper(self) -> Callable[[int, str], bool]:
+        """``claim_locally`` for one dispatch: wake our own claim loop while we have room."""
         room = [self._free()]
 
         def keep(partition: int, lane: str) -> bool:
@@ -471,4 +476,4 @@ class Worker:
                 return True
             return False
 
-        dispatch(self.client, execution_ids, claim_locally=keep)
+        return keep

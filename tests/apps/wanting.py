@@ -108,3 +108,9 @@ def above_manual(date: str) -> str:
 @app.produces("asks_nobody/{k}", name="wanting.asks_nobody")
 def asks_nobody(k: str) -> str:
     raise MissingDependencies([f"nobody/{k}"])
+
+
+@app.produces("across/{date}", name="wanting.across")
+def across(date: str) -> str:
+    _need(f"manual/{date}.prev")  # another key: most likely another partition
+    return f"across {date}"

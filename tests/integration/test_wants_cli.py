@@ -13,8 +13,8 @@ from engine.wants import new_want_id
 from reconciler import Reconciler
 from reconciler.scanners import WantDeadlines
 from tests.conftest import TEST_PARTITIONS
-from tests.wanting import ended
 from tests.waiting import wait_until
+from tests.wanting import ended
 
 pytestmark = pytest.mark.server
 

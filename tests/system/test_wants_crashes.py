@@ -38,25 +38,25 @@ def test_a_producer_killed_mid_build_is_retried_and_its_slice_is_built_once(
     assert build.info()["attempts"] == "2"
 
 
-def _slice_live_nobody_told(wapp, worker, date):
-    """A build of above_manual/<date> waits for manual/<date> (lane 'manual', which the worker
-    does not serve); then the manual build is completed by hand, the way a caller that dies
-    before dispatching leaves it. Returns (want, waiting build of above_manual)."""
+def _slice_live_nobody_told(wapp, worker, wanted, needed):
+    """A build of ``wanted`` waits for ``needed`` (a manual/ slice: lane 'manual', which the
+    worker does not serve); then the manual build is completed by hand, the way a caller that
+    dies before dispatching leaves it. Returns (want, the waiting build, the manual build id)."""
     worker()
-    want = wapp.want([f"above_manual/{date}"])
-    above = wapp.handle(wapp.slice(f"above_manual/{date}")["build"])
-    wait_until(lambda: above.state().value == "waiting", what="the build to find manual/ missing")
-    ks, partition = wapp.client.keys, slice_partition(wapp.client.keys, f"manual/{date}")
+    want = wapp.want([wanted])
+    above = wapp.handle(wapp.slice(wanted)["build"])
+    wait_until(lambda: above.state().value == "waiting", what=f"the build to find {needed} missing")
+    ks, partition = wapp.client.keys, slice_partition(wapp.client.keys, needed)
     claimed = wapp.client.run(X.claim(ks, partition, "manual", 1, 10_000, "a caller about to die")).claimed
     assert [c.task for c in claimed] == ["wanting.manual"]
     done = wapp.client.run(X.complete(ks, claimed[0].execution_id, claimed[0].token, '"by hand"'))
     assert done.dispatch
-    assert wapp.slice(f"manual/{date}")["state"] == "live"
+    assert wapp.slice(needed)["state"] == "live"
     return want, above, claimed[0].execution_id
 
 
 def test_a_caller_killed_before_dispatching_a_built_slice_leaves_it_to_the_reconciler(wapp, worker):
-    want, above, _ = _slice_live_nobody_told(wapp, worker, "2026-11-25")
+    want, above, _ = _slice_live_nobody_told(wapp, worker, "above_manual/2026-11-25", "manual/2026-11-25")
     assert above.state().value == "waiting"  # nobody told the upstream want, nor the build
     assert not ended(wapp, want)
     Reconciler(wapp.client, [DependencyScanner(age_s=0)]).run_pass()
@@ -70,8 +70,8 @@ def test_a_caller_killed_between_telling_the_wants_and_flushing_its_messages_lea
     ks = wapp.client.keys
     # a date whose two slices live in different partitions, so the news travels as a message
     date = next(d for d in (f"2026-10-{n:02d}" for n in range(1, 29))
-                if slice_partition(ks, f"manual/{d}") != slice_partition(ks, f"above_manual/{d}"))
-    want, above, build = _slice_live_nobody_told(wapp, worker, date)
+                if slice_partition(ks, f"manual/{d}.prev") != slice_partition(ks, f"across/{d}"))
+    want, above, build = _slice_live_nobody_told(wapp, worker, f"across/{date}", f"manual/{date}.prev")
     resolved = wapp.client.run(resolve_call(wapp.client, build))  # settles, then the caller dies
     assert resolved.done and resolved.sent
     assert above.state().value == "waiting"
