@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from engine import checks, events, executions, metrics, refs, signals, wants
+from engine import (
+    checks,
+    events,
+    executions,
+    metrics,
+    refs,
+    signals,
+    wantoutbox,  # noqa: F401 - registers the want message kinds this process applies
+    wants,
+)
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from engine.dispatcher import dispatch

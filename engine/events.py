@@ -1,8 +1,9 @@
 """Events by correlation: the wait steps' side of a flow, and ``deliver``.
 
 A correlation is a small dict of strings (``{"order_id": "o-17"}``). Its
-canonical JSON (sorted keys, no spaces) names it: its SHA-1 names the waits
-set and the event buffer, and its hash chooses the partition. A flow with
+canonical JSON (sorted keys, no spaces) names it: its hash chooses the
+partition, and a 128-bit digest of the event name and the canonical JSON
+(``wait_key``) names the waits set and the event buffer. A flow with
 wait steps is placed in its correlation's partition, so delivering an event
 is one ``event_deliver`` call on one slot: it resumes every step waiting for
 that event and correlation, or buffers the event for the first wait that
@@ -13,6 +14,7 @@ slot, per correlation).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -26,7 +28,7 @@ from engine.calls import FCall
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
-from engine.errors import ContractError
+from engine.errors import ContractError, TransitionRejected
 from keys import KeySpace, partition_of_key
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -41,19 +43,30 @@ ON_TIMEOUT = ("expire", "fail")
 SIGNAL_EVENT = "flowslot.signal"  # the event name of a wait that only a signal completes (engine/signals.py)
 
 
+WAIT_KEY_BYTES = 16  # of SHA-256: 128 bits, in 22 base64url characters
+
+
 @dataclass(frozen=True)
 class Correlation:
-    """A checked correlation: its canonical JSON and the SHA-1 of it."""
+    """A checked correlation: its canonical JSON."""
 
     canonical: str
-    digest: str
 
     def partition(self, partitions: int) -> int:
         return partition_of_key(self.canonical, partitions)
 
     def wait_key(self, event: str) -> str:
-        """``<event>|<digest>``: names the waits set and the buffer of this event and correlation."""
-        return f"{event}|{self.digest}"
+        """Names the waits set and the buffer of this event and correlation: the first
+        128 bits of SHA-256 of ``<event>|<canonical JSON>`` in base64url (22 characters;
+        event names hold no ``|``, so the pair is unambiguous).
+
+        Two pairs sharing a key would share a waits set (``event_deliver`` still checks
+        the event name). Finding a second pair for a given one takes about 2^128 tries,
+        and any two colliding pairs about 2^64; among a billion live correlations the
+        chance of an accidental collision is about 10^-21.
+        """
+        digest = hashlib.sha256(f"{event}|{self.canonical}".encode()).digest()[:WAIT_KEY_BYTES]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ def correlation(value: Any) -> Correlation:
         except UnicodeEncodeError as e:
             raise ContractError(f"correlate[{name!r}] is not valid text: {e}") from e
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return Correlation(canonical, hashlib.sha1(canonical.encode("utf-8")).hexdigest())
+    return Correlation(canonical)
 
 
 def seconds(value: Any, what: str, *, maximum: float) -> float:
@@ -102,8 +115,8 @@ def wait_spec(event: str, corr: Correlation, timeout_s: float | None, on_timeout
     if on_timeout not in ON_TIMEOUT:
         raise ContractError(f"on_timeout must be one of {ON_TIMEOUT}, got {on_timeout!r}")
     timeout_ms = 0 if timeout_s is None else max(int(seconds(timeout_s, "timeout_s", maximum=1e9) * 1000), 1)
-    return {"event": event, "digest": corr.digest, "key": corr.wait_key(event),
-            "correlate": corr.canonical, "timeout_ms": timeout_ms, "on_timeout": on_timeout}
+    return {"event": event, "key": corr.wait_key(event), "correlate": corr.canonical,
+            "timeout_ms": timeout_ms, "on_timeout": on_timeout}
 
 
 def deliver_call(ks: KeySpace, event: str, corr: Correlation, payload: str, event_id: str,
@@ -123,8 +136,20 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
     """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
 
     ``event_id`` makes the delivery idempotent: the same id (for the same event and
-    correlation) is applied once; without one, every call is a new event.
+    correlation) is applied once; without one, every call is a new event. Counted in
+    ``flowslot_deliveries_total`` by outcome; a refused one (bad input) as ``refused``.
     """
+    try:
+        delivery = _deliver(client, event, correlate, payload, event_id, buffer_ttl_s, max_payload_bytes)
+    except (ContractError, TransitionRejected):
+        metrics.DELIVERIES.labels(metrics.REFUSED).inc()
+        raise
+    metrics.DELIVERIES.labels(delivery.outcome).inc()
+    return delivery
+
+
+def _deliver(client: Client, event: str, correlate: Any, payload: Any, event_id: str | None,
+             buffer_ttl_s: float, max_payload_bytes: int) -> Delivery:
     name = event_name(event)
     corr = correlation(correlate)
     if event_id is None:
@@ -143,7 +168,5 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
             break
     if to_dispatch:
         dispatch(client, to_dispatch)
-    outcome = "resumed" if resumed else reply.outcome
-    metrics.DELIVERIES.labels(outcome).inc()
-    return Delivery(outcome, resumed)
+    return Delivery("resumed" if resumed else reply.outcome, resumed)
 

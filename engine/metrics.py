@@ -16,7 +16,13 @@ EXECUTIONS = Counter("flowslot_executions", "Execution transitions made by this 
 FLOWS = Counter("flowslot_flows", "Flows submitted, and flows finished by outcome, seen by this process.",
                 ["event"], registry=REGISTRY)
 DELIVERIES = Counter("flowslot_deliveries", "Events delivered by this process, by outcome "
-                     "(resumed, buffered, duplicate).", ["outcome"], registry=REGISTRY)
+                     "(resumed, buffered, duplicate, refused).", ["outcome"], registry=REGISTRY)
+SIGNALS = Counter("flowslot_signals", "Signals received by this process, by outcome "
+                  "(resumed, stored, duplicate, refused).", ["outcome"], registry=REGISTRY)
+REFUSED = "refused"  # the outcome of a delivery or signal refused with an error: nothing was written
+OUTBOX = Counter("flowslot_outbox_messages", "Outbox messages this process applied, or left in the outbox "
+                 "on an error (unknown kind, failed target call), by kind and outcome.", ["kind", "outcome"],
+                 registry=REGISTRY)
 SCANNER_REPAIRS = Counter("flowslot_scanner_repairs", "Stragglers repaired, by scanner.", ["scanner"],
                           registry=REGISTRY)
 SCANNER_PASSES = Counter("flowslot_scanner_passes", "Scanner passes, by scanner.", ["scanner"],

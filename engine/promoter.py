@@ -6,6 +6,15 @@ one of this worker's own retries is due (so a back-off of 200 ms waits about
 once per ``interval_s`` (jittered, so workers do not pass in step), which
 runs ``delay_s`` submissions and the retries other processes scheduled. The
 timer heap is its own class so its ordering can be tested with a fake clock.
+
+The same periodic pass reads the oldest entry of every partition's outbox
+(one plain ``ZRANGE outbox 0 0 WITHSCORES`` per partition in the same
+pipelined round: about 0.1 us of server time each, against about 9 us for an
+``outbox_due`` call) and flushes the partitions whose oldest message is older
+than ``outbox.WORKER_AGE_MS``, so a message whose sender did not flush it is
+applied with no daemon running. The age is judged on this process's clock;
+a skewed clock only delays or hastens a flush, and the flush itself takes
+only messages that old on the server's clock.
 """
 
 from __future__ import annotations
@@ -16,11 +25,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from engine import executions
+from engine import executions, outbox
 from engine.client import Client
 from engine.hints import hint_commands
 from engine.replies import PromoteReply
+from engine.router import Command, Routable
+from keys import KeySpace
 
 log = logging.getLogger("flowslot.worker")
 
@@ -89,11 +101,12 @@ class Promoter:
         next_pass = self._next_pass()
         while not stopped.is_set():
             due = self.timers.wait_for_due(next_pass, self.poll_s)
-            if self.timers.clock() >= next_pass:
+            full_pass = self.timers.clock() >= next_pass
+            if full_pass:
                 due.update(range(partitions))
                 next_pass = self._next_pass()
             if due and not stopped.is_set():
-                self.promote(sorted(due))
+                self.promote(sorted(due), outbox=full_pass)
 
     def stop(self) -> None:
         self.timers.stop()
@@ -103,11 +116,18 @@ class Promoter:
             return float("inf")
         return self.timers.clock() + self.interval_s * random.uniform(0.75, 1.25)
 
-    def promote(self, partitions: list[int]) -> None:
+    def promote(self, partitions: list[int], outbox: bool = False) -> None:
         """``exec_promote`` on each partition; hint the lanes that got work. A partition that
-        had more due work than one call takes is scheduled again at once."""
+        had more due work than one call takes is scheduled again at once. With ``outbox``, the
+        same round reads each partition's due outbox messages, applied afterwards."""
         keys = self.client.keys
-        replies = self.client.run_many([executions.promote(keys, p, self.batch) for p in partitions])
+        calls: list[Routable] = [executions.promote(keys, p, self.batch) for p in partitions]
+        if outbox:
+            calls += [oldest_message(keys, p) for p in partitions]
+        replies = self.client.run_many(calls)
+        if outbox:
+            self._apply_outbox(partitions, replies[len(partitions):])
+            replies = replies[:len(partitions)]
         hints, failed = [], []
         for partition, reply in zip(partitions, replies, strict=True):
             if isinstance(reply, Exception):
@@ -122,3 +142,32 @@ class Promoter:
                         len(failed), failed[0][0], failed[0][1])
         if hints:
             self.client.run_many(hint_commands(keys, hints))
+
+    def _apply_outbox(self, partitions: list[int], oldest: list[object]) -> None:
+        """Flush the partitions whose oldest outbox message is due (a failed read or flush waits
+        for the next pass, or the daemon's scanner)."""
+        due_before = time.time() * 1000 - outbox.WORKER_AGE_MS
+        for partition, created_ms in zip(partitions, oldest, strict=True):
+            if not isinstance(created_ms, float) or created_ms > due_before:
+                continue
+            try:
+                outbox.flush(self.client, partition, min_age_ms=outbox.WORKER_AGE_MS)
+            except Exception as e:  # noqa: BLE001 - the next pass (or the daemon's scanner) tries again
+                log.warning("flushing the outbox of partition %d failed: %s: %s", partition,
+                            type(e).__name__, e)
+
+
+def oldest_message(keys: KeySpace, partition: int) -> Command:
+    """The creation time (ms) of the partition's oldest outbox message, or None."""
+    key = keys.outbox(partition)
+    return Command(("ZRANGE", key, 0, 0, "WITHSCORES"), key, parse=_first_score)
+
+
+def _first_score(reply: Any) -> float | None:
+    """The score of a one-entry ``ZRANGE ... WITHSCORES`` reply, whichever shape the client gave it."""
+    if not reply:
+        return None
+    first = reply[0]
+    if isinstance(first, (list, tuple)):
+        return float(first[1])
+    return float(reply[1])

@@ -482,6 +482,27 @@ def secrets_rotate(r: Any) -> RotateReply:
     return RotateReply(r[0], int(r[1]), int(r[2]))
 
 
+def outbox_due(r: Any) -> list[tuple[str, str]]:
+    """``outbox_due``: (message id, message JSON) of each due message, oldest first."""
+    return [(str(i), str(m)) for i, m in r]
+
+
+def outbox_ack(r: Any) -> int:
+    """``outbox_ack``: how many messages were deleted."""
+    return int(r)
+
+
+class SweepReply(NamedTuple):
+    """``outbox_sweep``: how many inbox ids were forgotten, and the due messages."""
+
+    pruned: int
+    due: list[tuple[str, str]]
+
+
+def outbox_sweep(r: Any) -> SweepReply:
+    return SweepReply(int(r[0]), outbox_due(r[1]))
+
+
 def flowslot_version(r: Any) -> str:
     """The library's source hash."""
     return str(r)
@@ -527,6 +548,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "wait_signal": wait_signal,
     "exec_signal": exec_signal,
     "secrets_rotate": secrets_rotate,
+    "outbox_due": outbox_due,
+    "outbox_ack": outbox_ack,
+    "outbox_sweep": outbox_sweep,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,
 }

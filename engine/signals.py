@@ -34,12 +34,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine import checks, events, executions, replies, signing
+from engine import checks, events, executions, metrics, replies, signing
 from engine.calls import FCall
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
-from engine.errors import ContractError
+from engine.errors import ContractError, TransitionRejected
 from engine.flowcalls import flow_key, flow_partition
 from engine.hints import hint_commands
 from engine.router import Command
@@ -51,10 +51,10 @@ KEY_ID = re.compile(r"[0-9a-f]{8}")
 B64URL = re.compile(r"[A-Za-z0-9_-]+")
 MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600.0
 # A wait declared without an event waits for a signal only: its event name is
-# reserved, and its "correlation" digest is the SHA-1 of a string no canonical
+# reserved, and its "correlation" is the empty string, which no canonical
 # correlation can be (those are JSON objects), so no delivered event matches it.
 SIGNAL_EVENT = events.SIGNAL_EVENT
-SIGNAL_ONLY = events.Correlation("", hashlib.sha1(b"flowslot.signal").hexdigest())
+SIGNAL_ONLY = events.Correlation("")
 
 
 class BadToken(ContractError):
@@ -193,7 +193,18 @@ def signal_call(client: Client, claim: Claim, payload: str) -> FCall:
 def signal(client: Client, token: Any, payload: Any = None, *,
            max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Signaled:
     """Resume the wait step the token names with ``payload`` as its result (``wait_signal``),
-    then dispatch its children."""
+    then dispatch its children. Counted in ``flowslot_signals_total`` by outcome; a refused
+    one (BadToken, InvalidState, NotFound, a bad payload) as ``refused``."""
+    try:
+        signaled = _signal(client, token, payload, max_payload_bytes)
+    except (ContractError, TransitionRejected):
+        metrics.SIGNALS.labels(metrics.REFUSED).inc()
+        raise
+    metrics.SIGNALS.labels(signaled.outcome).inc()
+    return signaled
+
+
+def _signal(client: Client, token: Any, payload: Any, max_payload_bytes: int) -> Signaled:
     claim = verify(client, token)
     body = encode(payload, limit_bytes=max_payload_bytes, what=f"payload of the signal to {claim.step}")
     if claim.execution_id:

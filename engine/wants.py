@@ -40,7 +40,7 @@ MAX_MISSING = 100  # lua/32_missing.lua MAX_MISSING
 MAX_COMMENT_CHARS = 1000
 MAX_SOURCE_CHARS = 200
 MAX_HORIZON_S = 100 * 365 * 24 * 3600.0
-FOLLOW_ROUNDS = 10_000  # a cascade of messages ends long before; a bound all the same
+FOLLOW_ROUNDS = 1000  # full outbox batches flushed per partition by one follow, at most
 
 
 class MissingDependencies(EngineError):  # noqa: N818 - named for what the producer says
@@ -214,66 +214,28 @@ def due_call(ks: KeySpace, partition: int, max_count: int) -> FCall:
     return FCall("want_due", (ks.want_due(partition),), (max_count,), parse=replies.want_due)
 
 
-@outbox.handler("want_create")
-def _create_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
-    return create_call(ks, body["want"], body, msg_id)
-
-
-@outbox.handler("want_request")
-def _request_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
-    return FCall("want_request", (ks.slice(to, body["slice"]),), (msg_id, json.dumps(body)),
-                 parse=replies.want_request)
-
-
-@outbox.handler("want_news")
-def _news_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
-    return FCall("want_news", (ks.want(to, body["want"]),), (msg_id, json.dumps(body)),
-                 parse=replies.want_news)
-
-
-@outbox.handler("build_news")
-def _build_message(ks: KeySpace, to: int, msg_id: str, body: dict[str, Any]) -> FCall:
-    return FCall("build_news", (ks.execution(to, body["exec"]),), (msg_id, json.dumps(body)),
-                 parse=replies.build_news)
-
-
 # -- following replies -----------------------------------------------------------------------
 def follow(client: Client, results: Sequence[tuple[int, replies.WantReply]],
            dispatch: Callable[[list[str]], Any],
            claim_locally: Callable[[int, str], bool] | None = None) -> None:
     """After want calls (partition where each ran, its reply): hint what became ready, apply
-    the outbox messages they wrote (and those the messages wrote, breadth first), then
-    dispatch the builds that ended, so their slices tell their wants (``dispatch``: the
-    dispatcher, or a caller's frontier). ``claim_locally(partition, lane)`` lets a worker keep
-    a build made ready for itself instead of hinting it, as the dispatcher does."""
-    ended: list[str] = []
-    rounds = 0
-    pending = list(results)
-    while pending and rounds < FOLLOW_ROUNDS:
-        rounds += 1
-        hints = [(execution_partition(client.keys, r.id), r.lane) for _, w in pending for r in w.ready]
-        if claim_locally is not None:
-            hints = [h for h in hints if not claim_locally(*h)]
-        if hints:
-            client.run_many(hint_commands(client.keys, hints))
-        ended.extend(eid for _, w in pending for eid in w.dispatch)
-        pending = flush_all(client, {p for p, w in pending if w.sent})
+    the outbox messages they wrote (each applied message's own follow-up runs this again:
+    engine/wantoutbox.py), then dispatch the builds that ended, so their slices tell their
+    wants (``dispatch``: the dispatcher, or a caller's frontier). ``claim_locally(partition,
+    lane)`` lets a worker keep a build made ready for itself instead of hinting it, as the
+    dispatcher does."""
+    hints = [(execution_partition(client.keys, r.id), r.lane) for _, w in results for r in w.ready]
+    if claim_locally is not None:
+        hints = [h for h in hints if not claim_locally(*h)]
+    if hints:
+        client.run_many(hint_commands(client.keys, hints))
+    for partition in sorted({p for p, w in results if w.sent}):
+        for _ in range(FOLLOW_ROUNDS):
+            if not outbox.flush(client, partition).more:
+                break
+    ended = [eid for _, w in results for eid in w.dispatch]
     if ended:
         dispatch(ended)
-
-
-def flush_all(client: Client, partitions: Iterable[int]) -> list[tuple[int, replies.WantReply]]:
-    """Flush the outbox of each partition (pipelined); the replies of the messages applied."""
-    applied: list[tuple[int, replies.WantReply]] = []
-    todo = sorted(set(partitions))
-    for _ in range(FOLLOW_ROUNDS):
-        if not todo:
-            break
-        batch = outbox.flush_many(client, todo)
-        applied.extend((to, r) for to, r in batch if isinstance(r, replies.WantReply))
-        if len(batch) < outbox.FLUSH_BATCH:
-            break  # no partition had a full batch (a full one is read again)
-    return applied
 
 
 # -- the public calls (App.want, App.invalidate, App.cancel_want) ---------------------------------

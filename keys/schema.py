@@ -157,8 +157,9 @@ class KeySpace:
         return f"{self.prefix(partition)}waiting"
 
     def waits(self, partition: int, wait_key: str) -> str:
-        """SET: ids of the steps waiting for one event and correlation (``wait_key``:
-        ``<event>|<SHA-1 of the canonical correlation>``, see engine/events.py)."""
+        """SET: ids of the steps waiting for one event and correlation (``wait_key``: 22
+        base64url characters of SHA-256 of ``<event>|<canonical correlation>``, see
+        engine/events.py ``Correlation.wait_key``)."""
         return f"{self.prefix(partition)}wait:{wait_key}"
 
     def signals(self, partition: int, execution_id: str) -> str:
@@ -173,6 +174,24 @@ class KeySpace:
     def event_seen(self, partition: int, event: str, event_id: str) -> str:
         """STRING: marks an event id as applied, so a repeated delivery changes nothing (TTL)."""
         return f"{self.prefix(partition)}evseen:{event}:{event_id}"
+
+    def outbox(self, partition: int) -> str:
+        """ZSET: ids of the messages this partition sent to others and nobody acknowledged yet,
+        score = creation time (ms); see engine/outbox.py."""
+        return f"{self.prefix(partition)}outbox"
+
+    def outbox_msgs(self, partition: int) -> str:
+        """HASH: message id → JSON ``{"kind", "to", "body"}`` of each message in ``outbox``."""
+        return f"{self.prefix(partition)}outbox_msgs"
+
+    def outbox_seq(self, partition: int) -> str:
+        """STRING: counter that numbers the partition's outgoing messages (never deleted)."""
+        return f"{self.prefix(partition)}outbox_seq"
+
+    def inbox(self, partition: int) -> str:
+        """ZSET: ids of the messages applied to this partition, score = when (ms); pruned after
+        24 h. A message applied again finds its id here and changes nothing."""
+        return f"{self.prefix(partition)}inbox"
 
     def flow_ops(self, partition: int) -> str:
         """ZSET: multi-call flow operations in progress, ``<op>:<flow id>`` by start time
@@ -241,19 +260,6 @@ class KeySpace:
         """HASH: for a build waiting on missing slices: slice → ``<want id>|<state>`` of the
         upstream want it spawned (state: waiting, live, failed)."""
         return f"{self.prefix(partition)}miss:{execution_id}"
-
-    # -- the outbox: cross-partition messages (lua/00_helpers.lua outbox_send) ---
-    def outbox(self, partition: int) -> str:
-        """ZSET: ids of the messages this partition sent and nobody acknowledged, by send time."""
-        return f"{self.prefix(partition)}outbox"
-
-    def outbox_msg(self, partition: int) -> str:
-        """HASH: message id → JSON {kind, to, body}; field ``seq`` numbers the messages."""
-        return f"{self.prefix(partition)}outbox_msg"
-
-    def outbox_seen(self, partition: int, msg_id: str) -> str:
-        """STRING: marks a message as applied in its target partition (TTL 7 days)."""
-        return f"{self.prefix(partition)}outbox_seen:{msg_id}"
 
     def probe(self, partition: int) -> str:
         """Never written: every writing Lua function reads it first, so a slot that is

@@ -69,6 +69,10 @@ function K.probe(prefix) return prefix .. 'probe' end
 function K.waiting(prefix) return prefix .. 'waiting' end
 function K.waits(prefix, wait_key) return prefix .. 'wait:' .. wait_key end
 function K.event_buffer(prefix, wait_key) return prefix .. 'evbuf:' .. wait_key end
+function K.outbox(prefix) return prefix .. 'outbox' end
+function K.outbox_msgs(prefix) return prefix .. 'outbox_msgs' end
+function K.outbox_seq(prefix) return prefix .. 'outbox_seq' end
+function K.inbox(prefix) return prefix .. 'inbox' end
 -- one execution
 function K.execution(prefix, id) return prefix .. 'x:' .. id end
 function K.done(prefix, id) return prefix .. 'done:' .. id end
@@ -96,10 +100,6 @@ function K.want_due(prefix) return prefix .. 'want_due' end
 function K.wants_breached(prefix) return prefix .. 'wants_breached' end
 function K.want_counts(prefix) return prefix .. 'want_counts' end
 function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
--- the outbox (cross-partition messages)
-function K.outbox(prefix) return prefix .. 'outbox' end
-function K.outbox_msg(prefix) return prefix .. 'outbox_msg' end
-function K.outbox_seen(prefix, msg_id) return prefix .. 'outbox_seen:' .. msg_id end
 
 local function int_arg(value, name, min, max)
   local n = tonumber(value)
@@ -168,22 +168,31 @@ local function register(name, fn, flags)
   redis.register_function{function_name = name, callback = wrapped, flags = flags or {}}
 end
 
--- The outbox: a message to another partition, written in the sending call and
--- applied by the caller afterwards (engine/outbox.py flush), or by the daemon's
--- outbox scanner when the caller died first. Returns the message id.
-local OUTBOX_SEEN_TTL_MS = 7 * 24 * 3600 * 1000
+-- The outbox (docs/architecture.md §9, engine/outbox.py): a function that must
+-- change another partition (another slot) records a message in its own
+-- partition's outbox, in the same atomic call; Python applies it with the
+-- handler of its kind (a call on the target partition) and acknowledges it.
+-- The target function calls outbox_first before its first write, so a message
+-- applied twice (two flushers, a flusher killed before its ack) changes nothing
+-- the second time.
 
+-- Record a message for `to_partition`; returns its id, unique in the namespace
+-- ("<tag>.<seq>.<ms>": the partition's hash tag, its counter, the server time).
 local function outbox_send(prefix, kind, to_partition, body)
-  local seq = rcall('HINCRBY', K.outbox_msg(prefix), 'seq', 1)
-  local id = string.match(prefix, '{(.-)}') .. '-' .. seq
-  rcall('HSET', K.outbox_msg(prefix), id, cjson.encode({kind = kind, to = to_partition, body = body}))
-  rcall('ZADD', K.outbox(prefix), now_ms(), id)
+  local now = now_ms()
+  local seq = rcall('INCR', K.outbox_seq(prefix))
+  local id = string.match(prefix, '{([^}]*)}') .. '.' .. seq .. '.' .. now
+  rcall('HSET', K.outbox_msgs(prefix), id, cjson.encode({kind = kind, to = to_partition, body = body}))
+  rcall('ZADD', K.outbox(prefix), now, id)
   return id
 end
 
--- The target of a message calls this before its first write: false when the
--- message was applied already (do nothing then).
+-- A target function's first write: false when message `msg_id` was applied
+-- here already (the caller then writes nothing and answers 'duplicate'), else
+-- the id goes into the partition's inbox and the answer is true.
 local function outbox_first(prefix, msg_id)
-  if msg_id == nil or msg_id == '' then return true end
-  return rcall('SET', K.outbox_seen(prefix, msg_id), '1', 'NX', 'PX', OUTBOX_SEEN_TTL_MS) ~= false
+  local inbox = K.inbox(prefix)
+  if rcall('ZSCORE', inbox, msg_id) then return false end
+  rcall('ZADD', inbox, now_ms(), msg_id)
+  return true
 end

@@ -271,7 +271,9 @@ local function start_wait(prefix, e, now, out)
   local timeout = tonumber(e.timeout_ms or 0)
   local deadline = 0
   if timeout > 0 then deadline = now + timeout end
-  move(prefix, e, 'waiting', {'waiting_ms', now, 'deadline_ms', deadline})
+  local fields = {'waiting_ms', now}
+  if deadline > 0 then fields = {'waiting_ms', now, 'deadline_ms', deadline} end
+  move(prefix, e, 'waiting', fields)
   local early = rcall('LPOP', K.event_buffer(prefix, e.wait_key))
   if early then
     if resume_wait(prefix, e, early, now) == 1 then out.skipped[#out.skipped + 1] = e.id end

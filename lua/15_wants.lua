@@ -306,7 +306,7 @@ local function apply_message(kind, keys, args)
   local body = decode_body(args[2])
   local prefix = prefix_of(keys[1])
   local out = new_out()
-  if not outbox_first(prefix, msg_id) then return out_reply('duplicate', out) end
+  if msg_id ~= '' and not outbox_first(prefix, msg_id) then return out_reply('duplicate', out) end
   return out_reply(apply(kind, prefix, body, now_ms(), out), out)
 end
 
@@ -317,8 +317,9 @@ end
   ARGV[1] msg_id ('' for a direct call)  ARGV[2] body (JSON: want, slices [{name, partition,
     spec}], data_ts_ms, sla_ms, ttl_ms (-1: none), source, comment, force, parent, chain, breach_task)
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, outbox_seen, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
+    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
+    wants
   Reply:  {state (or 'duplicate'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_create', function(keys, args)
@@ -333,8 +334,9 @@ end)
   KEYS[1] slice    HASH   the slice
   ARGV[1] msg_id  ARGV[2] body (JSON: want, slice, spec, chain, force, data_ts_ms, sla_ms, ttl_ms)
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, outbox_seen, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
+    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
+    wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_request', function(keys, args)
@@ -345,8 +347,9 @@ end)
   KEYS[1] want     HASH   the want
   ARGV[1] msg_id  ARGV[2] body (JSON: want, slice, news, root, error)
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, outbox_seen, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
+    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
+    wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_news', function(keys, args)
@@ -358,8 +361,9 @@ end)
   KEYS[1] exec     HASH   the build waiting for missing slices
   ARGV[1] msg_id  ARGV[2] body (JSON: exec, dep, want, outcome, root, error)
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, outbox_seen, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
+    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
+    wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('build_news', function(keys, args)
@@ -370,8 +374,8 @@ end)
   KEYS[1] want     HASH   the want
   ARGV[1] reason
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, pending_dispatch, ready, slice, slice_wants,
-    slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
+    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
   Reply:  {previous_state, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: NOT_FOUND, INVALID_STATE ]]
 register('want_cancel', function(keys, args)
@@ -407,8 +411,9 @@ end)
   KEYS[1] due      ZSET   sla:<want id> / ttl:<want id> by due time
   ARGV[1] max_count
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, pending_dispatch, ready, slice, slice_wants,
-    slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants, wants_breached
+    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
+    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants,
+    wants_breached
   Reply:  {{breached want id...}, {expired want id...}, messages sent, {{id, lane} to hint...},
            {id to dispatch...}, entries read}
   Errors: BAD_ARGS ]]

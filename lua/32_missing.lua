@@ -32,8 +32,8 @@ end
   KEYS[1] exec     HASH   the build
   ARGV[1] token  ARGV[2] deps (JSON [{name, partition, want, spec}], distinct, 1..100)
   Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msg, pending_dispatch, ready, slice, slice_wants,
-    slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
+    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
   Reply:  {state ('waiting'|'ready'|'failed'), messages sent, {{id, lane} to hint...},
            {id to dispatch...}}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]

@@ -111,18 +111,18 @@ end
 
 local ON_TIMEOUT = {expire = 1, fail = 1}
 
--- A wait step's spec: {event, digest (SHA-1 of the canonical correlation),
--- key ("<event>|<digest>", names its waits set and buffer), correlate (the
--- canonical JSON, for people), timeout_ms, on_timeout}.
+-- A wait step's spec: {event, key (names its waits set and buffer: 22 base64url
+-- characters of a digest of event and correlation, engine/events.py wait_key),
+-- correlate (the canonical JSON, for people; '' for a signal-only wait),
+-- timeout_ms, on_timeout}.
 local function check_wait(w, where)
   if type(w) ~= 'table' then raise('BAD_ARGS', where .. ': wait must be an object') end
   if type(w.event) ~= 'string' or not string.match(w.event, '^[%w_.:%-]+$') or #w.event > 128 then
     raise('BAD_ARGS', where .. ': bad wait event name')
   end
-  if type(w.digest) ~= 'string' or not string.match(w.digest, '^%x+$') or #w.digest ~= 40 then
-    raise('BAD_ARGS', where .. ': bad wait correlation digest')
+  if type(w.key) ~= 'string' or not string.match(w.key, '^[%w_%-]+$') or #w.key ~= 22 then
+    raise('BAD_ARGS', where .. ': wait key must be 22 base64url characters')
   end
-  if w.key ~= w.event .. '|' .. w.digest then raise('BAD_ARGS', where .. ': wait key must be event|digest') end
   if type(w.correlate) ~= 'string' or #w.correlate > 8192 then raise('BAD_ARGS', where .. ': bad wait correlation') end
   int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
   if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
@@ -190,6 +190,35 @@ local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
   end
 end
 
+-- Append name, value to the flat field list unless value is the default that
+-- readers assume for a missing field.
+local function put_unless(fields, name, value, default)
+  if value ~= nil and value ~= default then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+end
+
+-- The hash of a wait step. It runs no handler, so it holds no payload, priority,
+-- attempts, retry policy or lease epoch, and nothing at its default: readers take
+-- a missing optional as 0, policy as all, an edge counter as 0, timeout_ms and
+-- deadline_ms as 0 (none), on_timeout as expire, wait_correlate as ''.
+local function wait_step_fields(s, fid, now, deadline, req_total, soft_total)
+  local w = s.wait
+  local fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'created_ms', now, 'flow', fid,
+    'step', s.step, 'wait_event', w.event, 'wait_key', w.key}
+  put_unless(fields, 'wait_correlate', w.correlate, '')
+  put_unless(fields, 'timeout_ms', w.timeout_ms, 0)
+  put_unless(fields, 'on_timeout', w.on_timeout, 'expire')
+  put_unless(fields, 'deadline_ms', deadline, 0)
+  put_unless(fields, 'optional', s.optional and 1 or 0, 0)
+  put_unless(fields, 'policy', s.policy, 'all')
+  put_unless(fields, 'quorum', s.quorum or 0, 0)
+  put_unless(fields, 'req_total', req_total, 0)
+  put_unless(fields, 'soft_total', soft_total, 0)
+  return fields
+end
+
 -- Write one step (state blocked) and its incoming edges.
 local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   local key = K.execution(prefix, s.id)
@@ -201,15 +230,15 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   end
   if s.edge_counts then req_total, soft_total = s.edge_counts[1], s.edge_counts[2] end
   move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked')
-  rcall('HSET', key, 'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
-    'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
-    'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
-    'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
-    'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
-    'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
   if s.wait then
-    rcall('HSET', key, 'wait_event', s.wait.event, 'wait_key', s.wait.key,
-      'wait_correlate', s.wait.correlate, 'timeout_ms', s.wait.timeout_ms, 'on_timeout', s.wait.on_timeout)
+    rcall('HSET', key, unpack(wait_step_fields(s, fid, now, deadline, req_total, soft_total)))
+  else
+    rcall('HSET', key, 'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
+      'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
+      'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
+      'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
+      'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
+      'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
   end
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
   rcall('HSET', steps_key, s.step, s.id)
@@ -387,7 +416,8 @@ end
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
-    missing, outbox, outbox_msg, slice, slice_wants, slices, want, want_counts, want_due, want_slices, wants
+    missing, outbox, outbox_msgs, outbox_seq, slice, slice_wants, slices, want, want_counts, want_due,
+    want_slices, wants
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count}, [sent]}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]

@@ -39,7 +39,13 @@ local function retry_reset(prefix, fid, id, now)
   rcall('ZREM', K.pending_dispatch(prefix), id)
   rcall('DEL', K.done(prefix, id))
   rcall('HDEL', K.execution(prefix, id), 'finished_ms', 'error_kind', 'error_msg', 'result')
-  move(prefix, e, 'blocked', {'attempts', 0, 'dispatch_pos', 0, 'deadline_ms', 0}, 'retry')
+  if e.wait_event then
+    -- A wait step keeps no attempts, and no deadline until it waits again (start_wait).
+    rcall('HDEL', K.execution(prefix, id), 'deadline_ms')
+    move(prefix, e, 'blocked', {'dispatch_pos', 0}, 'retry')
+  else
+    move(prefix, e, 'blocked', {'attempts', 0, 'dispatch_pos', 0, 'deadline_ms', 0}, 'retry')
+  end
   rcall('SADD', K.flow_retry(prefix, fid), id)
 end
 

@@ -11,6 +11,7 @@ from reconciler.scanners import (
     HintRepair,
     IndexCheck,
     LeaseExpiry,
+    OutboxScanner,
     Retention,
     Scanner,
     ScanResult,
@@ -20,6 +21,6 @@ from reconciler.scanners import (
 
 __all__ = [
     "SCANNERS", "DeadlineExpiry", "DelayedPromoter", "DependencyScanner", "FlowRetention", "HintRepair", "IndexCheck",
-    "LeaseExpiry", "Ownership", "Reconciler", "Retention", "ScanResult", "Scanner", "UnsealedFlows",
+    "LeaseExpiry", "OutboxScanner", "Ownership", "Reconciler", "Retention", "ScanResult", "Scanner", "UnsealedFlows",
     "default_scanners",
 ]

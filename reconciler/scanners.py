@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowops, metrics, outbox, replies, wants
+from engine import (
+    executions,
+    flowops,
+    metrics,
+    outbox,
+    replies,
+    wantoutbox,  # noqa: F401 - registers the want message kinds this process applies
+    wants,
+)
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
@@ -329,6 +337,32 @@ class IndexCheck(Scanner):
                       dispatch=audit.dispatch, full=audit.more, details=list(audit.repairs))
 
 
+class OutboxScanner(Scanner):
+    """Outbox messages nobody acknowledged for ``age_s`` (their sender died before flushing, or
+    a flush failed) → applied on their target partition, then acknowledged (engine/outbox.py);
+    applying one twice is a no-op. The same call (``outbox_sweep``) forgets inbox ids older
+    than 24 hours."""
+
+    name = "outbox"
+    default_interval_s = 5.0
+
+    def __init__(self, batch: int = outbox.FLUSH_BATCH, interval_s: float | None = None,
+                 age_s: float = outbox.SCANNER_AGE_MS / 1000) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return outbox.sweep_call(client.keys, partition, self.age_ms, self.batch)
+
+    def digest(self, client: Client, partition: int, reply: replies.SweepReply) -> Digest:
+        if reply.due:
+            log.warning("applying %d outbox message(s) of partition %d nobody acknowledged", len(reply.due),
+                        partition)
+        flushed = outbox.apply(client, partition, reply.due)
+        return Digest(repaired=len(flushed.applied), details=sorted(flushed.applied),
+                      full=len(reply.due) >= self.batch and bool(flushed.applied))
+
+
 class WantDeadlines(Scanner):
     """Wants past data_timestamp + sla_s → flagged breached (event, metric, on_sla_breach task);
     past data_timestamp + ttl_s → expired; from each partition's due-time index (``want_due``)."""
@@ -349,34 +383,10 @@ class WantDeadlines(Scanner):
                       full=reply.read >= self.batch, details=[*reply.breached, *reply.expired])
 
 
-class Outbox(Scanner):
-    """Outbox messages older than ``age_s`` that nobody acknowledged (their sender died before
-    it flushed them) → applied and acknowledged; applying one twice changes nothing."""
-
-    name = "outbox"
-    default_interval_s = 5.0
-
-    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 30.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
-
-    def call(self, client: Client, partition: int) -> FCall:
-        return outbox.due(client, partition, self.age_ms, self.batch)
-
-    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
-        ids = replies.rec_due(reply)
-        if not ids:
-            return Digest()
-        applied = outbox.flush(client, partition, only=ids)
-        ended: list[str] = []
-        wants.follow(client, [(to, r) for to, r in applied if isinstance(r, replies.WantReply)], ended.extend)
-        return Digest(repaired=len(ids), dispatch=ended, full=len(ids) >= self.batch, details=ids)
-
-
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
-                              DeadlineExpiry, UnsealedFlows, FlowOps, Retention, FlowRetention,
-                              IndexCheck, WantDeadlines, Outbox)
+                              DeadlineExpiry, UnsealedFlows, FlowOps, OutboxScanner, Retention,
+                              FlowRetention, IndexCheck, WantDeadlines)
 }
 
 

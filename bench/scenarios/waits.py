@@ -4,10 +4,10 @@ Each flow is one wait step on its own correlation (an order id), so it waits
 as soon as it is submitted. Memory: ``MEMORY USAGE`` of every key one wait
 owns (its execution hash, its flow's hash / steps / order list, its waits
 set) plus its share of the partition's shared indexes (``waiting``, the
-counters, the event stream). Throughput: ``deliver()`` from N client threads,
-one event per flow, each resuming one step (one FCALL and no dispatch: a
-wait with no children). Targets: at most 1.5 KiB per waiting step, at least
-2,000 deliveries/s.
+counters, the event stream, the flows index); ``by_key`` gives each key's
+share. Throughput: ``deliver()`` from N client threads, one event per flow,
+each resuming one step (one FCALL and no dispatch: a wait with no children).
+Targets: at most 1.5 KiB per waiting step, at least 2,000 deliveries/s.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 from bench.params import Params
 from bench.scenarios.base import Result, Scenario
@@ -43,22 +44,26 @@ def _submit(app: App, flows: int, tag: str) -> list[str]:
     return ids
 
 
-def _memory(app: App, flow_ids: list[str], tag: str) -> dict[str, int]:
+def _memory(app: App, flow_ids: list[str], tag: str) -> dict[str, Any]:
     client, ks = app.client, app.client.keys
-    own = 0
+    by_key: dict[str, int] = {}
     for i, fid in enumerate(flow_ids[:SAMPLE]):
         run = app.run(fid)
         p, eid = run.partition, run.step_execution("payment")
         corr = correlation({"order_id": f"{tag}-{i}"})
-        own += sum(_usage(client, k) for k in (
-            ks.execution(p, eid), ks.flow(p, fid), ks.flow_steps(p, fid), ks.flow_order(p, fid),
-            ks.waits(p, corr.wait_key("payment_received"))))
-    shared = 0
-    for p in range(ks.partitions):
-        shared += sum(_usage(client, k) for k in (ks.waiting(p), ks.counts(p), ks.events(p), ks.flows(p)))
-    own //= min(SAMPLE, len(flow_ids))
-    per_shared = shared // len(flow_ids)
-    return {"own_bytes": own, "shared_bytes": per_shared, "per_waiting_step_bytes": own + per_shared}
+        for name, key in (("execution", ks.execution(p, eid)), ("flow", ks.flow(p, fid)),
+                          ("flow_steps", ks.flow_steps(p, fid)), ("flow_order", ks.flow_order(p, fid)),
+                          ("waits", ks.waits(p, corr.wait_key("payment_received")))):
+            by_key[name] = by_key.get(name, 0) + _usage(client, key)
+    sampled = min(SAMPLE, len(flow_ids))
+    by_key = {name: total // sampled for name, total in by_key.items()}
+    for name in ("waiting", "counts", "events", "flows"):  # shared by the partition's flows
+        total = sum(_usage(client, getattr(ks, name)(p)) for p in range(ks.partitions))
+        by_key[name] = total // len(flow_ids)
+    own = sum(by_key[n] for n in ("execution", "flow", "flow_steps", "flow_order", "waits"))
+    shared = sum(by_key[n] for n in ("waiting", "counts", "events", "flows"))
+    return {"own_bytes": own, "shared_bytes": shared, "per_waiting_step_bytes": own + shared,
+            "by_key": by_key}
 
 
 def _deliver_all(app: App, tag: str, flows: int, threads: int) -> dict[str, float]:
@@ -85,7 +90,7 @@ def run(params: Params, target: Target, progress: Progress) -> Result:
     app = App(target.url, namespace=namespace, partitions=params.partitions)
     try:
         rounds = []
-        memory: dict[str, int] = {}
+        memory: dict[str, Any] = {}
         for threads in THREADS:
             tag = f"o{threads}"
             started = time.perf_counter()

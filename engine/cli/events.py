@@ -70,6 +70,7 @@ def waiting_steps(client: Client, event: str | None = None, limit: int = 1000) -
     rows = []
     for (_, eid, since), values in zip(found, details, strict=True):
         row = dict(zip(fields, values, strict=True))
+        row["wait_correlate"] = row["wait_correlate"] or ""  # not stored when empty (a signal-only wait)
         if row["suspend_on"]:  # a handler suspended in wait_for(name): it waits for that signal
             row["wait_event"], row["wait_correlate"] = f"signal {row['suspend_on']}", ""
             row["step"] = row["step"] or row["task"]

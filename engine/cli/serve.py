@@ -62,10 +62,16 @@ def run(asgi: Starlette, sock: socket.socket) -> None:
 @click.option("--no-auth", is_flag=True, help="Serve events and reads without a key (behind a proxy that checks).")
 @click.option("--max-payload-bytes", default=DEFAULT_MAX_PAYLOAD_BYTES, show_default=True,
               type=click.IntRange(1), help="Largest event or signal payload (larger: 413).")
+@click.option("--metrics-port", envvar="FLOWSLOT_SERVE_METRICS_PORT", default=0, show_default=True,
+              type=click.IntRange(0, 65535),
+              help="Serve /metrics (deliveries and signals by outcome) and /healthz on this port (0: off).")
+@click.option("--metrics-host", envvar="FLOWSLOT_SERVE_METRICS_HOST", default="127.0.0.1", show_default=True,
+              help="Address the metrics endpoint binds.")
 @click.option("--log-json", is_flag=True, envvar="FLOWSLOT_LOG_JSON", help="Log one JSON object per line.")
 @connection_options
 def serve(host: str, port: int, api_key: tuple[str, ...], no_auth: bool, max_payload_bytes: int,
-          log_json: bool, url: str | None, namespace: str, partitions: int) -> None:
+          metrics_port: int, metrics_host: str, log_json: bool, url: str | None, namespace: str,
+          partitions: int) -> None:
     """Serve the HTTP API: POST /v1/events/NAME, POST /v1/signals/TOKEN, GET /v1/flows/ID,
     GET /v1/executions/ID, GET /healthz (needs the `http` extra)."""
     try:
@@ -88,6 +94,14 @@ def serve(host: str, port: int, api_key: tuple[str, ...], no_auth: bool, max_pay
         raise click.ClickException(str(e)) from e
     connect(app)
     sock = listen(host, port)
+    if metrics_port:
+        from engine.cli.health import health_report
+        from engine.httpd import serve as serve_metrics
+
+        try:
+            serve_metrics(metrics_port, lambda: health_report(app.client), metrics_host)
+        except OSError as e:
+            raise click.ClickException(f"cannot serve metrics on {metrics_host}:{metrics_port}: {e}") from e
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"flowslot serve: listening on http://{shown_host}:{sock.getsockname()[1]} "
                f"(namespace {namespace}, {'no auth' if no_auth else 'bearer keys'})")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from engine import wantinspect, wants
+from engine import (
+    wantinspect,
+    wantoutbox,  # noqa: F401 - registers the want message kinds this process applies
+    wants,
+)
 from engine.cli.options import connection_options, emit_json, iso_utc, json_option, open_client, table
 from engine.dispatcher import dispatch
 from engine.errors import EngineError

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from engine import signals
+from engine import metrics, signals
 from engine.app import App
 from engine.cli.health import health_report
 from engine.handle import Handle
@@ -33,10 +33,14 @@ class Api:
 
     async def event(self, request: Request) -> JSONResponse:
         """``POST /v1/events/{name}`` → ``App.deliver``: ``{"outcome", "resumed": [step ids]}``."""
-        authorize(request, self.keys)
-        body = await read_object(request, self.body_limit, ("correlate", "payload", "event_id"))
-        if "correlate" not in body:
-            raise HttpError(400, "correlate is required: a JSON object of names to strings")
+        try:
+            authorize(request, self.keys)
+            body = await read_object(request, self.body_limit, ("correlate", "payload", "event_id"))
+            if "correlate" not in body:
+                raise HttpError(400, "correlate is required: a JSON object of names to strings")
+        except HttpError:  # refused here; a refusal by the engine is counted by deliver()
+            metrics.DELIVERIES.labels(metrics.REFUSED).inc()
+            raise
         delivery = await run_in_threadpool(self.app.deliver, request.path_params["name"], body["correlate"],
                                            body.get("payload"), event_id=body.get("event_id"))
         return JSONResponse({"outcome": delivery.outcome, "resumed": delivery.resumed})
@@ -45,7 +49,11 @@ class Api:
         """``POST /v1/signals/{token}`` → ``signals.signal`` (what ``App.signal`` calls), which
         says whether this call resumed the step or repeated the signal that did:
         ``{"outcome": "resumed" | "duplicate", "execution_id"}``. The token is the only credential."""
-        body = await read_object(request, self.body_limit, ("payload",), empty_ok=True)
+        try:
+            body = await read_object(request, self.body_limit, ("payload",), empty_ok=True)
+        except HttpError:  # refused here; a refusal by the engine is counted by signal()
+            metrics.SIGNALS.labels(metrics.REFUSED).inc()
+            raise
         signaled = await run_in_threadpool(lambda: signals.signal(
             self.app.client, request.path_params["token"], body.get("payload"),
             max_payload_bytes=self.app.max_payload_bytes))

@@ -459,6 +459,30 @@ def test_a_bad_signal_body_gets_a_json_error_and_writes_nothing(app, serve, what
 
 
 # -- flowslot serve ----------------------------------------------------------
+def _counts(metric, outcomes):
+    from engine.metrics import REGISTRY
+
+    return {o: REGISTRY.get_sample_value(metric, {"outcome": o}) or 0.0 for o in outcomes}
+
+
+def test_signals_and_events_the_endpoint_refuses_are_counted_once_as_refused(app, serve):
+    api = serve()
+    signals_before = _counts("flowslot_signals_total", ("resumed", "refused"))
+    events_before = _counts("flowslot_deliveries_total", ("buffered", "refused"))
+    token = approval_flow(app).token("approve")
+    assert api.call("POST", f"/v1/signals/{token}", b'{"payload": ', key=None).status == 400  # the endpoint
+    assert api.call("POST", "/v1/signals/nope", {"payload": 1}, key=None).status == 403  # the engine
+    assert api.call("POST", f"/v1/signals/{token}", {"payload": 1}, key=None).status == 200
+    assert api.call("POST", "/v1/events/paid", event("o-1"), key=None).status == 401  # the endpoint
+    assert api.call("POST", "/v1/events/paid", {"payload": 1}).status == 400  # the endpoint: no correlate
+    assert api.call("POST", "/v1/events/bad%20name", event("o-1")).status == 400  # the engine
+    assert api.call("POST", "/v1/events/paid", event("o-1")).status == 200
+    signals_after = _counts("flowslot_signals_total", ("resumed", "refused"))
+    events_after = _counts("flowslot_deliveries_total", ("buffered", "refused"))
+    assert {o: signals_after[o] - signals_before[o] for o in signals_after} == {"resumed": 1, "refused": 2}
+    assert {o: events_after[o] - events_before[o] for o in events_after} == {"buffered": 1, "refused": 3}
+
+
 def test_serve_refuses_to_start_without_a_key_in_one_line(cluster, namespace, monkeypatch):
     monkeypatch.delenv("FLOWSLOT_API_KEYS", raising=False)
     result = CliRunner().invoke(main, ["serve", "--url", cluster.url, "--namespace", namespace,
@@ -484,11 +508,15 @@ def test_serve_refuses_a_port_in_use_in_one_line(cluster, namespace):
     assert result.output.count("\n") == 1
 
 
-def test_serve_takes_its_keys_from_the_environment_hides_tokens_from_its_log_and_stops_on_sigterm(
+def test_serve_takes_its_keys_from_the_environment_hides_tokens_from_its_log_counts_them_and_stops(
         cluster, namespace):
     env = {**os.environ, "FLOWSLOT_API_KEYS": f" {KEY} ,{OTHER_KEY}"}
+    with socket.socket() as probe:  # a free port for the metrics endpoint
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--url", cluster.url,
-                             "--namespace", namespace, "--partitions", str(TEST_PARTITIONS)],
+                             "--namespace", namespace, "--partitions", str(TEST_PARTITIONS),
+                             "--metrics-port", str(metrics_port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
@@ -500,6 +528,10 @@ def test_serve_takes_its_keys_from_the_environment_hides_tokens_from_its_log_and
         assert (missing.status, missing.error) == (404, "not_found")
         assert api.call("GET", "/v1/flows/f_0000_0000000000000000000", key=None).status == 401
         api.call("POST", "/v1/signals/secret-token-abc", {"payload": 1}, key=None)
+        conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=30)
+        conn.request("GET", "/metrics")
+        scraped = conn.getresponse().read().decode()
+        assert 'flowslot_signals_total{outcome="refused"} 1.0' in scraped, scraped
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

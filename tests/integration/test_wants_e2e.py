@@ -24,7 +24,7 @@ def test_a_three_level_chain_discovers_its_inputs_and_builds_each_slice_once(wap
     assert builds_started(wapp) == {"raw/2026-11-21": 1, "clean/2026-11-21": 1, "report/2026-11-21": 1}
     ks = wapp.client.keys
     partition = slice_partition(ks, "report/2026-11-21")  # every slice of one key shares it
-    assert wapp.client.run(Command(("HGET", ks.outbox_msg(partition), "seq"), ks.outbox_msg(partition))) is None
+    assert wapp.client.run(Command(("GET", ks.outbox_seq(partition)), ks.outbox_seq(partition))) is None
     report_build = wapp.slice("report/2026-11-21")["build"]
     handle = wapp.handle(report_build)
     assert handle.state() == "succeeded"

@@ -248,3 +248,28 @@ def test_the_index_check_finds_nothing_to_repair_in_flows_resumed_by_signals(app
     for _ in range(3):
         result = IndexCheck().run(app.client, partitions)
         assert result.errors == 0 and result.repaired == 0, result.details
+
+
+def _signal_counts():
+    from engine.metrics import REGISTRY
+
+    return {o: REGISTRY.get_sample_value("flowslot_signals_total", {"outcome": o}) or 0.0
+            for o in ("resumed", "stored", "duplicate", "refused")}
+
+
+def test_signals_are_counted_by_outcome_and_refused_ones_too(app):
+    before = _signal_counts()
+    run = waiting_approval(app)
+    token = run.token("approve")
+    app.signal(token, {"ok": True})  # resumed
+    app.signal(token, {"ok": True})  # duplicate
+    with pytest.raises(InvalidState):
+        app.signal(token, {"ok": False})  # refused: another payload for a step that is not waiting
+    with pytest.raises(BadToken):
+        app.signal("v1.garbage", 1)  # refused: not a token
+    with pytest.raises(ContractError):
+        app.signal(waiting_approval(app).token("approve"), object())  # refused: not JSON
+    handle = app.submit("t.a")
+    app.signal(signals.issue_for_execution(app.client, handle.id, "approval"), 1)  # stored: no wait yet
+    after = _signal_counts()
+    assert {o: after[o] - before[o] for o in after} == {"resumed": 1, "stored": 1, "duplicate": 1, "refused": 3}

@@ -7,6 +7,7 @@ called directly for timeouts.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -138,6 +139,93 @@ def test_retrying_a_flow_whose_wait_timed_out_waits_again(app):
     assert run.status()["state"] == "succeeded"
 
 
+def _fields(app, run, step):
+    key = app.client.keys.execution(run.partition, run.step_execution(step))
+    return app.client.run(Command(("HGETALL", key), key))
+
+
+# What a waiting step's hash holds: no payload, priority, attempts, retry policy or
+# lease epoch (no handler runs it), and no field at its default.
+WAIT_FIELDS = {"id", "task", "lane", "created_ms", "flow", "step", "state", "wait_event", "wait_key",
+               "wait_correlate", "waiting_ms", "req_total", "req_ok"}
+
+
+def test_a_waiting_steps_hash_holds_only_what_its_readers_need_and_describe_still_reads_it(app):
+    run = order_flow(app)
+    finish(app, run, "place", "succeeded")
+    assert set(_fields(app, run, "payment")) == WAIT_FIELDS
+    timed = order_flow(app, timeout_s=3600, on_timeout="fail")
+    finish(app, timed, "place", "succeeded")
+    fields = _fields(app, timed, "payment")
+    assert set(fields) == WAIT_FIELDS | {"timeout_ms", "on_timeout", "deadline_ms"}
+    assert fields["timeout_ms"] == "3600000" and fields["on_timeout"] == "fail"
+    step = next(s for s in timed.describe()["steps"] if s["step"] == "payment")
+    assert step["attempts"] == 0 and step["optional"] is False
+    assert re.fullmatch(r'event payment_received \{"order_id":"o-17"\}, \d+ ms, times out in (59 min|1 h)',
+                        step["blockers"][0])
+
+
+def test_a_retried_wait_step_keeps_no_attempts_and_gets_a_fresh_timeout(app):
+    run = order_flow(app, timeout_s=60, on_timeout="fail")
+    finish(app, run, "place", "succeeded")
+    _time_out(app, run)
+    finish(app, run, "refund", "succeeded")
+    run.retry()
+    fields = _fields(app, run, "payment")
+    assert fields["state"] == "waiting" and "attempts" not in fields
+    ks = app.client.keys
+    deadlines = ks.deadlines(run.partition)
+    score = app.client.run(Command(("ZSCORE", deadlines, run.step_execution("payment")), deadlines))
+    assert int(fields["deadline_ms"]) == int(float(score)) > int(fields["waiting_ms"])
+
+
+def test_an_optional_wait_that_times_out_does_not_fail_its_flow(app):
+    flow = app.flow("order", correlate=ORDER)
+    flow.wait("payment", "payment_received", timeout_s=60, optional=True)
+    run = flow.submit()
+    _time_out(app, run)
+    assert state(run, "payment") == "expired"
+    assert run.status()["state"] == "succeeded"
+
+
+def test_a_wait_with_any_of_waits_once_one_upstream_succeeded_and_one_failed(app):
+    flow = app.flow("order", correlate=ORDER)
+    flow.step("a", "t.a")
+    flow.step("b", "t.b")
+    flow.wait("payment", "payment_received", after=["a", "b"], any_of=True)
+    run = flow.submit()
+    finish(app, run, "a", "failed")
+    assert state(run, "payment") == "blocked"
+    finish(app, run, "b", "succeeded")
+    assert state(run, "payment") == "waiting"
+    assert _fields(app, run, "payment")["policy"] == "any"
+
+
+def test_flowslot_waits_lists_an_event_wait_with_its_correlation_and_a_signal_wait_with_none(app):
+    from engine.cli.events import waiting_steps
+
+    run = order_flow(app)
+    finish(app, run, "place", "succeeded")
+    flow = app.flow("approval")
+    flow.wait("approve")
+    approval = flow.submit()
+    rows = {r["flow"]: r for r in waiting_steps(app.client)}
+    assert (rows[run.id]["wait_event"], rows[run.id]["wait_correlate"]) == ("payment_received", '{"order_id":"o-17"}')
+    assert (rows[approval.id]["wait_event"], rows[approval.id]["wait_correlate"]) == ("flowslot.signal", "")
+    assert rows[run.id]["deadline_ms"] is None
+
+
+def test_a_wait_key_is_22_url_safe_characters_one_per_event_and_correlation():
+    from engine.events import correlation
+
+    key = correlation({"a": "1", "b": "2"}).wait_key("paid")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", key)
+    assert correlation({"b": "2", "a": "1"}).wait_key("paid") == key
+    others = {correlation({"a": "1", "b": "2"}).wait_key("refunded"), correlation({"a": "1"}).wait_key("paid"),
+              correlation({"a": "1", "b": "3"}).wait_key("paid"), correlation({"a": "12"}).wait_key("paid")}
+    assert len(others) == 4 and key not in others
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda app: app.deliver("payment received", ORDER), "event name"),
     (lambda app: app.deliver("paid", {"order_id": 17}), "must be a string"),
@@ -184,3 +272,24 @@ def test_the_index_check_finds_nothing_to_repair_in_flows_that_wait(app):
     for _ in range(3):
         result = IndexCheck().run(app.client, partitions)
         assert result.errors == 0 and result.repaired == 0, result.details
+
+
+def _delivery_counts():
+    from engine.metrics import REGISTRY
+
+    return {o: REGISTRY.get_sample_value("flowslot_deliveries_total", {"outcome": o}) or 0.0
+            for o in ("resumed", "buffered", "duplicate", "refused")}
+
+
+def test_deliveries_are_counted_by_outcome_and_refused_ones_too(app):
+    before = _delivery_counts()
+    finish(app, order_flow(app), "place", "succeeded")
+    app.deliver("payment_received", ORDER, 1, event_id="e-1")  # resumed
+    app.deliver("payment_received", ORDER, 1, event_id="e-1")  # duplicate
+    app.deliver("payment_received", ORDER, 2)  # buffered: nobody waits now
+    for bad in (lambda: app.deliver("payment received", ORDER), lambda: app.deliver("paid", {"order_id": 17}),
+                lambda: app.deliver("paid", ORDER, object())):
+        with pytest.raises(ContractError):
+            bad()
+    after = _delivery_counts()
+    assert {o: after[o] - before[o] for o in after} == {"resumed": 1, "buffered": 1, "duplicate": 1, "refused": 3}

@@ -9,7 +9,7 @@ from engine import executions as X
 from engine.dispatcher import resolve_call
 from engine.wants import slice_partition
 from reconciler import Reconciler
-from reconciler.scanners import DependencyScanner, LeaseExpiry, Outbox
+from reconciler.scanners import DependencyScanner, LeaseExpiry, OutboxScanner
 from tests.waiting import wait_until
 from tests.wanting import builds_started, ended
 
@@ -75,6 +75,6 @@ def test_a_caller_killed_between_telling_the_wants_and_flushing_its_messages_lea
     resolved = wapp.client.run(resolve_call(wapp.client, build))  # settles, then the caller dies
     assert resolved.done and resolved.sent
     assert above.state().value == "waiting"
-    Reconciler(wapp.client, [Outbox(age_s=0)]).run_pass()
+    Reconciler(wapp.client, [OutboxScanner(age_s=0)]).run_pass()
     wait_until(lambda: ended(wapp, want), what="the want to end")
     assert wapp.want_status(want)["state"] == "satisfied"

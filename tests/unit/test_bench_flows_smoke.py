@@ -63,3 +63,14 @@ def test_wants_builds_every_discovered_slice_and_one_build_serves_many_wants() -
     one = out["one_slice"]
     assert (one["wants"], one["builds"], one["satisfied"]) == (20, 1, 20)
     assert isinstance(out["ratio"], (int, float)) and isinstance(one["commands_per_job"], (int, float))
+
+
+def test_signal_resumes_every_wait_step_and_suspended_handler_it_signals() -> None:
+    out = run_bench("signal", "--signals", "20")
+    assert out["scenario"] == "signal" and out["tasks"] == 60
+    for kind in ("wait_step", "suspended_handler"):
+        measured = out[kind]
+        assert measured["concurrency_1"]["signals"] == measured["concurrency_16"]["signals"] == 20
+        assert measured["end_to_end_concurrency_1"]["signals"] == 20 and measured["completed"] == 60
+        for key in ("p50_ms", "p99_ms", "ops_per_s"):
+            assert isinstance(measured[key], (int, float)), key

@@ -1,0 +1,73 @@
+--[[ The outbox: messages one partition sends to another (engine/outbox.py).
+  A writing function records them with outbox_send (lua/00_helpers.lua) in the
+  same call as its own writes; Python reads the due ones (outbox_due), applies
+  each on its target partition with the function its kind names (which calls
+  outbox_first, so applying twice changes nothing), then acknowledges them
+  (outbox_ack). The target's inbox remembers applied ids for 24 hours
+  (the reconciler's outbox_sweep drops older ones). ]]
+local function rcall(...) return redis.call(...) end
+
+-- Up to max_count messages of `outbox` recorded at least age_ms ago, oldest
+-- first, as {id, JSON}; an id without its message (never written so) comes
+-- back with '' and the caller leaves it in place, logged.
+local function due_messages(outbox, msgs, age_ms, max_count)
+  local ids = rcall('ZRANGEBYSCORE', outbox, '-inf', now_ms() - age_ms, 'LIMIT', 0, max_count)
+  local out = {}
+  for _, id in ipairs(ids) do out[#out + 1] = {id, rcall('HGET', msgs, id) or ''} end
+  return out
+end
+
+--[[ outbox_due: messages recorded at least age_ms ago and not yet acknowledged, oldest first.
+  KEYS[1] outbox   ZSET   message ids by creation time
+  KEYS[2] msgs     HASH   message id -> JSON {kind, to, body}
+  ARGV[1] age_ms  ARGV[2] max_count
+  Derived: none
+  Reply:  {{msg_id, message JSON}, ...}
+  Errors: BAD_ARGS ]]
+register('outbox_due', function(keys, args)
+  local age_ms = int_arg(args[1], 'age_ms', 0, 1e13)
+  local max_count = int_arg(args[2], 'max_count', 1, MAX_BATCH)
+  return due_messages(keys[1], keys[2], age_ms, max_count)
+end, {'no-writes'})
+
+--[[ outbox_ack: delete acknowledged messages (applied on their target); unknown ids are ignored.
+  KEYS[1] outbox   ZSET   message ids by creation time
+  KEYS[2] msgs     HASH   message id -> JSON {kind, to, body}
+  ARGV[1] msg_ids (JSON list, at most 1,000)
+  Derived: none
+  Reply:  deleted_count
+  Errors: BAD_ARGS ]]
+register('outbox_ack', function(keys, args)
+  local ok, ids = pcall(cjson.decode, args[1] or '')
+  if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
+    raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
+  end
+  for _, id in ipairs(ids) do
+    if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
+  end
+  local deleted = 0
+  for _, id in ipairs(ids) do
+    deleted = deleted + rcall('ZREM', keys[1], id)
+    rcall('HDEL', keys[2], id)
+  end
+  return deleted
+end)
+
+--[[ outbox_sweep: the reconciler's call: forget applied ids older than inbox_age_ms (up to
+  max_pruned), and return the messages recorded at least age_ms ago, as outbox_due does.
+  KEYS[1] outbox   ZSET   message ids by creation time
+  KEYS[2] msgs     HASH   message id -> JSON {kind, to, body}
+  KEYS[3] inbox    ZSET   applied message ids by when they were applied
+  ARGV[1] age_ms  ARGV[2] max_count  ARGV[3] inbox_age_ms  ARGV[4] max_pruned
+  Derived: none
+  Reply:  {pruned_count, {{msg_id, message JSON}, ...}}
+  Errors: BAD_ARGS ]]
+register('outbox_sweep', function(keys, args)
+  local age_ms = int_arg(args[1], 'age_ms', 0, 1e13)
+  local max_count = int_arg(args[2], 'max_count', 1, MAX_BATCH)
+  local inbox_age_ms = int_arg(args[3], 'inbox_age_ms', 0, 1e13)
+  local max_pruned = int_arg(args[4], 'max_pruned', 1, MAX_BATCH)
+  local old = rcall('ZRANGEBYSCORE', keys[3], '-inf', now_ms() - inbox_age_ms, 'LIMIT', 0, max_pruned)
+  if #old > 0 then rcall('ZREM', keys[3], unpack(old)) end
+  return {#old, due_messages(keys[1], keys[2], age_ms, max_count)}
+end)

@@ -1,0 +1,109 @@
+"""The outbox (engine/outbox.py, outbox_send / outbox_first): messages between partitions are
+recorded atomically, applied once, acknowledged; on fakeredis and real Valkey."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import outbox
+from engine.promoter import Promoter
+from engine.router import Command
+from reconciler.scanners import OutboxScanner
+from tests import outbox_lib
+from tests.conftest import TEST_PARTITIONS
+
+A, B = 1, 9
+
+
+@pytest.fixture
+def client(lua_client):
+    outbox_lib.load(lua_client)
+    return lua_client
+
+
+def total(client, partition=B):
+    key = outbox_lib.counter(client.keys, partition)
+    return int(client.run(Command(("GET", key), key)) or 0)
+
+
+def pending(client, partition=A):
+    key = client.keys.outbox(partition)
+    return client.run(Command(("ZRANGE", key, 0, -1), key))
+
+
+def test_a_sent_message_is_recorded_in_the_senders_outbox_with_kind_target_and_body(client):
+    [first, second] = outbox_lib.send(client, A, B, count=2)
+    assert first != second and first.startswith(client.keys.tags[A] + ".")
+    assert pending(client) == [first, second]
+    raw = client.run(outbox.due_call(client.keys, A))
+    assert [(i, json.loads(m)) for i, m in raw] == [
+        (first, {"kind": "t_incr", "to": B, "body": {"n": 1}}),
+        (second, {"kind": "t_incr", "to": B, "body": {"n": 2}})]
+    assert total(client) == 0
+
+
+def test_message_ids_are_unique_across_partitions_and_calls(client):
+    ids = outbox_lib.send(client, A, B, 3) + outbox_lib.send(client, B, A, 3) + outbox_lib.send(client, A, B, 1)
+    assert len(set(ids)) == 7
+
+
+def test_a_flush_applies_each_message_once_and_acknowledges_it(client):
+    ids = outbox_lib.send(client, A, B, count=3)
+    result = outbox.flush(client, A)
+    assert result.applied == dict.fromkeys(ids, "applied") and not result.failed
+    assert total(client) == 1 + 2 + 3
+    assert pending(client) == [] and client.run(outbox.due_call(client.keys, A)) == []
+    inbox = client.keys.inbox(B)
+    assert sorted(client.run(Command(("ZRANGE", inbox, 0, -1), inbox))) == sorted(ids)
+    assert outbox.flush(client, A).applied == {}
+
+
+def test_a_message_applied_twice_changes_nothing_the_second_time(client):
+    [msg] = outbox_lib.send(client, A, B)
+    raw = client.run(outbox.due_call(client.keys, A))
+    assert outbox.apply(client, A, raw).applied == {msg: "applied"}
+    assert outbox.apply(client, A, raw).applied == {msg: "duplicate"}   # a second flusher with the same read
+    assert total(client) == 1
+
+
+def test_a_message_of_an_unknown_kind_stays_in_the_outbox_and_is_reported(client):
+    [unknown] = outbox_lib.send(client, A, B, kind="t_nobody")
+    [known] = outbox_lib.send(client, A, B)
+    result = outbox.flush(client, A)
+    assert list(result.applied) == [known]
+    assert "no handler" in result.failed[unknown]
+    assert pending(client) == [unknown]
+
+
+def test_a_flush_takes_only_messages_old_enough(client):
+    outbox_lib.send(client, A, B)
+    assert outbox.flush(client, A, min_age_ms=60_000).applied == {}
+    assert total(client) == 0 and len(pending(client)) == 1
+
+
+def test_acknowledging_unknown_ids_is_harmless(client):
+    assert client.run(outbox.ack_call(client.keys, A, ["nope", "never"])) == 0
+
+
+def test_the_scanner_applies_messages_nobody_acknowledged_and_prunes_the_inbox(client):
+    outbox_lib.send(client, A, B, count=2)
+    partitions = range(TEST_PARTITIONS)
+    assert OutboxScanner().run(client, partitions).repaired == 0      # younger than 30 s: left to the sender
+    result = OutboxScanner(age_s=0).run(client, partitions)
+    assert result.repaired == 2 and not result.errors
+    assert total(client) == 3 and pending(client) == []
+    inbox = client.keys.inbox(B)
+    assert client.run(Command(("ZCARD", inbox), inbox)) == 2
+    assert client.run(outbox.sweep_call(client.keys, B, inbox_age_ms=0)).pruned == 2
+    assert client.run(Command(("ZCARD", inbox), inbox)) == 0
+
+
+def test_a_workers_promotion_pass_applies_due_messages(client, monkeypatch):
+    outbox_lib.send(client, A, B)
+    Promoter(client).promote(list(range(TEST_PARTITIONS)), outbox=True)
+    assert total(client) == 0                                          # younger than a second
+    monkeypatch.setattr(outbox, "WORKER_AGE_MS", 0)
+    Promoter(client).promote(list(range(TEST_PARTITIONS)), outbox=True)
+    assert total(client) == 1 and pending(client) == []
