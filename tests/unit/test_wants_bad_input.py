@@ -126,3 +126,15 @@ def test_missing_dependencies_takes_a_list_of_names():
     with pytest.raises(ContractError, match="takes a list of slice names"):
         MissingDependencies("raw/2026-11-21")
     assert MissingDependencies(["a/1", "a/1", "b/2"]).slices == ["a/1", "b/2"]
+
+
+def test_data_timestamps_are_read_as_utc_whatever_their_type():
+    import datetime as dt
+
+    from engine.wants import timestamp_ms
+
+    midnight = 1_795_219_200_000  # 2026-11-21T00:00:00Z
+    assert timestamp_ms(dt.date(2026, 11, 21)) == midnight
+    assert timestamp_ms(dt.datetime(2026, 11, 21)) == midnight
+    assert timestamp_ms(dt.datetime(2026, 11, 21, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))) == midnight
+    assert timestamp_ms(midnight / 1000) == midnight
