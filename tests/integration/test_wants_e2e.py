@@ -6,8 +6,12 @@ import time
 
 import pytest
 
+from engine import metrics
 from engine.router import Command
 from engine.wants import slice_partition
+from reconciler import Reconciler
+from reconciler.cli.daemon import refresh_wants
+from reconciler.scanners import IndexCheck
 from tests.waiting import wait_until
 from tests.wanting import builds_started, ended
 
@@ -151,3 +155,23 @@ def test_a_producer_missing_a_slice_nobody_produces_fails_for_good_saying_so(wap
     assert "no producer builds slice 'nobody/k'" in status["reason"]
     build = wapp.handle(wapp.slice("asks_nobody/k")["build"])
     assert (build.info()["attempts"], build.info()["error_kind"]) == ("1", "ContractError")
+
+
+def test_the_index_check_finds_nothing_to_repair_after_wants_ran_their_course(wapp, worker):
+    worker()
+    ids = [wapp.want([f"report/2026-09-{d:02d}"]) for d in range(1, 6)] + [wapp.want(["pair/2026-09-01"]),
+                                                                            wapp.want(["cyc_a/i"])]
+    wait_until(lambda: all(ended(wapp, i) for i in ids), what="the wants to end")
+    result = Reconciler(wapp.client, [IndexCheck()]).run_pass()["index_check"]
+    assert (result.repaired, result.errors) == (0, 0), result.details
+
+
+def test_the_daemon_counts_wants_per_state(wapp, worker):
+    worker()
+    done = wapp.want(["raw/2026-09-09"])
+    wait_until(lambda: ended(wapp, done), what="the want to end")
+    wapp.want(["manual/2026-09-09"])  # lane manual: nobody builds it
+    refresh_wants(wapp.client, list(range(wapp.client.keys.partitions)))
+    gauge = {state: metrics.REGISTRY.get_sample_value("flowslot_wants", {"state": state})
+             for state in ("satisfied", "building", "failed")}
+    assert gauge == {"satisfied": 1, "building": 1, "failed": 0}
