@@ -199,7 +199,12 @@ end
 local function build_finished(prefix, e, now)
   local name = e.slice
   local state, build = unpack(rcall('HMGET', K.slice(prefix, name), 'state', 'build'))
-  if state ~= 'building' or build ~= e.id then return end  -- a superseded build
+  if build ~= e.id then return end  -- a superseded build
+  if state == 'failed' and e.state == 'succeeded' then  -- its failed build, retried (exec_retry)
+    slice_move(prefix, name, 'failed', 'building', {}, now, 'build ' .. e.id .. ' retried')
+    state = 'building'
+  end
+  if state ~= 'building' then return end
   if e.state == 'succeeded' then
     slice_move(prefix, name, 'building', 'live', {'live_ms', now, 'error', '', 'root', ''}, now, e.id)
     return

@@ -114,3 +114,10 @@ def asks_nobody(k: str) -> str:
 def across(date: str) -> str:
     _need(f"manual/{date}.prev")  # another key: most likely another partition
     return f"across {date}"
+
+
+@app.produces("flaky/{k}", name="wanting.flaky", retry=Retry(max_attempts=1))
+def flaky(k: str) -> str:
+    if os.environ.get("WANTING_FLAKY_OK") != "1":
+        raise ValueError("not yet")
+    return "flaky"

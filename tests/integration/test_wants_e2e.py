@@ -175,3 +175,16 @@ def test_the_daemon_counts_wants_per_state(wapp, worker):
     gauge = {state: metrics.REGISTRY.get_sample_value("flowslot_wants", {"state": state})
              for state in ("satisfied", "building", "failed")}
     assert gauge == {"satisfied": 1, "building": 1, "failed": 0}
+
+
+def test_a_failed_build_retried_by_hand_makes_its_slice_live(wapp, worker, monkeypatch):
+    worker()
+    first = wapp.want(["flaky/r"])
+    wait_until(lambda: ended(wapp, first), what="the want to end")
+    assert wapp.want_status(first)["state"] == "failed"
+    build = wapp.handle(wapp.slice("flaky/r")["build"])
+    monkeypatch.setenv("WANTING_FLAKY_OK", "1")
+    build.retry()
+    wait_until(lambda: wapp.slice("flaky/r")["state"] == "live", what="the slice to be live")
+    assert wapp.want_status(wapp.want(["flaky/r"]))["state"] == "satisfied"
+    assert builds_started(wapp) == {"flaky/r": 2}  # the first build, and its retry
