@@ -71,6 +71,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "slice_invalidate": (("slice",), ("reason",)),
     "want_due": (("due",), ("max_count",)),
     "slice_missing": (("exec",), ("token", "deps")),
+    "slice_cycle": (("exec",), ("cycle",)),
     "outbox_due": (("outbox", "msgs"), ("age_ms", "max_count")),
     "outbox_ack": (("outbox", "msgs"), ("msg_ids",)),
     "outbox_sweep": (("outbox", "msgs", "inbox"), ("age_ms", "max_count", "inbox_age_ms", "max_pruned")),

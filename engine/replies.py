@@ -354,6 +354,11 @@ def slice_missing(r: Any) -> WantReply:
     return _want_reply(r)
 
 
+def slice_cycle(r: Any) -> WantReply:
+    """``outcome``: 'failed' (the build ended on the cycle) or 'ignored' (it no longer waits)."""
+    return _want_reply(r)
+
+
 def slice_invalidate(r: Any) -> str:
     """The state the slice was in ('missing' when there was nothing to invalidate)."""
     return str(r)
@@ -530,6 +535,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "want_cancel": want_cancel,
     "slice_missing": slice_missing,
     "slice_invalidate": slice_invalidate,
+    "slice_cycle": slice_cycle,
     "want_due": want_due,
     "flow_cancel": flow_cancel,
     "flow_pause": flow_pause,

@@ -210,6 +210,11 @@ def missing_call(ks: KeySpace, execution_id: str, token: str, deps: list[dict[st
     return FCall("slice_missing", (key,), (token, json.dumps(deps)), parse=replies.slice_missing)
 
 
+def cycle_call(ks: KeySpace, execution_id: str, cycle: str) -> FCall:
+    key = ks.execution(execution_partition(ks, execution_id), execution_id)
+    return FCall("slice_cycle", (key,), (cycle,), parse=replies.slice_cycle)
+
+
 def due_call(ks: KeySpace, partition: int, max_count: int) -> FCall:
     return FCall("want_due", (ks.want_due(partition),), (max_count,), parse=replies.want_due)
 
@@ -295,3 +300,54 @@ def want_record(client: Client, want_id: Any) -> dict[str, Any]:
     if not record:
         raise NotFound(f"no want {want_id}")
     return {**record, "known": known or {}}
+
+
+# -- cycles no build could see ----------------------------------------------------------------
+BUILD_WAIT = "flowslot.slices"  # lua/15_wants.lua: suspend_on of a build waiting for missing slices
+MAX_WALK = 500  # slices one walk reads at most
+
+
+def waiting_for(missing: dict[str, str]) -> list[str]:
+    """The slices a build's ``miss:`` hash says it still waits for."""
+    return [name for name, entry in missing.items() if entry.endswith("|waiting")]
+
+
+def find_cycle(client: Client, start: str, missing: dict[str, str], max_slices: int = MAX_WALK) -> list[str] | None:
+    """Walk from slice ``start`` (whose build waits for ``missing``) through the builds of the
+    slices it waits for, breadth first, one pipelined round per level; the path back to
+    ``start`` when there is one (``[start, ..., start]``), else None. Reads only."""
+    ks = client.keys
+    parent: dict[str, str] = {}
+    frontier = []
+    for name in waiting_for(missing):
+        if name == start:
+            return [start, start]
+        parent.setdefault(name, start)
+        frontier.append(name)
+    while frontier and len(parent) < max_slices:
+        keys = [ks.slice(slice_partition(ks, n), n) for n in frontier]
+        records = client.run_many([Command(("HMGET", k, "state", "build"), k) for k in keys])
+        builds = [(n, r[1]) for n, r in zip(frontier, records, strict=True)
+                  if isinstance(r, list) and r[0] == "building" and r[1]]
+        reads = []
+        for _, build in builds:
+            p = execution_partition(ks, build)
+            reads += [Command(("HGET", ks.execution(p, build), "suspend_on"), ks.execution(p, build)),
+                      Command(("HGETALL", ks.missing(p, build)), ks.missing(p, build))]
+        replies_ = client.run_many(reads) if reads else []
+        following = []
+        for i, (name, _) in enumerate(builds):
+            suspend_on, waits = replies_[2 * i], replies_[2 * i + 1]
+            if suspend_on != BUILD_WAIT or not isinstance(waits, dict):
+                continue
+            for dep in waiting_for(waits):
+                if dep == start:
+                    path = [name]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [*reversed(path), start]
+                if dep not in parent:
+                    parent[dep] = name
+                    following.append(dep)
+        frontier = following
+    return None

@@ -256,6 +256,11 @@ class KeySpace:
         """HASH: want state → number of wants of the partition, kept by every want transition."""
         return f"{self.prefix(partition)}want_counts"
 
+    def build_waits(self, partition: int) -> str:
+        """ZSET: builds waiting for missing slices, score = since when, or when the want_cycles
+        scanner last walked from them (it re-scores each one it walks)."""
+        return f"{self.prefix(partition)}build_waits"
+
     def missing(self, partition: int, execution_id: str) -> str:
         """HASH: for a build waiting on missing slices: slice → ``<want id>|<state>`` of the
         upstream want it spawned (state: waiting, live, failed)."""

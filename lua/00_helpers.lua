@@ -100,6 +100,7 @@ function K.want_due(prefix) return prefix .. 'want_due' end
 function K.wants_breached(prefix) return prefix .. 'wants_breached' end
 function K.want_counts(prefix) return prefix .. 'want_counts' end
 function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
+function K.build_waits(prefix) return prefix .. 'build_waits' end
 
 local function int_arg(value, name, min, max)
   local n = tonumber(value)

@@ -297,6 +297,7 @@ local function leave_waits(prefix, e)
     rcall('ZREM', K.waiting(prefix), e.id)
   elseif e.state == 'waiting' and e.suspend_on then
     rcall('ZREM', K.waiting(prefix), e.id)
+    if e.suspend_on == 'flowslot.slices' then rcall('ZREM', K.build_waits(prefix), e.id) end
   end
 end
 

@@ -143,6 +143,7 @@ end
 -- own deadline back, ready (the attempt was not counted).
 local function resume_build(prefix, e, now, out)
   rcall('ZREM', K.waiting(prefix), e.id)
+  rcall('ZREM', K.build_waits(prefix), e.id)
   local deadline = tonumber(e.deadline_ms or 0)
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
   move(prefix, e, 'ready', {'ready_ms', now}, 'every missing slice is live')
@@ -316,10 +317,10 @@ end
   KEYS[1] want     HASH   the new want (its partition: the first slice's)
   ARGV[1] msg_id ('' for a direct call)  ARGV[2] body (JSON: want, slices [{name, partition,
     spec}], data_ts_ms, sla_ms, ttl_ms (-1: none), source, comment, force, parent, chain, breach_task)
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
-    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
-    wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
+    pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
+    want_counts, want_due, want_slices, wants
   Reply:  {state (or 'duplicate'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_create', function(keys, args)
@@ -333,10 +334,10 @@ end)
 --[[ want_request: a want in another partition asks this partition's slice for itself.
   KEYS[1] slice    HASH   the slice
   ARGV[1] msg_id  ARGV[2] body (JSON: want, slice, spec, chain, force, data_ts_ms, sla_ms, ttl_ms)
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
-    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
-    wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
+    pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
+    want_counts, want_due, want_slices, wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_request', function(keys, args)
@@ -346,10 +347,10 @@ end)
 --[[ want_news: a slice in another partition tells a want it is building, live or failed.
   KEYS[1] want     HASH   the want
   ARGV[1] msg_id  ARGV[2] body (JSON: want, slice, news, root, error)
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
-    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
-    wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
+    pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
+    want_counts, want_due, want_slices, wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_news', function(keys, args)
@@ -360,10 +361,10 @@ end)
   whether its slice became live.
   KEYS[1] exec     HASH   the build waiting for missing slices
   ARGV[1] msg_id  ARGV[2] body (JSON: exec, dep, want, outcome, root, error)
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready,
-    slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices,
-    wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
+    pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
+    want_counts, want_due, want_slices, wants
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('build_news', function(keys, args)
@@ -373,9 +374,10 @@ end)
 --[[ want_cancel: cancel a want that has not ended (an upstream want's build then fails).
   KEYS[1] want     HASH   the want
   ARGV[1] reason
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
+    ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
+    want_slices, wants
   Reply:  {previous_state, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: NOT_FOUND, INVALID_STATE ]]
 register('want_cancel', function(keys, args)
@@ -410,10 +412,10 @@ end)
   that have not ended expire.
   KEYS[1] due      ZSET   sla:<want id> / ttl:<want id> by due time
   ARGV[1] max_count
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants,
-    wants_breached
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
+    ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
+    want_slices, wants, wants_breached
   Reply:  {{breached want id...}, {expired want id...}, messages sent, {{id, lane} to hint...},
            {id to dispatch...}, entries read}
   Errors: BAD_ARGS ]]

@@ -82,7 +82,7 @@ end
   ARGV[1] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting,
-    slice, slices
+    slice, slices, build_waits
   Reply:  {previous_state, lane, dispatch (1|0)}; previous_state 'canceled' when it already was
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)

@@ -50,7 +50,7 @@ end
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting,
-    slice, slices
+    slice, slices, build_waits
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
            lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
            inputs: {upstream_step, input_json, ...}, or the number of inputs when

@@ -31,9 +31,10 @@ end
   slice that closes a cycle fails the build for good instead (dependency_cycle).
   KEYS[1] exec     HASH   the build
   ARGV[1] token  ARGV[2] deps (JSON [{name, partition, want, spec}], distinct, 1..100)
-  Derived: counts, deadlines, done, edges_out, events, execution, flow, flow_done, flow_held,
-    flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch, ready, slice,
-    slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due, want_slices, wants
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
+    ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
+    want_slices, wants
   Reply:  {state ('waiting'|'ready'|'failed'), messages sent, {{id, lane} to hint...},
            {id to dispatch...}}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -62,6 +63,7 @@ register('slice_missing', function(keys, args)
   move(prefix, f, 'waiting', {'attempts', tonumber(f.attempts) - 1, 'suspend_on', BUILD_WAIT,
     'waiting_ms', now, 'missing_left', #deps}, 'missing ' .. #deps .. ' slice(s)')
   rcall('ZADD', K.waiting(prefix), now, f.id)
+  rcall('ZADD', K.build_waits(prefix), now, f.id)
   local below = {}
   for i, c in ipairs(chain) do below[i] = c end
   below[#below + 1] = f.slice
@@ -74,4 +76,29 @@ register('slice_missing', function(keys, args)
     deliver(prefix, here, tonumber(dep.partition), 'want_create', body, now, out)
   end
   return out_reply(rcall('HGET', keys[1], 'state'), out)
+end)
+
+--[[ slice_cycle: the want_cycles scanner walked the builds a waiting build waits
+  for and came back to its slice (a cycle none of the builds could see when it
+  found its input missing): the build fails for good (dependency_cycle), which
+  fails its slice and, through the upstream wants, every build of the cycle.
+  A build that no longer waits for missing slices is left alone.
+  KEYS[1] exec     HASH   the waiting build
+  ARGV[1] cycle (text: "dependency cycle: A → B → C → A")
+  Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
+    flows_done, leases, pending_dispatch, slice, slices, terminal, waiting, waits
+  Reply:  {outcome ('failed'|'ignored'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Errors: BAD_ARGS ]]
+register('slice_cycle', function(keys, args)
+  local cycle = str_arg(args[1], 'cycle', 4000)
+  local e = hash_table(rcall('HGETALL', keys[1]))
+  local out = new_out()
+  if e.state ~= 'waiting' or e.suspend_on ~= BUILD_WAIT then return out_reply('ignored', out) end
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  leave_waits(prefix, e)
+  move(prefix, e, 'failed', {'finished_ms', now, 'error_kind', 'dependency_cycle', 'error_msg', cycle},
+    'dependency_cycle')
+  if finish(prefix, e, now) == 1 then out.dispatch[#out.dispatch + 1] = e.id end
+  return out_reply('failed', out)
 end)

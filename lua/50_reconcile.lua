@@ -20,7 +20,7 @@ end, {'no-writes'})
   ARGV[1] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting,
-    slice, slices
+    slice, slices, build_waits
   Reply:  {{id, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 register('exec_expire_deadlines', function(keys, args)

@@ -121,3 +121,26 @@ def flaky(k: str) -> str:
     if os.environ.get("WANTING_FLAKY_OK") != "1":
         raise ValueError("not yet")
     return "flaky"
+
+
+def _slow_then_need(name: str) -> None:
+    time.sleep(float(os.environ.get("WANTING_TRI_SLEEP_S", "0")))
+    _need(name)
+
+
+@app.produces("tri_a/{k}", name="wanting.tri_a")
+def tri_a(k: str) -> str:
+    _slow_then_need(f"tri_b/{k}")
+    return "a"
+
+
+@app.produces("tri_b/{k}", name="wanting.tri_b")
+def tri_b(k: str) -> str:
+    _slow_then_need(f"tri_c/{k}")
+    return "b"
+
+
+@app.produces("tri_c/{k}", name="wanting.tri_c")
+def tri_c(k: str) -> str:
+    _slow_then_need(f"tri_a/{k}")
+    return "c"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.wants import new_want_id
 from reconciler import Reconciler
-from reconciler.scanners import WantDeadlines
+from reconciler.scanners import WantCycles, WantDeadlines
 from tests.conftest import TEST_PARTITIONS
 from tests.waiting import wait_until
 from tests.wanting import ended
@@ -40,7 +40,8 @@ def test_wants_show_says_in_words_what_a_want_waits_for(cluster, namespace, wapp
     assert any("manual/2026-11-27: being built by" in line and "waiting for a worker on lane manual" in line
                for line in lines), shown.output
 
-    Reconciler(wapp.client, [WantDeadlines()]).run_pass()
+    passes = Reconciler(wapp.client, [WantDeadlines(), WantCycles(age_s=0)]).run_pass()
+    assert passes["want_cycles"].repaired == 0  # waiting for a slice nobody serves is no cycle
     breached = flowslot(cluster, namespace, "wants", "list", "--breached", "--json")
     assert breached.exit_code == 0, breached.output
     assert want in [w["id"] for w in json.loads(breached.output)]

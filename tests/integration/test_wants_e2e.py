@@ -11,7 +11,7 @@ from engine.router import Command
 from engine.wants import slice_partition
 from reconciler import Reconciler
 from reconciler.cli.daemon import refresh_wants
-from reconciler.scanners import IndexCheck
+from reconciler.scanners import IndexCheck, WantCycles
 from tests.waiting import wait_until
 from tests.wanting import builds_started, ended
 
@@ -188,3 +188,22 @@ def test_a_failed_build_retried_by_hand_makes_its_slice_live(wapp, worker, monke
     wait_until(lambda: wapp.slice("flaky/r")["state"] == "live", what="the slice to be live")
     assert wapp.want_status(wapp.want(["flaky/r"]))["state"] == "satisfied"
     assert builds_started(wapp) == {"flaky/r": 2}  # the first build, and its retry
+
+
+def test_a_cycle_of_builds_started_by_wants_of_their_own_is_ended_by_the_want_cycles_scanner(
+        wapp, worker, monkeypatch):
+    monkeypatch.setenv("WANTING_TRI_SLEEP_S", "0.5")  # all three builds run before any finds its input missing
+    worker()
+    names = ["tri_a/k", "tri_b/k", "tri_c/k"]
+    ids = [wapp.want([n]) for n in names]
+    builds = [wapp.handle(wapp.slice(n)["build"]) for n in names]
+    wait_until(lambda: all(b.state().value == "waiting" for b in builds), what="the three builds to wait")
+    assert not any(ended(wapp, i) for i in ids)  # each waits for the next: nothing it could see
+    result = Reconciler(wapp.client, [WantCycles(age_s=0)]).run_pass()["want_cycles"]
+    assert result.repaired >= 1
+    wait_until(lambda: all(ended(wapp, i) for i in ids), what="the three wants to end")
+    for want in ids:
+        status = wapp.want_status(want)
+        assert status["state"] in ("failed", "upstream_failed"), status
+        assert "dependency cycle: tri_" in status["reason"], status["reason"]
+    assert builds_started(wapp) == {n: 1 for n in names}
