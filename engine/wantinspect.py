@@ -30,20 +30,28 @@ def _iso(ms: Any) -> str:
 
 def list_wants(client: Client, *, limit: int = 50, breached: bool = False,
                state: str | None = None) -> list[dict[str, str]]:
-    """The newest wants of every partition (or those that missed their SLA), newest first."""
+    """The newest wants of every partition (or those that missed their SLA), newest first: the
+    newest ``limit`` ids of each partition's index, then the fields of the newest ``limit`` of
+    them all (of all of them when filtering by ``state``)."""
     ks = client.keys
     index = ks.wants_breached if breached else ks.wants
-    calls = [Command(("ZRANGE", index(p), 0, limit - 1, "REV"), index(p))
+    calls = [Command(("ZRANGE", index(p), 0, limit - 1, "REV", "WITHSCORES"), index(p))
              for p in range(ks.partitions)]
-    ids = [(p, i) for p, found in zip(range(ks.partitions), client.run_many(calls), strict=True) for i in found]
-    if not ids:
+    found = []
+    for p, reply in zip(range(ks.partitions), client.run_many(calls), strict=True):
+        pairs = reply if reply and isinstance(reply[0], (list, tuple)) else \
+            list(zip(reply[::2], reply[1::2], strict=True))
+        found += [(float(score), p, want_id) for want_id, score in pairs]
+    found.sort(reverse=True)
+    if state is None:
+        found = found[:limit]
+    if not found:
         return []
-    rows = client.run_many([Command(("HMGET", ks.want(p, i), *LIST_FIELDS), ks.want(p, i)) for p, i in ids])
+    rows = client.run_many([Command(("HMGET", ks.want(p, i), *LIST_FIELDS), ks.want(p, i)) for _, p, i in found])
     out = [{"id": i, **{f: v or "" for f, v in zip(LIST_FIELDS, row, strict=True)}}
-           for (_, i), row in zip(ids, rows, strict=True)]
+           for (_, _, i), row in zip(found, rows, strict=True)]
     if state is not None:
         out = [w for w in out if w["state"] == state]
-    out.sort(key=lambda w: -int(w["created_ms"] or 0))
     return out[:limit]
 
 
