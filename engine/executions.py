@@ -70,6 +70,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "want_cancel": (("want",), ("reason",)),
     "slice_invalidate": (("slice",), ("reason",)),
     "want_due": (("due",), ("max_count",)),
+    "want_purge": (("done",), ("age_ms", "max_count")),
     "slice_missing": (("exec",), ("token", "deps")),
     "slice_cycle": (("exec",), ("cycle",)),
     "outbox_due": (("outbox", "msgs"), ("age_ms", "max_count")),

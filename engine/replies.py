@@ -354,6 +354,11 @@ def slice_missing(r: Any) -> WantReply:
     return _want_reply(r)
 
 
+def want_purge(r: Any) -> int:
+    """Wants deleted."""
+    return int(r)
+
+
 def slice_cycle(r: Any) -> WantReply:
     """``outcome``: 'failed' (the build ended on the cycle) or 'ignored' (it no longer waits)."""
     return _want_reply(r)
@@ -536,6 +541,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "slice_missing": slice_missing,
     "slice_invalidate": slice_invalidate,
     "slice_cycle": slice_cycle,
+    "want_purge": want_purge,
     "want_due": want_due,
     "flow_cancel": flow_cancel,
     "flow_pause": flow_pause,

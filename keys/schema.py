@@ -248,6 +248,10 @@ class KeySpace:
         """ZSET: ``sla:<want id>`` / ``ttl:<want id>`` by due time (ms), for the wants scanner."""
         return f"{self.prefix(partition)}want_due"
 
+    def wants_done(self, partition: int) -> str:
+        """ZSET: ended wants by when they ended (ms), for retention (``want_purge``)."""
+        return f"{self.prefix(partition)}wants_done"
+
     def wants_breached(self, partition: int) -> str:
         """ZSET: wants that missed their SLA, score = when the breach was seen (ms)."""
         return f"{self.prefix(partition)}wants_breached"

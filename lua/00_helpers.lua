@@ -97,6 +97,7 @@ function K.want(prefix, want_id) return prefix .. 'w:' .. want_id end
 function K.want_slices(prefix, want_id) return prefix .. 'wsl:' .. want_id end
 function K.wants(prefix) return prefix .. 'wants' end
 function K.want_due(prefix) return prefix .. 'want_due' end
+function K.wants_done(prefix) return prefix .. 'wants_done' end
 function K.wants_breached(prefix) return prefix .. 'wants_breached' end
 function K.want_counts(prefix) return prefix .. 'want_counts' end
 function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end

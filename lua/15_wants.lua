@@ -94,6 +94,7 @@ local function want_move(prefix, w, to, now, detail, out)
   if not WANT_TERMINAL[to] then return end
   rcall('HSET', key, 'finished_ms', now, 'reason', string.sub(detail or '', 1, MAX_REASON))
   rcall('ZREM', K.want_due(prefix), 'sla:' .. w.id, 'ttl:' .. w.id)
+  rcall('ZADD', K.wants_done(prefix), now, w.id)
   local home = want_partition(w.id)
   for _, s in ipairs(cjson.decode(w.slices or '[]')) do
     if tonumber(s.partition) == home then rcall('SREM', K.slice_wants(prefix, s.name), w.id) end
@@ -320,7 +321,7 @@ end
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
-    want_counts, want_due, want_slices, wants
+    want_counts, want_due, want_slices, wants, wants_done
   Reply:  {state (or 'duplicate'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_create', function(keys, args)
@@ -337,7 +338,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
-    want_counts, want_due, want_slices, wants
+    want_counts, want_due, want_slices, wants, wants_done
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_request', function(keys, args)
@@ -350,7 +351,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
-    want_counts, want_due, want_slices, wants
+    want_counts, want_due, want_slices, wants, wants_done
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_news', function(keys, args)
@@ -364,7 +365,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
-    want_counts, want_due, want_slices, wants
+    want_counts, want_due, want_slices, wants, wants_done
   Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('build_news', function(keys, args)
@@ -377,7 +378,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
-    want_slices, wants
+    want_slices, wants, wants_done
   Reply:  {previous_state, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: NOT_FOUND, INVALID_STATE ]]
 register('want_cancel', function(keys, args)
@@ -415,7 +416,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
-    want_slices, wants, wants_breached
+    want_slices, wants, wants_breached, wants_done
   Reply:  {{breached want id...}, {expired want id...}, messages sent, {{id, lane} to hint...},
            {id to dispatch...}, entries read}
   Errors: BAD_ARGS ]]
@@ -451,4 +452,29 @@ register('want_due', function(keys, args)
     end
   end
   return {breached, expired, out.sent, out.ready, out.dispatch, #due}
+end)
+
+--[[ want_purge: delete wants that ended at least age_ms ago (their hash, what they
+  knew of their slices, their index entries); the slices stay.
+  KEYS[1] done     ZSET   ended wants by when they ended
+  ARGV[1] age_ms  ARGV[2] max_count
+  Derived: want, want_counts, want_slices, wants, wants_breached
+  Reply:  wants purged
+  Errors: BAD_ARGS ]]
+register('want_purge', function(keys, args)
+  local age_ms = int_arg(args[1], 'age_ms', 0, 1e13)
+  local max_count = int_arg(args[2], 'max_count', 1, MAX_BATCH)
+  local prefix = prefix_of(keys[1])
+  local ids = rcall('ZRANGEBYSCORE', keys[1], '-inf', now_ms() - age_ms, 'LIMIT', 0, max_count)
+  for _, id in ipairs(ids) do
+    local state = rcall('HGET', K.want(prefix, id), 'state')
+    rcall('UNLINK', K.want(prefix, id), K.want_slices(prefix, id))
+    rcall('ZREM', keys[1], id)
+    rcall('ZREM', K.wants(prefix), id)
+    rcall('ZREM', K.wants_breached(prefix), id)
+    if state and rcall('HINCRBY', K.want_counts(prefix), state, -1) <= 0 then
+      rcall('HDEL', K.want_counts(prefix), state)
+    end
+  end
+  return #ids
 end)

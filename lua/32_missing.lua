@@ -34,7 +34,7 @@ end
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
-    want_slices, wants
+    want_slices, wants, wants_done
   Reply:  {state ('waiting'|'ready'|'failed'), messages sent, {{id, lane} to hint...},
            {id to dispatch...}}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]

@@ -417,7 +417,7 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
     missing, outbox, outbox_msgs, outbox_seq, slice, slice_wants, slices, want, want_counts, want_due,
-    want_slices, wants, build_waits
+    want_slices, wants, build_waits, wants_done
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count}, [sent]}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]

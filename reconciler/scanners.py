@@ -295,6 +295,19 @@ class FlowRetention(Retention):
         return Digest(repaired=purged.flows, full=purged.steps >= self.batch)
 
 
+class WantRetention(Retention):
+    """Wants that ended longer ago than the retention → deleted (``want_purge``); slices stay."""
+
+    name = "want_retention"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("want_purge", (client.keys.wants_done(partition),), (self.age_ms, self.batch),
+                     parse=replies.want_purge)
+
+    def digest(self, client: Client, partition: int, reply: int) -> Digest:
+        return Digest(repaired=reply, full=reply >= self.batch)
+
+
 class IndexCheck(Scanner):
     """Executions and flows whose state and indexes disagree → repaired, counted, logged.
 
@@ -430,7 +443,7 @@ class WantCycles(Scanner):
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
                               DeadlineExpiry, UnsealedFlows, FlowOps, OutboxScanner, Retention,
-                              FlowRetention, IndexCheck, WantDeadlines, WantCycles)
+                              FlowRetention, IndexCheck, WantDeadlines, WantCycles, WantRetention)
 }
 
 

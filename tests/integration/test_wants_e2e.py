@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from engine import metrics
+from engine import NotFound, metrics
 from engine.router import Command
 from engine.wants import slice_partition
 from reconciler import Reconciler
 from reconciler.cli.daemon import refresh_wants
-from reconciler.scanners import IndexCheck, WantCycles
+from reconciler.scanners import IndexCheck, WantCycles, WantRetention
 from tests.waiting import wait_until
 from tests.wanting import builds_started, ended
 
@@ -207,3 +207,23 @@ def test_a_cycle_of_builds_started_by_wants_of_their_own_is_ended_by_the_want_cy
         assert status["state"] in ("failed", "upstream_failed"), status
         assert "dependency cycle: tri_" in status["reason"], status["reason"]
     assert builds_started(wapp) == {n: 1 for n in names}
+
+
+def test_retention_deletes_ended_wants_and_keeps_their_slices(wapp, worker):
+    worker()
+    done = wapp.want(["raw/2026-09-20"])
+    wait_until(lambda: ended(wapp, done), what="the want to end")
+    waiting = wapp.want(["manual/2026-09-20"])  # never ends: kept
+    result = Reconciler(wapp.client, [WantRetention(retention_s=0)]).run_pass()["want_retention"]
+    assert result.repaired == 1
+    with pytest.raises(NotFound):
+        wapp.want_status(done)
+    assert wapp.want_status(waiting)["state"] == "building"
+    assert wapp.slice("raw/2026-09-20")["state"] == "live"
+    ks = wapp.client.keys
+    p = slice_partition(ks, "raw/2026-09-20")
+    leftover = [k for k in (ks.want(p, done), ks.want_slices(p, done))
+                if wapp.client.run(Command(("EXISTS", k), k))]
+    assert leftover == []
+    counts = wapp.client.run(Command(("HGETALL", ks.want_counts(p)), ks.want_counts(p)))
+    assert "satisfied" not in counts
