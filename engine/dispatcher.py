@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engine import metrics, replies, wants
+from engine import metrics, outbox, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.errors import NotFound
 from engine.executions import _exec_key, execution_partition
 from engine.hints import hint_commands
-from engine.replies import ResolveReply, WantReply
+from engine.replies import ResolveReply
 
 DISPATCH_BATCH = 150  # edges per flow_resolve call; a skipped child costs ~40 us
 
@@ -51,12 +51,12 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
     """
     stats = DispatchStats()
     frontier = list(dict.fromkeys(execution_ids))
+    senders: set[int] = set()  # partitions where a child started a remote wait (an outbox message)
     while frontier:
         stats.rounds += 1
         replies = client.run_many([resolve_call(client, eid, max_count) for eid in frontier])
         following: list[str] = []
         hints: list[tuple[int, str]] = []
-        sent: list[int] = []  # partitions whose outbox a data slice's build wrote to
         for eid, reply in zip(frontier, replies, strict=True):
             if isinstance(reply, NotFound):
                 continue  # deleted by retention meanwhile: nothing left to resolve
@@ -78,15 +78,14 @@ def dispatch(client: Client, execution_ids: Iterable[str], max_count: int = DISP
                     hints.append(target)
             following.extend(resolved.cascade)
             if resolved.sent:
-                sent.append(execution_partition(client.keys, eid))
+                senders.add(execution_partition(client.keys, eid))
             if not resolved.done:
                 following.append(eid)
         if hints:
             client.run_many(hint_commands(client.keys, hints))
-        if sent:  # the wants of slices that were built, in other partitions
-            wants.follow(client, [(p, WantReply("", 1, [], [])) for p in set(sent)], following.extend,
-                         claim_locally)
         frontier = list(dict.fromkeys(following))
+    for partition in sorted(senders):  # register the remote waits now (else a worker's pass does)
+        outbox.flush_now(client, partition)
     metrics.DISPATCH_CASCADES.inc()
     metrics.DISPATCH_EDGES.labels("satisfied").inc(stats.satisfied)
     metrics.DISPATCH_EDGES.labels("impossible").inc(stats.impossible)

@@ -10,6 +10,13 @@ that event and correlation, or buffers the event for the first wait that
 registers later. An event matches a wait when the names are equal and the
 correlations are equal (not a subset: equality is what makes one key, and one
 slot, per correlation).
+
+A flow's further waits may name other correlations. A wait whose correlation
+lives in another partition than its flow is remote: it registers in the
+correlation's partition through the outbox (``wait_register``), a delivery
+there sends ``wait_resume`` back, and a wait that ends otherwise sends
+``wait_unregister``; the handlers below build those calls. ``deliver`` flushes
+the messages its call recorded before it returns.
 """
 
 from __future__ import annotations
@@ -17,19 +24,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from engine import metrics, replies
+from engine import metrics, outbox, replies
 from engine.calls import FCall
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
-from engine.errors import ContractError, TransitionRejected
+from engine.errors import ContractError, EngineError, TransitionRejected
 from keys import KeySpace, partition_of_key
+
+log = logging.getLogger("flowslot.events")
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CORRELATION_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -71,10 +81,17 @@ class Correlation:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What ``deliver`` did: ``resumed`` (step execution ids), ``buffered`` or ``duplicate``."""
+    """What ``deliver`` did: ``resumed`` (step execution ids), ``forwarded``, ``buffered`` or
+    ``duplicate``.
+
+    ``forwarded``: the event went to remote waits' registrations only, and none of them
+    resumed in this call (each had ended, or its ``wait_resume`` is still in the outbox:
+    ``pending`` lists those steps, which a worker's pass or the reconciler resumes).
+    """
 
     outcome: str
     resumed: list[str]
+    pending: list[str] = field(default_factory=list)
 
 
 def event_name(value: Any) -> str:
@@ -136,7 +153,10 @@ def deliver(client: Client, event: str, correlate: Any, payload: Any = None, *,
     """Deliver an event: resume every step waiting for it, or buffer it (``event_deliver``).
 
     ``event_id`` makes the delivery idempotent: the same id (for the same event and
-    correlation) is applied once; without one, every call is a new event. Counted in
+    correlation) is applied once; without one, every call is a new event. Remote waits
+    (their flow in another partition) get a ``wait_resume`` message each, applied here
+    before returning (``outbox.flush``); one this call could not apply is in ``pending``,
+    and a worker's pass or the reconciler applies it. Counted in
     ``flowslot_deliveries_total`` by outcome; a refused one (bad input) as ``refused``.
     """
     try:
@@ -158,15 +178,100 @@ def _deliver(client: Client, event: str, correlate: Any, payload: Any, event_id:
         raise ContractError(f"event_id must be a string of 1..{MAX_EVENT_ID} characters, got {event_id!r}")
     ttl_ms = int(seconds(buffer_ttl_s, "buffer_ttl_s", maximum=7 * 24 * 3600) * 1000)
     body = encode(payload, limit_bytes=max_payload_bytes, what=f"payload of event {name}")
+    partition = corr.partition(client.keys.partitions)
     resumed: list[str] = []
+    pending: list[str] = []
     to_dispatch: list[str] = []
     while True:
         reply = client.run(deliver_call(client.keys, name, corr, body, event_id, ttl_ms))
         resumed += [r.execution_id for r in reply.resumed]
         to_dispatch += [r.execution_id for r in reply.resumed if r.dispatch]
+        if reply.sent:
+            remote, waiting = _flush_sent(client, partition, reply.sent)
+            resumed += remote
+            pending += waiting
         if not reply.more:
             break
     if to_dispatch:
         dispatch(client, to_dispatch)
-    return Delivery("resumed" if resumed else reply.outcome, resumed)
+    outcome = "resumed" if resumed else "forwarded" if reply.outcome == "resumed" else reply.outcome
+    return Delivery(outcome, resumed, pending)
 
+
+def _flush_sent(client: Client, partition: int, sent: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Apply the ``wait_resume`` messages a delivery recorded (``outbox.flush`` of the correlation's
+    partition, which also dispatches the resumed steps' children): the steps they resumed, and
+    the steps whose message is still in the outbox (a failed flush: a later flush applies it)."""
+    todo = dict(sent)
+    resumed: list[str] = []
+    for _ in range(10):  # older messages of the partition come first; a few flushes reach ours
+        try:
+            flushed = outbox.flush(client, partition)
+        except EngineError as e:  # recorded: a worker's pass or the reconciler applies them
+            log.warning("flushing the wait_resume messages of partition %d failed: %s", partition, e)
+            break
+        for msg_id in [m for m in todo if m in flushed.applied]:
+            applied: replies.WaitResumeReply = flushed.applied[msg_id]
+            if applied.outcome == "resumed":
+                resumed.append(todo[msg_id])
+            del todo[msg_id]
+        if not todo or not flushed.more:
+            break
+    return resumed, list(todo.values())
+
+
+# -- remote waits: the outbox messages between a wait's partition and its correlation's --
+
+def _flush_back(client: Client, to_partition: int, reply: replies.RegisterReply) -> None:
+    """A registration that took a buffered event sent it back as ``wait_resume``: apply it now."""
+    if reply.sent:
+        outbox.flush_now(client, to_partition)
+
+
+def _dispatch_resumed(client: Client, to_partition: int, reply: replies.WaitResumeReply) -> None:
+    """A resumed step's children are dispatched; an event sent back (``returned``) is applied now."""
+    if reply.dispatch:
+        dispatch(client, [reply.execution_id])
+    elif reply.outcome == "returned":
+        outbox.flush_now(client, to_partition)
+
+
+def _after_return(client: Client, to_partition: int, reply: replies.ReturnReply) -> None:
+    """A returned event resumed local steps (dispatch them) or sent ``wait_resume`` (apply them)."""
+    to_dispatch = [r.execution_id for r in reply.resumed if r.dispatch]
+    if to_dispatch:
+        dispatch(client, to_dispatch)
+    if reply.sent:
+        outbox.flush_now(client, to_partition)
+
+
+@outbox.handler("wait_register", then=_flush_back)
+def wait_register_call(ks: KeySpace, to: int, msg_id: str, body: Any) -> FCall:
+    """Register a remote wait in its correlation's partition (``wait_register``)."""
+    key = str(body["key"])
+    return FCall("wait_register", (ks.waits(to, key), ks.event_buffer(to, key)),
+                 (msg_id, str(body["id"]), int(body["gen"]), int(body["back"])), parse=replies.wait_register)
+
+
+@outbox.handler("wait_unregister")
+def wait_unregister_call(ks: KeySpace, to: int, msg_id: str, body: Any) -> FCall:
+    """Remove a remote wait's registration (``wait_unregister``)."""
+    return FCall("wait_unregister", (ks.waits(to, str(body["key"])),), (msg_id, str(body["member"])),
+                 parse=replies.wait_unregister)
+
+
+@outbox.handler("wait_resume", then=_dispatch_resumed)
+def wait_resume_call(ks: KeySpace, to: int, msg_id: str, body: Any) -> FCall:
+    """Resume a remote wait in its own partition, if it still waits with this generation (``wait_resume``)."""
+    return FCall("wait_resume", (ks.execution(to, str(body["id"])),),
+                 (msg_id, int(body["gen"]), str(body["payload"]), 1 if body.get("sole") else 0,
+                  int(body.get("ttl") or DEFAULT_BUFFER_TTL_S * 1000), str(body.get("event") or "")),
+                 parse=replies.wait_resume)
+
+
+@outbox.handler("wait_return", then=_after_return)
+def wait_return_call(ks: KeySpace, to: int, msg_id: str, body: Any) -> FCall:
+    """Bring back an event only an ended remote wait took (``wait_return``)."""
+    key = str(body["key"])
+    return FCall("wait_return", (ks.waits(to, key), ks.event_buffer(to, key)),
+                 (msg_id, str(body["event"]), str(body["payload"]), int(body["ttl"])), parse=replies.wait_return)

@@ -10,7 +10,7 @@ half-resumed.
 
 from __future__ import annotations
 
-from engine import flowcalls
+from engine import flowcalls, outbox
 from engine.client import Client
 from engine.dispatcher import announce
 from engine.errors import ContractError
@@ -31,6 +31,7 @@ def seal(client: Client, flow_id: str) -> None:
         ready += sealed.ready
         roots_left = sealed.roots_left
     announce(client, ready, [])
+    _flush(client, flow_id)
 
 
 def cancel(client: Client, flow_id: str, reason: str = "flow canceled") -> str:
@@ -39,6 +40,7 @@ def cancel(client: Client, flow_id: str, reason: str = "flow canceled") -> str:
     remaining = first.remaining
     while remaining:
         remaining = client.run(flowcalls.cancel(client.keys, flow_id, CONTROL_BATCH, reason)).remaining
+    _flush(client, flow_id)
     return str(first.previous)
 
 
@@ -68,6 +70,13 @@ def retry(client: Client, flow_id: str) -> None:
         ready += retried.ready
         skipped += retried.skipped
     announce(client, ready, skipped)
+    _flush(client, flow_id)
+
+
+def _flush(client: Client, flow_id: str) -> None:
+    """Apply at once the outbox messages the operation recorded: remote waits that started
+    (registered in their correlation's partition) or ended (unregistered)."""
+    outbox.flush_now(client, flowcalls.flow_partition(client.keys, flow_id))
 
 
 def finish_op(client: Client, member: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import checks, events, flowcalls, flowops, metrics, signals
+from engine import checks, events, flowcalls, flowops, metrics, outbox, signals
 from engine.codec import encode
 from engine.dispatcher import announce
 from engine.errors import ContractError
@@ -32,7 +32,7 @@ from engine.policy import Retry
 from engine.refs import Ref as Ref  # re-exported: Ref was defined here
 from engine.refs import find as find_refs
 from engine.router import Command
-from keys import new_id
+from keys import new_id, partition_of_key
 
 if TYPE_CHECKING:
     from engine.app import App, TaskDef
@@ -147,8 +147,10 @@ class FlowBuilder:
         Once its edges are met it is ``waiting``; ``app.deliver(event, correlate, payload)``
         makes it ``succeeded`` with ``payload`` as its result (children get it through
         ``ref()``). After ``timeout_s`` it becomes ``expired`` (``on_timeout="fail"``:
-        ``failed``). ``correlate`` defaults to the flow's (``app.flow(..., correlate=)``);
-        every wait of one flow has the same correlation, which places the flow.
+        ``failed``). ``correlate`` defaults to the flow's (``app.flow(..., correlate=)``,
+        else the first wait's), which places the flow; a wait on another correlation
+        whose partition differs is remote: it registers there through the outbox
+        (engine/events.py), and a delivery resumes it through the outbox too.
 
         Every wait step also takes a signal: ``run.token(step_id)`` (or, in a handler of
         the same flow, ``current_task().token(step_id)``) gives a token with which
@@ -169,14 +171,12 @@ class FlowBuilder:
                                     "reserved; leave event out for a wait that takes a signal only")
             if corr is None:
                 raise ContractError(f"wait step {step_id!r}: give correlate= here or to app.flow()")
-            if self.correlation is not None and corr != self.correlation:
-                raise ContractError(f"wait step {step_id!r}: correlation {corr.canonical} differs from the "
-                                    f"flow's {self.correlation.canonical}; one flow waits on one correlation")
             spec = events.wait_spec(name, corr, timeout_s, on_timeout)
         step = self.step(step_id, WAIT_TASK, after=after, after_any=after_any, optional=optional,
                          any_of=any_of, quorum=quorum)
         step.options["wait"] = spec
-        self.correlation = corr
+        if self.correlation is None:
+            self.correlation = corr
         return step
 
     def _add_edge(self, step: Step, upstream: Step | Ref | str, kind: str, default: Any = None) -> None:
@@ -251,7 +251,15 @@ class FlowBuilder:
                 "backoff_ms": spec.backoff_ms, "backoff_max_ms": spec.backoff_max_ms,
                 "deadline_in_ms": spec.deadline_in_ms, "optional": o["optional"],
                 "policy": o["policy"], "quorum": o["quorum"], "edges": edges,
-                **({"wait": o["wait"]} if "wait" in o else {})}
+                **({"wait": self._placed_wait(o["wait"], partition)} if "wait" in o else {})}
+
+    def _placed_wait(self, spec: dict[str, Any], partition: int) -> dict[str, Any]:
+        """A wait spec for a flow in ``partition``: a wait whose correlation lives in another
+        partition gets ``home`` (that partition) and ``here`` (the flow's): it is remote."""
+        if spec["event"] == events.SIGNAL_EVENT:
+            return spec
+        home = partition_of_key(spec["correlate"], self.app.partitions)
+        return spec if home == partition else {**spec, "home": home, "here": partition}
 
     def submit(self, budget: int = WORK_BUDGET) -> FlowRun:
         """Validate, then write the flow: one FCALL when it fits ``budget`` work units
@@ -278,6 +286,8 @@ class FlowBuilder:
         announce(client, ready, skipped)
         if submitted.roots_left:
             flowops.seal(client, flow_id)
+        elif any("home" in spec.get("wait", {}) for spec in encoded):
+            outbox.flush_now(client, partition)  # register the remote waits that started now
         metrics.FLOWS.labels("submitted").inc()
         self.submitted = FlowRun(self.app, flow_id)
         return self.submitted

@@ -33,6 +33,7 @@ from typing import Any
 from engine import metrics, replies
 from engine.calls import FCall
 from engine.client import Client
+from engine.errors import EngineError
 from keys import KeySpace
 
 log = logging.getLogger("flowslot.outbox")
@@ -94,6 +95,11 @@ def ack_call(ks: KeySpace, partition: int, msg_ids: Sequence[str]) -> FCall:
                  parse=replies.outbox_ack)
 
 
+def defer_call(ks: KeySpace, partition: int, msg_ids: Sequence[str]) -> FCall:
+    """``outbox_defer``: move messages that could not be applied behind the others (re-scored now)."""
+    return FCall("outbox_defer", (ks.outbox(partition),), (json.dumps(list(msg_ids)),), parse=replies.outbox_defer)
+
+
 def sweep_call(ks: KeySpace, partition: int, min_age_ms: int = SCANNER_AGE_MS, limit: int = FLUSH_BATCH,
                inbox_age_ms: int = INBOX_TTL_MS, max_pruned: int = 1000) -> FCall:
     """``outbox_sweep`` (the reconciler's call): forget inbox ids older than ``inbox_age_ms``,
@@ -121,6 +127,17 @@ def flush(client: Client, partition: int, min_age_ms: int = 0, limit: int = FLUS
     result = apply(client, partition, raw)
     result.more = len(raw) >= limit
     return result
+
+
+def flush_now(client: Client, partition: int) -> FlushResult | None:
+    """``flush`` right after a call that sent messages; on an ``EngineError`` (a node away, say) log
+    and return None: the messages are recorded, a worker's pass or the reconciler applies them, so
+    the caller's own call, which succeeded, is not reported as failed."""
+    try:
+        return flush(client, partition)
+    except EngineError as e:
+        log.warning("flushing the outbox of partition %d failed, left to a later flush: %s", partition, e)
+        return None
 
 
 def apply(client: Client, partition: int, raw: Sequence[tuple[str, str]]) -> FlushResult:
@@ -154,6 +171,8 @@ def apply(client: Client, partition: int, raw: Sequence[tuple[str, str]]) -> Flu
             metrics.OUTBOX.labels(m.kind, "applied").inc()
     if done:
         client.run(ack_call(client.keys, partition, [m.id for m, _, _ in done]))
+    if result.failed:  # to the back of the queue: messages behind them are applied meanwhile
+        client.run(defer_call(client.keys, partition, list(result.failed)))
     for m, h, reply in done:
         if h.then is not None:
             try:
@@ -164,7 +183,18 @@ def apply(client: Client, partition: int, raw: Sequence[tuple[str, str]]) -> Flu
     return result
 
 
+_REPORTED: dict[str, None] = {}  # message ids already logged by this process (oldest dropped past 10,000)
+
+
 def _fail(result: FlushResult, msg_id: str, kind: str, why: str) -> None:
+    """Count every failure; log a message id's first failure as an error, later ones at debug
+    level (a worker's pass meets the same stuck message every second)."""
     result.failed[msg_id] = why
     metrics.OUTBOX.labels(kind, "failed").inc()
+    if msg_id in _REPORTED:
+        log.debug("outbox message %s (%s) still not applied: %s", msg_id, kind, why)
+        return
+    _REPORTED[msg_id] = None
+    if len(_REPORTED) > 10_000:
+        del _REPORTED[next(iter(_REPORTED))]
     log.error("outbox message %s (%s) not applied, left in the outbox: %s", msg_id, kind, why)

@@ -118,6 +118,23 @@ class DeliverReply(NamedTuple):
     outcome: str  # "resumed", "buffered" or "duplicate"
     resumed: list[Resumed]
     more: bool  # more steps wait than one call resumes: call again
+    sent: list[tuple[str, str]]  # (msg id, execution id) of each wait_resume sent to a remote wait
+
+
+class RegisterReply(NamedTuple):
+    """``wait_register``: ``registered``, ``taken`` (a buffered event, sent back as ``sent``), ``duplicate``."""
+
+    outcome: str
+    sent: str  # msg id of the wait_resume sent, or ""
+
+
+class WaitResumeReply(NamedTuple):
+    """``wait_resume``: ``resumed``, ``stale`` (the wait ended or waits again), ``returned``
+    (stale, and the event went back to its correlation's partition: flush) or ``duplicate``."""
+
+    outcome: str
+    execution_id: str
+    dispatch: bool
 
 
 class SignalReply(NamedTuple):
@@ -259,7 +276,7 @@ class ResolveReply(NamedTuple):
     ready: list[ReadyStep]
     cascade: list[str]  # skipped children with children of their own: the next frontier
     tally: ResolveTally
-    sent: int = 0  # outbox messages written (a data slice's build telling its wants)
+    sent: int  # outbox messages recorded (remote waits that started): flush the partition
 
 
 class FlowCancelReply(NamedTuple):
@@ -300,8 +317,7 @@ def flow_seal(r: Any) -> SealReply:
 def flow_resolve(r: Any) -> ResolveReply:
     satisfied, impossible, already, skipped = r[3]
     return ResolveReply(bool(r[0]), _ready(r[1]), list(r[2]),
-                        ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)),
-                        int(r[4]) if len(r) > 4 else 0)
+                        ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)), int(r[4]))
 
 
 # -- wants (lua/15_wants.lua, lua/32_missing.lua) ---------------------------------------------
@@ -473,7 +489,33 @@ def flowslot_states(r: Any) -> dict[str, Any]:
 
 
 def event_deliver(r: Any) -> DeliverReply:
-    return DeliverReply(r[0], [Resumed(i, bool(d)) for i, d in r[1]], bool(r[2]))
+    return DeliverReply(r[0], [Resumed(i, bool(d)) for i, d in r[1]], bool(r[2]), [(m, i) for m, i in r[3]])
+
+
+def wait_register(r: Any) -> RegisterReply:
+    return RegisterReply(r[0], r[1])
+
+
+class ReturnReply(NamedTuple):
+    """``wait_return``: ``resumed`` (local steps, and ``sent`` messages to remote ones), ``buffered``,
+    ``duplicate``."""
+
+    outcome: str
+    resumed: list[Resumed]
+    sent: int
+
+
+def wait_return(r: Any) -> ReturnReply:
+    return ReturnReply(r[0], [Resumed(i, bool(d)) for i, d in r[1]], int(r[2]))
+
+
+def wait_unregister(r: Any) -> str:
+    """``wait_unregister``: ``removed``, ``absent`` or ``duplicate``."""
+    return str(r)
+
+
+def wait_resume(r: Any) -> WaitResumeReply:
+    return WaitResumeReply(r[0], r[1], bool(r[2]))
 
 
 def wait_signal(r: Any) -> SignalReply:
@@ -499,6 +541,11 @@ def outbox_due(r: Any) -> list[tuple[str, str]]:
 
 def outbox_ack(r: Any) -> int:
     """``outbox_ack``: how many messages were deleted."""
+    return int(r)
+
+
+def outbox_defer(r: Any) -> int:
+    """``outbox_defer``: how many messages were moved behind the others."""
     return int(r)
 
 
@@ -560,8 +607,13 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "wait_signal": wait_signal,
     "exec_signal": exec_signal,
     "secrets_rotate": secrets_rotate,
+    "wait_register": wait_register,
+    "wait_unregister": wait_unregister,
+    "wait_resume": wait_resume,
+    "wait_return": wait_return,
     "outbox_due": outbox_due,
     "outbox_ack": outbox_ack,
+    "outbox_defer": outbox_defer,
     "outbox_sweep": outbox_sweep,
     "flowslot_states": flowslot_states,
     "flowslot_version": flowslot_version,

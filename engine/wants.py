@@ -236,7 +236,8 @@ def follow(client: Client, results: Sequence[tuple[int, replies.WantReply]],
         client.run_many(hint_commands(client.keys, hints))
     for partition in sorted({p for p, w in results if w.sent}):
         for _ in range(FOLLOW_ROUNDS):
-            if not outbox.flush(client, partition).more:
+            flushed = outbox.flush_now(client, partition)  # on an error: left to a later flush
+            if flushed is None or not flushed.more:
                 break
     ended = [eid for _, w in results for eid in w.dispatch]
     if ended:

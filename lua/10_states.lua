@@ -258,47 +258,80 @@ end
 -- member of its correlation's `waits` set, which event_deliver reads, and of
 -- the partition's `waiting` index (by start time, for `flowslot waits`);
 -- events that came before any wait registered sit in the correlation's buffer.
+--
+-- A remote wait (its correlation lives in another partition, `wait_home`, than
+-- its flow, `wait_here`) cannot join that set in the same call: it sends a
+-- `wait_register` message through the outbox (engine/events.py applies it with
+-- wait_register in lua/60_events.lua), and the correlation partition answers
+-- a delivery with a `wait_resume` message. Each start of a remote wait gets a
+-- new generation (`wait_gen`); its member in the waits set is
+-- "<id>#<gen>@<wait_here>", and wait_resume only resumes the step while it
+-- still waits with that generation, so a stale registration never wakes a
+-- later wait of the same step (a flow retried).
 local EVENT_BUFFER_CAP = 1000
+
+-- The waits-set member of a remote wait's current registration.
+local function remote_member(e)
+  return e.id .. '#' .. e.wait_gen .. '@' .. e.wait_here
+end
+
+-- A waiting step that ends (resumed, canceled, timed out) leaves its waits set
+-- and the waiting index; a remote wait sends `wait_unregister` to its
+-- correlation partition instead (unless `registered` is false: the delivery
+-- that resumes it took its member out already). A suspended handler
+-- (exec_suspend) leaves the waiting index.
+local function leave_waits(prefix, e, registered)
+  if e.state == 'waiting' and e.wait_key then
+    if not e.wait_home then
+      rcall('SREM', K.waits(prefix, e.wait_key), e.id)
+    elseif registered ~= false then
+      outbox_send(prefix, 'wait_unregister', tonumber(e.wait_home), {key = e.wait_key, member = remote_member(e)})
+    end
+    rcall('ZREM', K.waiting(prefix), e.id)
+  elseif e.state == 'waiting' and e.suspend_on then
+    rcall('ZREM', K.waiting(prefix), e.id)
+    if e.suspend_on == 'flowslot.slices' then rcall('ZREM', K.build_waits(prefix), e.id) end
+  end
+end
 
 -- The event came: the waiting step succeeds with its payload as its result.
 -- Returns finish()'s dispatch flag.
-local function resume_wait(prefix, e, payload, now)
-  rcall('SREM', K.waits(prefix, e.wait_key), e.id)
-  rcall('ZREM', K.waiting(prefix), e.id)
+local function resume_wait(prefix, e, payload, now, registered)
+  leave_waits(prefix, e, registered)
   move(prefix, e, 'succeeded', {'result', payload, 'finished_ms', now}, 'event ' .. e.wait_event)
   return finish(prefix, e, now)
 end
 
 -- A wait step whose edges are met starts waiting: it takes a buffered event at
 -- once if one came early, else it joins the correlation's waits set (and the
--- deadlines index, when it has a timeout). Terminal ids to dispatch go to out.skipped.
+-- deadlines index, when it has a timeout). Terminal ids to dispatch go to
+-- out.skipped. A remote wait registers through the outbox instead (out.sent
+-- counts the messages, so the caller flushes them).
 local function start_wait(prefix, e, now, out)
   local timeout = tonumber(e.timeout_ms or 0)
   local deadline = 0
   if timeout > 0 then deadline = now + timeout end
   local fields = {'waiting_ms', now}
   if deadline > 0 then fields = {'waiting_ms', now, 'deadline_ms', deadline} end
-  move(prefix, e, 'waiting', fields)
-  local early = rcall('LPOP', K.event_buffer(prefix, e.wait_key))
-  if early then
-    if resume_wait(prefix, e, early, now) == 1 then out.skipped[#out.skipped + 1] = e.id end
-    return
+  if e.wait_home then
+    e.wait_gen = tostring(tonumber(e.wait_gen or 0) + 1)
+    fields[#fields + 1] = 'wait_gen'
+    fields[#fields + 1] = e.wait_gen
+    move(prefix, e, 'waiting', fields)
+    outbox_send(prefix, 'wait_register', tonumber(e.wait_home),
+      {key = e.wait_key, id = e.id, gen = tonumber(e.wait_gen), back = tonumber(e.wait_here)})
+    out.sent = (out.sent or 0) + 1
+  else
+    move(prefix, e, 'waiting', fields)
+    local early = rcall('LPOP', K.event_buffer(prefix, e.wait_key))
+    if early then
+      if resume_wait(prefix, e, early, now) == 1 then out.skipped[#out.skipped + 1] = e.id end
+      return
+    end
+    rcall('SADD', K.waits(prefix, e.wait_key), e.id)
   end
-  rcall('SADD', K.waits(prefix, e.wait_key), e.id)
   rcall('ZADD', K.waiting(prefix), now, e.id)
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
-end
-
--- A waiting step that ends otherwise (canceled, timed out) leaves its waits set;
--- a suspended handler (exec_suspend) leaves the waiting index.
-local function leave_waits(prefix, e)
-  if e.state == 'waiting' and e.wait_key then
-    rcall('SREM', K.waits(prefix, e.wait_key), e.id)
-    rcall('ZREM', K.waiting(prefix), e.id)
-  elseif e.state == 'waiting' and e.suspend_on then
-    rcall('ZREM', K.waiting(prefix), e.id)
-    if e.suspend_on == 'flowslot.slices' then rcall('ZREM', K.build_waits(prefix), e.id) end
-  end
 end
 
 -- A handler suspended on a wait name (exec_suspend) got its signal: it leaves

@@ -49,8 +49,8 @@ end
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting,
-    slice, slices, build_waits
+    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
            lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
            inputs: {upstream_step, input_json, ...}, or the number of inputs when

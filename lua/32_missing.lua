@@ -86,7 +86,8 @@ end)
   KEYS[1] exec     HASH   the waiting build
   ARGV[1] cycle (text: "dependency cycle: A → B → C → A")
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
-    flows_done, leases, pending_dispatch, slice, slices, terminal, waiting, waits
+    flows_done, leases, pending_dispatch, slice, slices, terminal, waiting, waits,
+    outbox, outbox_msgs, outbox_seq
   Reply:  {outcome ('failed'|'ignored'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('slice_cycle', function(keys, args)

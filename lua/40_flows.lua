@@ -23,7 +23,7 @@ local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
 local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
   'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event', 'wait_key',
-  'timeout_ms'}
+  'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
 local function gate_fields(prefix, id)
   local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
@@ -126,6 +126,11 @@ local function check_wait(w, where)
   if type(w.correlate) ~= 'string' or #w.correlate > 8192 then raise('BAD_ARGS', where .. ': bad wait correlation') end
   int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
   if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
+  if w.home ~= nil or w.here ~= nil then  -- a remote wait: its correlation's partition, and its flow's
+    int_arg(w.home, where .. ' wait home', 0, 16383)
+    int_arg(w.here, where .. ' wait here', 0, 16383)
+    if w.home == w.here then raise('BAD_ARGS', where .. ': a remote wait lives in another partition') end
+  end
 end
 
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
@@ -216,6 +221,12 @@ local function wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   put_unless(fields, 'quorum', s.quorum or 0, 0)
   put_unless(fields, 'req_total', req_total, 0)
   put_unless(fields, 'soft_total', soft_total, 0)
+  if w.home then  -- a remote wait: its correlation's partition, and its flow's
+    fields[#fields + 1] = 'wait_home'
+    fields[#fields + 1] = w.home
+    fields[#fields + 1] = 'wait_here'
+    fields[#fields + 1] = w.here
+  end
   return fields
 end
 
@@ -257,13 +268,10 @@ end
   ARGV[1] flow_id  ARGV[2] name  ARGV[3] labels (JSON)  ARGV[4] steps (JSON list)
   ARGV[5] final (1: seal the flow)  ARGV[6] parent (execution id adding steps, or '')
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
-    flows_done,
-    unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
-    flow_steps,
-    flow_order, flow_roots, flow_held,
-    flow_done (flow_ops: "seal:<flow>" while roots
-    are still held after the final batch),
-    event_buffer, waits, waiting, slice, slices
+    flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
+    flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
+    are still held after the final batch), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -371,12 +379,10 @@ register('flow_submit', flow_submit)
   flow was submitted in batches (call until roots_left is 0).
   KEYS[1] flow     HASH   the flow (already sealed by its final flow_submit)
   ARGV[1] max_count
-  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done,
-    flow_ops, execution, done, edges_out, flow, flow_roots, flow_held,
-    flow_done (flow_ops:
-    "seal:<flow>" removed with the last root), event_buffer, waits, waiting,
-    slice, slices
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
+    "seal:<flow>" removed with the last root), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -411,15 +417,16 @@ end
   through skipped ones. Resolving the last edge clears the pending_dispatch
   record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
   For the build of a data slice it tells the wants waiting for the slice instead
-  (settle_reply), and the reply has a fifth element: outbox messages sent.
+  (settle_reply: its sent counts the want_news and build_news messages).
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
-    missing, outbox, outbox_msgs, outbox_seq, slice, slice_wants, slices, want, want_counts, want_due,
-    want_slices, wants, build_waits, wants_done
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, missing, slice, slice_wants, slices, want, want_counts, want_due, want_slices, wants, wants_done
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
-           {satisfied_count, impossible_count, already_resolved_count, skipped_count}, [sent]}
+           {satisfied_count, impossible_count, already_resolved_count, skipped_count},
+           sent (outbox messages recorded: remote waits that started, or a slice's news; the
+           caller flushes)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resolve(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -450,7 +457,7 @@ local function flow_resolve(keys, args)
     done = 1
   end
   return {done, out.ready, out.skipped,
-    {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}}
+    {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}, out.sent or 0}
 end
 register('flow_resolve', flow_resolve)
 
@@ -459,12 +466,10 @@ register('flow_resolve', flow_resolve)
   late results are refused). Idempotent; call until remaining is 0.
   KEYS[1] flow     HASH   the flow
   ARGV[1] max_count  ARGV[2] reason
-  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts,
-    events,
-    flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order,
-    flow_held,
-    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits,
-    waiting, slice, slices, build_waits
+  Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
+    flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)

@@ -19,8 +19,8 @@ end, {'no-writes'})
   KEYS[1] deadlines ZSET  non-terminal executions by deadline
   ARGV[1] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting,
-    slice, slices, build_waits
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {{id, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 register('exec_expire_deadlines', function(keys, args)
@@ -573,7 +573,8 @@ end
   ARGV[3] head_count (members read from the head of each index)
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps, flow_order,
-    flow_roots, flow_held, flow_done, event_buffer, waits, waiting, slice, slices
+    flow_roots, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {more (1: events left for another call), {{kind, id, detail}, ...},
            {lane to hint, ...}, {execution id to dispatch, ...}}
   Errors: BAD_ARGS ]]

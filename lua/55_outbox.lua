@@ -53,6 +53,37 @@ register('outbox_ack', function(keys, args)
   return deleted
 end)
 
+--[[ outbox_defer: move messages that could not be applied (unknown kind, failed target call)
+  behind the others: their score becomes now (or just after the newest other message's, if
+  that is not earlier), so a flush reading the oldest ones reaches the messages recorded after them. Ids no longer in the outbox are ignored.
+  KEYS[1] outbox   ZSET   message ids by creation time (by last failure, for deferred ones)
+  ARGV[1] msg_ids (JSON list, at most 1,000)
+  Derived: none
+  Reply:  deferred_count
+  Errors: BAD_ARGS ]]
+register('outbox_defer', function(keys, args)
+  local ok, ids = pcall(cjson.decode, args[1] or '')
+  if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
+    raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
+  end
+  for _, id in ipairs(ids) do
+    if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
+  end
+  -- behind every other message recorded so far, also one recorded within this millisecond
+  local score, mine = now_ms(), {}
+  for _, id in ipairs(ids) do mine[id] = true end
+  local newest = rcall('ZREVRANGE', keys[1], 0, #ids, 'WITHSCORES')
+  for i = 1, #newest, 2 do
+    if not mine[newest[i]] then
+      if tonumber(newest[i + 1]) >= score then score = tonumber(newest[i + 1]) + 1 end
+      break
+    end
+  end
+  local deferred = 0
+  for _, id in ipairs(ids) do deferred = deferred + rcall('ZADD', keys[1], 'XX', 'CH', score, id) end
+  return deferred
+end)
+
 --[[ outbox_sweep: the reconciler's call: forget applied ids older than inbox_age_ms (up to
   max_pruned), and return the messages recorded at least age_ms ago, as outbox_due does.
   KEYS[1] outbox   ZSET   message ids by creation time

@@ -211,6 +211,8 @@ class DeadlineExpiry(Scanner):
 
     def digest(self, client: Client, partition: int, reply: Any) -> Digest:
         expired = replies.exec_expire_deadlines(reply)
+        if expired:  # an expired remote wait sent wait_unregister: apply it now
+            outbox.flush_now(client, partition)
         return Digest(repaired=len(expired), dispatch=[e.id for e in expired if e.dispatch],
                       full=len(expired) >= self.batch)
 

@@ -8,6 +8,11 @@ counters, the event stream, the flows index); ``by_key`` gives each key's
 share. Throughput: ``deliver()`` from N client threads, one event per flow,
 each resuming one step (one FCALL and no dispatch: a wait with no children).
 Targets: at most 1.5 KiB per waiting step, at least 2,000 deliveries/s.
+
+Remote waits: ``REMOTE_FLOWS`` flows placed by an order id, each waiting on a
+shipment id whose partition differs, so each delivery is ``event_deliver`` in
+the shipment's partition plus the flush of its ``wait_resume`` message
+(``outbox_due``, ``wait_resume`` in the flow's partition, ``outbox_ack``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ NAME = "waits"
 FLOWS = 10_000
 THREADS = (1, 4)
 SAMPLE = 200  # flows whose keys are measured one by one
+REMOTE_FLOWS = 2_000
 
 
 def _usage(client: Client, key: str) -> int:
@@ -40,6 +46,20 @@ def _submit(app: App, flows: int, tag: str) -> list[str]:
     for i in range(flows):
         flow = app.flow("waits", correlate={"order_id": f"{tag}-{i}"})
         flow.wait("payment", "payment_received")
+        ids.append(flow.submit().id)
+    return ids
+
+
+def _submit_remote(app: App, flows: int, tag: str) -> list[str]:
+    """Flows placed by an order id, each waiting on a shipment id in another partition."""
+    ids = []
+    for i in range(flows):
+        ship = correlation({"shipment": f"{tag}-{i}"})
+        j = 0
+        while correlation({"order_id": f"{tag}-{i}-{j}"}).partition(app.partitions) == ship.partition(app.partitions):
+            j += 1
+        flow = app.flow("waits-remote", correlate={"order_id": f"{tag}-{i}-{j}"})
+        flow.wait("shipped", "shipped", {"shipment": f"{tag}-{i}"})
         ids.append(flow.submit().id)
     return ids
 
@@ -66,12 +86,13 @@ def _memory(app: App, flow_ids: list[str], tag: str) -> dict[str, Any]:
             "by_key": by_key}
 
 
-def _deliver_all(app: App, tag: str, flows: int, threads: int) -> dict[str, float]:
+def _deliver_all(app: App, tag: str, flows: int, threads: int, remote: bool = False) -> dict[str, float]:
     counts = [0] * threads
+    event, name = ("shipped", "shipment") if remote else ("payment_received", "order_id")
 
     def deliver(n: int) -> None:
         for i in range(n, flows, threads):
-            delivery = app.deliver("payment_received", {"order_id": f"{tag}-{i}"}, {"i": i})
+            delivery = app.deliver(event, {name: f"{tag}-{i}"}, {"i": i})
             counts[n] += len(delivery.resumed)
 
     started = time.perf_counter()
@@ -102,12 +123,21 @@ def run(params: Params, target: Target, progress: Progress) -> Result:
             rounds.append(_deliver_all(app, tag, FLOWS, threads))
             progress(f"deliveries: {rounds[-1]}")
             assert rounds[-1]["resumed"] == FLOWS, rounds[-1]
+        remote = []
+        for threads in THREADS:
+            tag = f"r{threads}"
+            started = time.perf_counter()
+            _submit_remote(app, REMOTE_FLOWS, tag)
+            progress(f"{REMOTE_FLOWS} flows waiting remotely in {time.perf_counter() - started:.1f}s")
+            remote.append(_deliver_all(app, tag, REMOTE_FLOWS, threads, remote=True))
+            progress(f"remote deliveries: {remote[-1]}")
+            assert remote[-1]["resumed"] == REMOTE_FLOWS, remote[-1]
     finally:
         app.close()
         if not target.embedded:
             delete_matching(target, f"{namespace}:*")
     best = max(r["deliveries_per_s"] for r in rounds)
-    return {"scenario": NAME, "memory": memory, "deliveries": rounds,
+    return {"scenario": NAME, "memory": memory, "deliveries": rounds, "remote_deliveries": remote,
             "targets": {"bytes_per_waiting_step": 1536, "deliveries_per_s": 2000},
             "meets_targets": memory["per_waiting_step_bytes"] <= 1536 and best >= 2000}
 

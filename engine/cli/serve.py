@@ -28,10 +28,14 @@ def listen(host: str, port: int) -> socket.socket:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from e
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(2048)  # from here connections queue until uvicorn takes them
     except OSError as e:
+        sock.close()  # a port in use must not leave the socket to the garbage collector
         raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from e
     sock.set_inheritable(True)
     return sock

@@ -539,5 +539,7 @@ def test_serve_takes_its_keys_from_the_environment_hides_tokens_from_its_log_cou
             proc.kill()
             proc.wait()
     log = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert "GET /healthz 200" in log
     assert re.search(r"POST /v1/signals/<token> \d{3}", log) and "secret-token-abc" not in log

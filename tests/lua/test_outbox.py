@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine import outbox
+from engine.errors import ClusterUnavailable
 from engine.promoter import Promoter
 from engine.router import Command
 from reconciler.scanners import OutboxScanner
@@ -107,3 +108,30 @@ def test_a_workers_promotion_pass_applies_due_messages(client, monkeypatch):
     monkeypatch.setattr(outbox, "WORKER_AGE_MS", 0)
     Promoter(client).promote(list(range(TEST_PARTITIONS)), outbox=True)
     assert total(client) == 1 and pending(client) == []
+
+
+def test_a_stuck_message_is_logged_as_an_error_once_and_counted_every_time(client, caplog):
+    [unknown] = outbox_lib.send(client, A, B, kind="t_stuck")
+    for _ in range(3):
+        assert unknown in outbox.flush(client, A).failed
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and unknown in r.getMessage()]
+    assert len(errors) == 1
+
+
+def test_a_message_that_cannot_be_applied_goes_behind_the_others_and_holds_none_of_them_up(client):
+    [stuck] = outbox_lib.send(client, A, B, kind="t_nobody")
+    [fine] = outbox_lib.send(client, A, B)
+    assert stuck in outbox.flush(client, A, limit=1).failed              # the oldest first: it fails
+    assert outbox.flush(client, A, limit=1).applied == {fine: "applied"}  # then the one behind it
+    assert pending(client) == [stuck]
+
+
+def test_a_flush_right_after_a_call_reports_a_failure_without_raising(client, monkeypatch):
+    outbox_lib.send(client, A, B)
+
+    def unavailable(*args, **kwargs):
+        raise ClusterUnavailable("node away")
+
+    monkeypatch.setattr(outbox, "flush", unavailable)
+    assert outbox.flush_now(client, A) is None
+    assert len(pending(client)) == 1
