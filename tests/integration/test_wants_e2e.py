@@ -227,3 +227,31 @@ def test_retention_deletes_ended_wants_and_keeps_their_slices(wapp, worker):
     assert leftover == []
     counts = wapp.client.run(Command(("HGETALL", ks.want_counts(p)), ks.want_counts(p)))
     assert "satisfied" not in counts
+
+
+def test_a_slice_of_another_partition_failing_fails_a_want_for_several(wapp, worker):
+    worker()
+    names = ["raw/2026-08-01", "broken/2026-08-02"]
+    assert len({slice_partition(wapp.client.keys, n) for n in names}) == 2
+    want = wapp.want(names)
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert (status["state"], status["reason"]) == ("failed", "broken/2026-08-02 failed: ValueError: no data "
+                                                              "for 2026-08-02")
+    wait_until(lambda: wapp.slice("raw/2026-08-01")["state"] == "live", what="the other slice to be built")
+
+
+def test_canceling_an_upstream_want_fails_the_build_that_spawned_it_and_the_wants_above(wapp, worker):
+    worker()  # lane default only: manual/ is never built
+    want = wapp.want(["above_manual/2026-08-03"])
+    build = wapp.handle(wapp.slice("above_manual/2026-08-03")["build"])
+    wait_until(lambda: build.state().value == "waiting", what="the build to find manual/ missing")
+    ks = wapp.client.keys
+    key = ks.missing(slice_partition(ks, "above_manual/2026-08-03"), build.id)
+    upstream = wapp.client.run(Command(("HGET", key, "manual/2026-08-03"), key)).split("|")[0]
+    assert wapp.cancel_want(upstream, "not today") == "building"
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    status = wapp.want_status(want)
+    assert status["state"] == "upstream_failed"
+    assert status["reason"] == "manual/2026-08-03 failed: canceled: not today"
+    assert build.info()["error_kind"] == "upstream_failed"
