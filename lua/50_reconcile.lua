@@ -44,6 +44,9 @@ register('exec_expire_deadlines', function(keys, args)
         if wait_deadline == 0 or now < wait_deadline then
           kind, msg = 'deadline', 'deadline passed while waiting for signal ' .. e.suspend_on
         end
+        if e.suspend_on == 'flowslot.slices' then  -- a build waiting for missing slices (lua/32_missing.lua)
+          kind, msg = 'deadline', 'deadline passed while waiting for missing slices'
+        end
         move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
       elseif e.state == 'waiting' then
         -- A wait that timed out: expired (children get defaults or are skipped) or failed.

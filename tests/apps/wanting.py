@@ -144,3 +144,9 @@ def tri_b(k: str) -> str:
 def tri_c(k: str) -> str:
     _slow_then_need(f"tri_a/{k}")
     return "c"
+
+
+@app.produces("hurried/{date}", name="wanting.hurried", deadline_s=1.0)
+def hurried(date: str) -> str:
+    _need(f"manual/{date}")
+    return "hurried"

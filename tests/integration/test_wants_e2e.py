@@ -11,7 +11,7 @@ from engine.router import Command
 from engine.wants import slice_partition
 from reconciler import Reconciler
 from reconciler.cli.daemon import refresh_wants
-from reconciler.scanners import IndexCheck, WantCycles, WantRetention
+from reconciler.scanners import DeadlineExpiry, IndexCheck, WantCycles, WantRetention
 from tests.waiting import wait_until
 from tests.wanting import builds_started, ended
 
@@ -255,3 +255,17 @@ def test_canceling_an_upstream_want_fails_the_build_that_spawned_it_and_the_want
     assert status["state"] == "upstream_failed"
     assert status["reason"] == "manual/2026-08-03 failed: canceled: not today"
     assert build.info()["error_kind"] == "upstream_failed"
+
+
+def test_a_build_past_its_deadline_while_waiting_for_slices_expires_and_fails_its_wants(wapp, worker):
+    worker()  # lane default only: manual/ is never built
+    want = wapp.want(["hurried/2026-08-04"])
+    build = wapp.handle(wapp.slice("hurried/2026-08-04")["build"])
+    wait_until(lambda: build.state().value == "waiting", what="the build to find manual/ missing")
+    time.sleep(1.1)
+    Reconciler(wapp.client, [DeadlineExpiry()]).run_pass()
+    wait_until(lambda: ended(wapp, want), what="the want to end")
+    assert build.info()["error_msg"] == "deadline passed while waiting for missing slices"
+    status = wapp.want_status(want)
+    assert status["state"] == "failed"
+    assert status["reason"] == "hurried/2026-08-04 failed: deadline: deadline passed while waiting for missing slices"
