@@ -8,7 +8,7 @@ import pytest
 
 from engine import metrics
 from reconciler import Reconciler
-from reconciler.scanners import WantDeadlines
+from reconciler.scanners import WantCycles, WantDeadlines, WantRetention
 from tests.waiting import wait_until
 from tests.wanting import ended, events
 
@@ -77,3 +77,14 @@ def test_past_its_ttl_a_want_expires_and_the_build_that_spawned_it_fails(wapp, w
     assert wapp.want_status(want)["state"] == "expired"
     wait_until(lambda: build.state().value == "failed", what="the build to fail")
     assert build.info()["error_kind"] == "upstream_failed"
+
+
+def test_a_quiet_pass_of_the_want_scanners_costs_one_call_per_partition_whatever_is_stored(wapp):
+    def quiet_pass():
+        scanners = [WantDeadlines(), WantCycles(), WantRetention()]
+        return {n: r.commands for n, r in Reconciler(wapp.client, scanners).run_pass().items()}
+
+    empty = quiet_pass()
+    for i in range(300):
+        wapp.want([f"slow/q{i}"], data_timestamp=time.time(), sla_s=3600, ttl_s=7200)
+    assert quiet_pass() == empty == {name: wapp.client.keys.partitions for name in empty}
