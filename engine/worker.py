@@ -236,10 +236,12 @@ class Worker:
         held = self._held.running()
         if not held:
             return
-        for h in held:
-            h.context._cancel("worker shutting down")
+        # Release first, then cancel: a cooperative handler that returns as soon as it is
+        # canceled must find its lease already handed back, or it would record its result.
         calls = [executions.release(self.keys, h.claimed.execution_id, h.claimed.token) for h in held]
         replies = self.client.run_many(calls)
+        for h in held:
+            h.context._cancel("worker shutting down")
         hints, released = [], []
         for h, reply in zip(held, replies, strict=True):
             if isinstance(reply, Exception):
