@@ -38,7 +38,8 @@ from engine.flows import FlowBuilder, Step
 from engine.handle import Handle
 from engine.policy import PermanentError, Retry
 from engine.signals import BadToken
-from engine.states import ExecutionState, FlowState
+from engine.states import ExecutionState, FlowState, SliceState, WantState
+from engine.wants import MissingDependencies
 
 __all__ = [
     "AlreadyExists", "App", "BadArguments", "BadToken", "CancelRequested", "Canceled", "Client",
@@ -47,4 +48,5 @@ __all__ = [
     "PayloadTooLarge", "PermanentError", "ResultTimeout", "Retry", "StaleLease", "TaskCanceled",
     "TaskContext", "TaskDef", "TaskFailed", "TransitionRejected", "connect", "current_task",
     "FlowBuilder", "FlowCanceled", "FlowRun", "Step", "StepCanceled", "StepFailed", "StepSkipped",
+    "MissingDependencies", "SliceState", "WantState",
 ]

@@ -13,9 +13,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from engine import checks, events, executions, metrics, refs, signals
+from engine import (
+    checks,
+    events,
+    executions,
+    metrics,
+    refs,
+    signals,
+    wantoutbox,  # noqa: F401 - registers the want message kinds this process applies
+    wants,
+)
 from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from engine.dispatcher import dispatch
 from engine.errors import ContractError
 from engine.flowrun import FlowRun
 from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
@@ -80,6 +90,8 @@ class App:
         if client is not None and not isinstance(client, Client):
             raise ContractError(f"client must be an engine.client.Client, got {type(client).__name__}")
         self.tasks: dict[str, TaskDef] = {}
+        self.producers: list[wants.Producer] = []
+        self.breach_task: TaskDef | None = None
         self._client = client
         self._lock = threading.Lock()
 
@@ -127,6 +139,67 @@ class App:
             return definition
 
         return register(fn) if fn is not None else register
+
+    def produces(self, pattern: str, *, name: str | None = None, retry: Retry | None = None,
+                 lane: str | None = None, priority: int = 0,
+                 deadline_s: float | None = None) -> Callable[[Callable[..., Any]], TaskDef]:
+        """Register a producer: a task that builds every data slice matching ``pattern``
+        (``"clean/{date}"``); its handler receives the fields as keyword arguments
+        (``date="2026-11-21"``) and may raise ``MissingDependencies([...])``."""
+        regex = wants.compile_pattern(pattern)
+
+        def register(f: Callable[..., Any]) -> TaskDef:
+            definition = self.task(f, name=name, retry=retry, lane=lane, priority=priority,
+                                   deadline_s=deadline_s)
+            self.producers.append(wants.Producer(pattern, regex, definition))
+            return definition
+
+        return register
+
+    def on_sla_breach(self, fn: Callable[..., Any]) -> TaskDef:
+        """Register the task run once for each want that misses its SLA; it gets the want id."""
+        self.breach_task = self.task(fn)
+        return self.breach_task
+
+    def want(self, slices: Sequence[str], *, data_timestamp: Any = None, sla_s: float | None = None,
+             ttl_s: float | None = None, source: str = "api", comment: str = "",
+             force: bool = False) -> str:
+        """Want data slices built (``want_create``); returns the want id (a UUID) at once.
+
+        A live slice counts at once; a slice being built is waited for; any other gets one
+        build by its producer (``force=True`` rebuilds a live one). ``sla_s`` and ``ttl_s``
+        count from ``data_timestamp`` (a datetime, a date, or epoch seconds): past the SLA the
+        want is flagged breached, past the TTL it expires.
+        """
+        return wants.want(self, slices, self._dispatch, data_timestamp=data_timestamp, sla_s=sla_s, ttl_s=ttl_s,
+                          source=source, comment=comment, force=force)
+
+    def cancel_want(self, want_id: str, reason: str = "canceled") -> str:
+        """Cancel a want that has not ended (``want_cancel``); returns the state it was in."""
+        checks.reason(reason)
+        reply = self.client.run(wants.cancel_call(self.client.keys, want_id, reason))
+        wants.follow(self.client, [(wants.want_partition(self.client.keys, want_id), reply)], self._dispatch)
+        return str(reply.outcome)
+
+    def _dispatch(self, execution_ids: list[str]) -> None:
+        dispatch(self.client, execution_ids)
+
+    def invalidate(self, slice_name: str, reason: str = "invalidated") -> str:
+        """Make a live or failed slice missing again (``slice_invalidate``), so the next want
+        builds it; returns the state it was in. A slice being built is refused (InvalidState)."""
+        checks.reason(reason)
+        return str(self.client.run(wants.invalidate_call(self.client.keys, wants.check_slice(slice_name),
+                                                          reason)))
+
+    def slice(self, slice_name: str) -> dict[str, str]:
+        """A data slice's record: ``state`` (missing, building, live, failed), ``build`` (the
+        execution building it), ``live_ms``, and ``root`` / ``error`` when it failed."""
+        return wants.slice_record(self.client, slice_name)
+
+    def want_status(self, want_id: str) -> dict[str, Any]:
+        """A want's record: ``state``, ``reason`` once it ended, and ``known`` (slice → what it
+        knows of it: requested, building, live, failed)."""
+        return wants.want_record(self.client, want_id)
 
     def _resolve(self, task: TaskDef | str | Callable[..., Any]) -> TaskDef:
         if isinstance(task, TaskDef):

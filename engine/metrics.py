@@ -44,3 +44,6 @@ QUEUE_DEPTH = Gauge("flowslot_queue_depth", "Executions per lane and state in th
                     ["lane", "state"], registry=REGISTRY)
 PARTITIONS_OWNED = Gauge("flowslot_partitions_owned", "Partitions whose reconciler this daemon runs.",
                          registry=REGISTRY)
+WANT_SLA_BREACHES = Counter("flowslot_want_sla_breaches", "Wants this process found past their SLA "
+                            "(data_timestamp + sla_s) and not satisfied.", registry=REGISTRY)
+WANTS = Gauge("flowslot_wants", "Wants per state in the owned partitions.", ["state"], registry=REGISTRY)

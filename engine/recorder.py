@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, metrics, outbox
+from engine import executions, metrics, outbox, wants
 from engine.client import Client
 from engine.errors import Canceled, InvalidState, NotFound, StaleLease
 from engine.held import HeldLeases
 from engine.hints import hint_commands
-from engine.replies import Claimed, FlowCompleteReply
+from engine.replies import Claimed, FlowCompleteReply, WantReply
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
@@ -69,6 +69,7 @@ class Outcome:
     retryable: bool = True
     suspend: str = ""  # the wait name, when the handler suspended (``wait_for``)
     timeout_ms: int = 0  # of that wait (0: none)
+    missing: list[dict[str, Any]] = field(default_factory=list)  # slice_missing deps (a producer)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Recorder:
 
     def __init__(self, client: Client, held: HeldLeases, stats: WorkerStats,
                  schedule: Callable[[int, int], None], dispatch: Callable[[list[str]], None],
+                 keeper: Callable[[], Callable[[int, str], bool]] | None = None,
                  handoff: Handoff | None = None) -> None:
         self.client = client
         self.handoff = handoff  # None: flow steps complete with exec_complete, the dispatcher resolves
@@ -115,6 +117,7 @@ class Recorder:
         self.stats = stats
         self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
         self.dispatch = dispatch  # execution ids whose outgoing edges need resolving
+        self.keeper = keeper  # a claim_locally for builds that missing slices made ready at once
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()  # C: cheap put
         self._recording = threading.Lock()  # one record() at a time: stats, reservations
 
@@ -167,6 +170,8 @@ class Recorder:
             c = o.claimed
             if o.suspend:
                 calls.append(executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms))
+            elif o.missing:
+                calls.append(wants.missing_call(keys, c.execution_id, c.token, o.missing))
             elif o.ok and c.flow and self.handoff is not None:
                 h = self.handoff
                 calls.append(executions.complete_step(keys, c.execution_id, c.token, o.result,
@@ -186,6 +191,7 @@ class Recorder:
         to_dispatch: list[str] = []
         senders: set[int] = set()
         unused = sum(rooms)
+        waits: list[tuple[int, WantReply]] = []
         for o, reply in zip(batch, replies, strict=True):
             self.held.forget(o.claimed.execution_id)
             if isinstance(reply, FlowCompleteReply):
@@ -194,6 +200,9 @@ class Recorder:
                     senders.add(partition_of(o.claimed.execution_id, keys.partitions))
             if o.suspend:
                 self._suspended(o, reply, hints)
+                continue
+            if o.missing:
+                self._missing(o, reply, waits)
                 continue
             if not o.ok:
                 log_failure(o, reply)
@@ -221,11 +230,22 @@ class Recorder:
             outbox.flush_now(self.client, partition)
         if to_dispatch:
             self.dispatch(to_dispatch)
+        if waits:
+            wants.follow(self.client, waits, self.dispatch, self.keeper() if self.keeper else None)
+
+    def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> None:
+        """A build that waits for missing slices: its upstream wants' messages are to follow."""
+        eid = outcome.claimed.execution_id
+        if isinstance(reply, Exception):
+            log.info("missing slices of %s not recorded: %s", eid, reply)
+            return
+        self.stats.extra["missing"] = self.stats.extra.get("missing", 0) + 1
+        waits.append((partition_of(eid, self.client.keys.partitions), reply))
 
     def _rooms(self, batch: list[Outcome]) -> list[int]:
         """Handler slots each outcome's call may fill with children: the free ones, shared out
         among the batch's successful flow steps (reserved now, so nothing else takes them)."""
-        steps = [n for n, o in enumerate(batch) if o.ok and not o.suspend and o.claimed.flow]
+        steps = [n for n, o in enumerate(batch) if o.ok and not o.suspend and not o.missing and o.claimed.flow]
         rooms = [0] * len(batch)
         if self.handoff is None or not steps:
             return rooms

@@ -342,6 +342,76 @@ def flow_complete(r: Any) -> FlowCompleteReply:
                              list(r[6]), int(r[7]))
 
 
+# -- wants (lua/15_wants.lua, lua/32_missing.lua) ---------------------------------------------
+class WantReply(NamedTuple):
+    """``want_create``, ``want_request``, ``want_news``, ``build_news``, ``want_cancel``,
+    ``slice_missing``: what the call did, and what the caller does next."""
+
+    outcome: str  # a want's or build's state, or what a message did ('duplicate', 'ignored', ...)
+    sent: int  # outbox messages written: flush the partition
+    ready: list[ReadyStep]  # executions made ready: hint their lanes
+    dispatch: list[str]  # builds that ended: dispatch them (their slice tells its wants)
+
+
+class WantDueReply(NamedTuple):
+    """``want_due``: SLA breaches flagged and wants expired by one scanner call."""
+
+    breached: list[str]
+    expired: list[str]
+    follow: WantReply  # messages sent, breach tasks to hint, builds to dispatch
+    read: int  # due entries read (a full batch: call again)
+
+
+def _want_reply(r: Any) -> WantReply:
+    return WantReply(str(r[0]), int(r[1]), _ready(r[2]), list(r[3]))
+
+
+def want_create(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_request(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_news(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def build_news(r: Any) -> WantReply:
+    return _want_reply(r)
+
+
+def want_cancel(r: Any) -> WantReply:
+    """``outcome``: the state the want was in."""
+    return _want_reply(r)
+
+
+def slice_missing(r: Any) -> WantReply:
+    """``outcome``: the build's state now (waiting, ready, or failed on a dependency cycle)."""
+    return _want_reply(r)
+
+
+def want_purge(r: Any) -> int:
+    """Wants deleted."""
+    return int(r)
+
+
+def slice_cycle(r: Any) -> WantReply:
+    """``outcome``: 'failed' (the build ended on the cycle) or 'ignored' (it no longer waits)."""
+    return _want_reply(r)
+
+
+def slice_invalidate(r: Any) -> str:
+    """The state the slice was in ('missing' when there was nothing to invalidate)."""
+    return str(r)
+
+
+def want_due(r: Any) -> WantDueReply:
+    return WantDueReply(list(r[0]), list(r[1]), WantReply("due", int(r[2]), _ready(r[3]), list(r[4])),
+                        int(r[5]))
+
+
 def flow_cancel(r: Any) -> FlowCancelReply:
     return FlowCancelReply(r[0], int(r[1]))
 
@@ -552,6 +622,16 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "flow_seal": flow_seal,
     "flow_resolve": flow_resolve,
     "flow_complete": flow_complete,
+    "want_create": want_create,
+    "want_request": want_request,
+    "want_news": want_news,
+    "build_news": build_news,
+    "want_cancel": want_cancel,
+    "slice_missing": slice_missing,
+    "slice_invalidate": slice_invalidate,
+    "slice_cycle": slice_cycle,
+    "want_purge": want_purge,
+    "want_due": want_due,
     "flow_cancel": flow_cancel,
     "flow_pause": flow_pause,
     "flow_resume": flow_resume,

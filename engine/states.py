@@ -72,3 +72,52 @@ FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {
 
 def can_move(current: ExecutionState, target: ExecutionState) -> bool:
     return target in EXECUTION_TRANSITIONS[current]
+
+
+class WantState(str, Enum):
+    """A want (``app.want``): see lua/15_wants.lua and the README's "Wants"."""
+
+    WAITING = "waiting"  # recorded; not every slice has answered yet
+    BUILDING = "building"  # every slice is live or being built
+    SATISFIED = "satisfied"
+    FAILED = "failed"  # the build of one of its own slices failed
+    UPSTREAM_FAILED = "upstream_failed"  # a slice one of its builds needed failed
+    EXPIRED = "expired"  # data_timestamp + ttl_s passed first
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_WANT_STATES
+
+
+class SliceState(str, Enum):
+    """A data slice's canonical record (no record reads as missing)."""
+
+    MISSING = "missing"
+    BUILDING = "building"
+    LIVE = "live"
+    FAILED = "failed"
+
+
+W = WantState
+S = SliceState
+
+TERMINAL_WANT_STATES = frozenset({W.SATISFIED, W.FAILED, W.UPSTREAM_FAILED, W.EXPIRED, W.CANCELED})
+_WANT_ENDS = frozenset({W.SATISFIED, W.FAILED, W.UPSTREAM_FAILED, W.EXPIRED, W.CANCELED})
+
+WANT_TRANSITIONS: dict[WantState, frozenset[WantState]] = {
+    W.WAITING: _WANT_ENDS | {W.BUILDING},
+    W.BUILDING: _WANT_ENDS,
+    W.SATISFIED: frozenset(),
+    W.FAILED: frozenset(),
+    W.UPSTREAM_FAILED: frozenset(),
+    W.EXPIRED: frozenset(),
+    W.CANCELED: frozenset(),
+}
+
+SLICE_TRANSITIONS: dict[SliceState, frozenset[SliceState]] = {
+    S.MISSING: frozenset({S.BUILDING}),
+    S.BUILDING: frozenset({S.LIVE, S.FAILED}),
+    S.LIVE: frozenset({S.BUILDING, S.MISSING}),  # a forced rebuild, app.invalidate
+    S.FAILED: frozenset({S.BUILDING, S.MISSING}),  # a new want builds it again, app.invalidate
+}

@@ -43,12 +43,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine import checks, executions, metrics
+from engine import checks, executions, metrics, wants
 from engine.app import App, TaskDef
 from engine.codec import decode, encode
 from engine.context import Suspend, TaskContext, _current
 from engine.dispatcher import dispatch
-from engine.errors import EngineError
+from engine.errors import ContractError, EngineError
 from engine.handlers import HandlerThreads
 from engine.held import Held, HeldLeases
 from engine.hints import hint_commands, pop_hints
@@ -61,6 +61,7 @@ from engine.renewer import Renewer
 from engine.replies import Claimed
 from engine.router import Command
 from engine.wakeups import WakeQueue
+from engine.wants import MissingDependencies
 from keys import partition_of
 
 log = logging.getLogger("flowslot.worker")
@@ -114,7 +115,7 @@ class Worker:
         self._promoter = Promoter(self.client, promote_interval_s, poll_s)
         handoff = Handoff(self.id, self.lanes, lease_ms, self._reserve, self._start_reserved, self._unreserve)
         self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch,
-                                  handoff)
+                                  self._keeper, handoff)
         self._renewer = Renewer(self.client, self._held, lease_ms)
         self._record_inline = False  # set by start(): the recorder thread runs from then on
         self._stopping = threading.Event()
@@ -247,10 +248,12 @@ class Worker:
         held = self._held.running()
         if not held:
             return
-        for h in held:
-            h.context._cancel("worker shutting down")
+        # Release first, then cancel: a cooperative handler that returns as soon as it is
+        # canceled must find its lease already handed back, or it would record its result.
         calls = [executions.release(self.keys, h.claimed.execution_id, h.claimed.token) for h in held]
         replies = self.client.run_many(calls)
+        for h in held:
+            h.context._cancel("worker shutting down")
         hints, released = [], []
         for h, reply in zip(held, replies, strict=True):
             if isinstance(reply, Exception):
@@ -383,6 +386,8 @@ class Worker:
             outcome = self._success(held, definition.fn(*args, **kwargs))
         except Suspend as s:
             outcome = self._suspended(held, s)
+        except MissingDependencies as m:
+            outcome = self._missing(held, m)
         except BaseException as e:  # noqa: BLE001 - a handler's failure is data, recorded below
             outcome = self._failure(definition, held, e)
         finally:
@@ -399,6 +404,8 @@ class Worker:
             outcome = self._success(held, await definition.fn(*args, **kwargs))
         except Suspend as s:
             outcome = self._suspended(held, s)
+        except MissingDependencies as m:
+            outcome = self._missing(held, m)
         except BaseException as e:  # noqa: BLE001 - includes CancelledError from cooperative cancel
             outcome = self._failure(definition, held, e)
         self._finish(held, outcome)
@@ -443,6 +450,20 @@ class Worker:
         return Outcome(held.claimed, held.lane, False, kind="suspended", suspend=suspend.name,
                        timeout_ms=suspend.timeout_ms)
 
+    def _missing(self, held: Held, missing: MissingDependencies) -> Outcome:
+        """A producer found input slices missing: record the wait (``slice_missing``); a name no
+        producer builds, or a task that builds no slice, fails the execution for good."""
+        task = held.claimed.task
+        try:
+            if not any(p.task.name == task for p in self.app.producers):
+                raise ContractError(f"task {task} raised MissingDependencies but produces no slice "
+                                    "(register it with @app.produces)")
+            deps = wants.missing_deps(self.app, missing.slices)
+        except ContractError as e:
+            return Outcome(held.claimed, held.lane, False, kind="ContractError", message=str(e),
+                           retryable=False)
+        return Outcome(held.claimed, held.lane, False, kind="missing", missing=deps)
+
     def _failure(self, definition: TaskDef, held: Held, error: BaseException) -> Outcome:
         policy = definition.retry
         kind = type(error).__qualname__[:MAX_ERROR_KIND]
@@ -486,6 +507,10 @@ class Worker:
     def _dispatch(self, execution_ids: list[str]) -> None:
         """Resolve children; while we have room, claim children on our lanes ourselves
         (no hint, so no other worker makes an empty claim for them)."""
+        dispatch(self.client, execution_ids, claim_locally=self._keeper())
+
+    def _keeper(self) -> Callable[[int, str], bool]:
+        """``claim_locally`` for one dispatch: wake our own claim loop while we have room."""
         room = [self._free()]
 
         def keep(partition: int, lane: str) -> bool:
@@ -495,4 +520,4 @@ class Worker:
                 return True
             return False
 
-        dispatch(self.client, execution_ids, claim_locally=keep)
+        return keep

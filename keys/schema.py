@@ -218,6 +218,58 @@ class KeySpace:
         """ZSET: flows whose batched submit has not sealed yet, by creation time."""
         return f"{self.prefix(partition)}unsealed"
 
+    # -- wants and data slices (see lua/15_wants.lua) -----------------------
+    def slice(self, partition: int, name: str) -> str:
+        """HASH: a data slice's canonical record: state (missing/building/live/failed), the
+        execution building it, when it became live, why it failed."""
+        return f"{self.prefix(partition)}sl:{name}"
+
+    def slice_wants(self, partition: int, name: str) -> str:
+        """SET: ids of the wants waiting for a data slice's build to settle."""
+        return f"{self.prefix(partition)}slw:{name}"
+
+    def slices(self, partition: int) -> str:
+        """ZSET: the partition's data slices, score = last transition (ms)."""
+        return f"{self.prefix(partition)}slices"
+
+    def want(self, partition: int, want_id: str) -> str:
+        """HASH: one want: state, slices, data timestamp, SLA and TTL due times, source, reason."""
+        return f"{self.prefix(partition)}w:{want_id}"
+
+    def want_slices(self, partition: int, want_id: str) -> str:
+        """HASH: slice → what a want knows of it (requested, building, live, failed)."""
+        return f"{self.prefix(partition)}wsl:{want_id}"
+
+    def wants(self, partition: int) -> str:
+        """ZSET: the partition's wants by creation time (ms)."""
+        return f"{self.prefix(partition)}wants"
+
+    def want_due(self, partition: int) -> str:
+        """ZSET: ``sla:<want id>`` / ``ttl:<want id>`` by due time (ms), for the wants scanner."""
+        return f"{self.prefix(partition)}want_due"
+
+    def wants_done(self, partition: int) -> str:
+        """ZSET: ended wants by when they ended (ms), for retention (``want_purge``)."""
+        return f"{self.prefix(partition)}wants_done"
+
+    def wants_breached(self, partition: int) -> str:
+        """ZSET: wants that missed their SLA, score = when the breach was seen (ms)."""
+        return f"{self.prefix(partition)}wants_breached"
+
+    def want_counts(self, partition: int) -> str:
+        """HASH: want state → number of wants of the partition, kept by every want transition."""
+        return f"{self.prefix(partition)}want_counts"
+
+    def build_waits(self, partition: int) -> str:
+        """ZSET: builds waiting for missing slices, score = since when, or when the want_cycles
+        scanner last walked from them (it re-scores each one it walks)."""
+        return f"{self.prefix(partition)}build_waits"
+
+    def missing(self, partition: int, execution_id: str) -> str:
+        """HASH: for a build waiting on missing slices: slice → ``<want id>|<state>`` of the
+        upstream want it spawned (state: waiting, live, failed)."""
+        return f"{self.prefix(partition)}miss:{execution_id}"
+
     def probe(self, partition: int) -> str:
         """Never written: every writing Lua function reads it first, so a slot that is
         being migrated refuses the call before its first write (``check_slot_stable``)."""

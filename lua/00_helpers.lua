@@ -89,6 +89,19 @@ function K.flow_roots(prefix, fid) return K.flow(prefix, fid) .. ':roots' end
 function K.flow_held(prefix, fid) return K.flow(prefix, fid) .. ':held' end
 function K.flow_done(prefix, fid) return K.flow(prefix, fid) .. ':done' end
 function K.flow_retry(prefix, fid) return K.flow(prefix, fid) .. ':retry' end
+-- wants and data slices
+function K.slice(prefix, name) return prefix .. 'sl:' .. name end
+function K.slice_wants(prefix, name) return prefix .. 'slw:' .. name end
+function K.slices(prefix) return prefix .. 'slices' end
+function K.want(prefix, want_id) return prefix .. 'w:' .. want_id end
+function K.want_slices(prefix, want_id) return prefix .. 'wsl:' .. want_id end
+function K.wants(prefix) return prefix .. 'wants' end
+function K.want_due(prefix) return prefix .. 'want_due' end
+function K.wants_done(prefix) return prefix .. 'wants_done' end
+function K.wants_breached(prefix) return prefix .. 'wants_breached' end
+function K.want_counts(prefix) return prefix .. 'want_counts' end
+function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
+function K.build_waits(prefix) return prefix .. 'build_waits' end
 
 local function int_arg(value, name, min, max)
   local n = tonumber(value)

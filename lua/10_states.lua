@@ -31,6 +31,28 @@ local FLOW_TRANSITIONS = {
   canceled  = {running = 1},  -- flow_retry
 }
 
+-- Wants (lua/15_wants.lua): created waiting; building once every slice it wants is
+-- live or being built; then one terminal state. A want never goes back.
+local WANT_TRANSITIONS = {
+  waiting         = {building = 1, satisfied = 1, failed = 1, upstream_failed = 1, expired = 1,
+                     canceled = 1},
+  building        = {satisfied = 1, failed = 1, upstream_failed = 1, expired = 1, canceled = 1},
+  satisfied       = {},
+  failed          = {},
+  upstream_failed = {},
+  expired         = {},
+  canceled        = {},
+}
+local WANT_TERMINAL = {satisfied = 1, failed = 1, upstream_failed = 1, expired = 1, canceled = 1}
+
+-- Data slices: no record means missing; one build at a time; live until invalidated.
+local SLICE_TRANSITIONS = {
+  missing  = {building = 1},
+  building = {live = 1, failed = 1},
+  live     = {building = 1, missing = 1},  -- a forced rebuild, app.invalidate
+  failed   = {building = 1, missing = 1},  -- a new want builds it again, app.invalidate
+}
+
 local SCORE_EPOCH_MS = 1700000000000
 local PRIORITY_BAND = 2199023255552 -- 2^41 ms: ~69 years of age inside one band
 
@@ -172,6 +194,42 @@ local function maybe_finish_flow(prefix, fid, now)
   set_flow_state(prefix, fid, st, outcome, now, 'every step is terminal')
 end
 
+-- A data slice's state change, with its event (no record reads as missing).
+local function slice_move(prefix, name, from, to, fields, now, detail)
+  local allowed = SLICE_TRANSITIONS[from]
+  if allowed == nil or allowed[to] ~= 1 then
+    raise('BUG', 'slice ' .. name .. ' cannot move from ' .. tostring(from) .. ' to ' .. to)
+  end
+  rcall('XADD', K.events(prefix), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    'slice', name, 'from', from, 'to', to, 'detail', detail or '')
+  rcall('HSET', K.slice(prefix, name), 'state', to, 'updated_ms', now, unpack(fields))
+  rcall('ZADD', K.slices(prefix), now, name)
+end
+
+-- The build of a data slice ended: the slice is live, or failed with the reason
+-- (an upstream slice's, when the build failed because of it). Its waiting wants
+-- are told by flow_resolve (settle_slice), through the pending_dispatch record.
+local function build_finished(prefix, e, now)
+  local name = e.slice
+  local state, build = unpack(rcall('HMGET', K.slice(prefix, name), 'state', 'build'))
+  if build ~= e.id then return end  -- a superseded build
+  if state == 'failed' and e.state == 'succeeded' then  -- its failed build, retried (exec_retry)
+    slice_move(prefix, name, 'failed', 'building', {}, now, 'build ' .. e.id .. ' retried')
+    state = 'building'
+  end
+  if state ~= 'building' then return end
+  if e.state == 'succeeded' then
+    slice_move(prefix, name, 'building', 'live', {'live_ms', now, 'error', '', 'root', ''}, now, e.id)
+    return
+  end
+  local kind, msg, up_root, up_error = unpack(rcall('HMGET', K.execution(prefix, e.id),
+    'error_kind', 'error_msg', 'up_root', 'up_error'))
+  local root, err = name, (kind or e.state) .. ': ' .. string.match(msg or '', '^[^\n]*')
+  if up_root and up_root ~= '' then root, err = up_root, up_error or '' end
+  if kind == 'dependency_cycle' then err = msg end
+  slice_move(prefix, name, 'building', 'failed', {'root', root, 'error', err}, now, err)
+end
+
 -- Terminal bookkeeping shared by complete, fail, cancel, skip and expiry:
 -- leave the time indexes, enter the retention index, wake result waiters,
 -- record the dispatch intent, and account the flow. Returns 1 when the
@@ -206,6 +264,11 @@ local function finish(prefix, e, now, from_lease, resolving_here)
       dispatch = 1
     end
     maybe_finish_flow(prefix, e.flow, now)
+  elseif e.slice then
+    -- A data slice's build: the dispatcher tells the slice's waiting wants (settle_slice).
+    build_finished(prefix, e, now)
+    rcall('ZADD', K.pending_dispatch(prefix), now, id)
+    dispatch = 1
   end
   return dispatch
 end
@@ -246,6 +309,7 @@ local function leave_waits(prefix, e, registered)
     rcall('ZREM', K.waiting(prefix), e.id)
   elseif e.state == 'waiting' and e.suspend_on then
     rcall('ZREM', K.waiting(prefix), e.id)
+    if e.suspend_on == 'flowslot.slices' then rcall('ZREM', K.build_waits(prefix), e.id) end
   end
 end
 
@@ -309,7 +373,9 @@ end
 --[[ flowslot_states: both transition tables, for the parity test.
   KEYS: none   ARGV: none
   Derived: none
-  Reply:  JSON {"execution": {from: {to: 1}}, "flow": {...}, "initial": {state: 1}} ]]
+  Reply:  JSON {"execution": {from: {to: 1}}, "flow": {...}, "initial": {state: 1}, "want": {...},
+           "slice": {...}} ]]
 register('flowslot_states', function(keys, args)
-  return cjson.encode({execution = EXEC_TRANSITIONS, flow = FLOW_TRANSITIONS, initial = INITIAL_STATES})
+  return cjson.encode({execution = EXEC_TRANSITIONS, flow = FLOW_TRANSITIONS, initial = INITIAL_STATES,
+    want = WANT_TRANSITIONS, slice = SLICE_TRANSITIONS})
 end, {'no-writes'})

@@ -83,7 +83,8 @@ end
   KEYS[1] exec     HASH   the execution
   ARGV[1] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {previous_state, lane, dispatch (1|0)}; previous_state 'canceled' when it already was
   Errors: NOT_FOUND, INVALID_STATE ]]
 local function exec_cancel(keys, args)

@@ -11,10 +11,11 @@ local MAX_ERROR_MSG = 8192
 local CLAIM_INPUTS = 1000
 
 -- The fields a lease's end reads: the lease check, the retry policy, the
--- transition (move, finish, enqueue_ready) and the waits a suspension leaves.
+-- transition (move, finish, enqueue_ready: `slice` names a want's build) and
+-- the waits a suspension leaves.
 local LEASE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
   'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
-  'wait_key', 'suspend_on'}
+  'wait_key', 'suspend_on', 'slice'}
 
 -- HMGET of `names` -> table (absent fields stay nil).
 local function hash_fields(key, names)
@@ -28,13 +29,14 @@ end
 
 -- What a success reads (exec_complete, flow_complete): the lease check, the
 -- transition and finish(); every field a command argument less to copy.
-local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms'}
+local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice'}
 
 -- Check that `token` is the live lease of the execution at `key`; returns its
--- fields (`names`, LEASE_FIELDS by default). Read-only, so callers may use it
+-- fields: `names` only (HMGET), or all of them. Read-only, so callers may use it
 -- before their first write.
 local function leased_execution(key, token, names)
-  local f = hash_fields(key, names or LEASE_FIELDS)
+  local f
+  if names then f = hash_fields(key, names) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
@@ -68,7 +70,7 @@ end
 
 -- The fields a claim reads of each execution it pops.
 local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
-  'task', 'payload', 'attempts', 'deadline_ms'}
+  'task', 'payload', 'attempts', 'deadline_ms', 'slice'}
 
 -- Lease one ready execution `f` (its CLAIM_FIELDS, already out of its ready
 -- set) to `worker`: returns its claim entry and the inputs budget left.
@@ -102,7 +104,8 @@ end
   KEYS[1] ready    ZSET   ready set of the lane, by priority then age
   ARGV[1] max_count  ARGV[2] lease_ms  ARGV[3] worker_id
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq
+    flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
            lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
            inputs: {upstream_step, input_json, ...}, or the number of inputs when
@@ -161,7 +164,7 @@ register('exec_claim', exec_claim)
 local function exec_renew(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local lease_ms = int_arg(args[2], 'lease_ms', 100, 86400000)
-  local f = leased_execution(keys[1], token)
+  local f = leased_execution(keys[1], token, LEASE_FIELDS)
   if f.state ~= 'leased' then
     raise('STALE_LEASE', 'execution ' .. f.id .. ' is ' .. f.state .. ', no longer leased')
   end
@@ -176,7 +179,7 @@ register('exec_renew', exec_renew)
   KEYS[1] exec     HASH   the execution
   ARGV[1] token  ARGV[2] result (JSON)
   Derived: leases, deadlines, terminal, pending_dispatch, counts, events, flows_done, execution,
-    done, edges_out, flow, flow_done
+    done, edges_out, flow, flow_done, slice, slices
   Reply:  {state, first (1 when this call made the transition, 0 on a repeat),
            dispatch (1 when the dispatcher must resolve its outgoing edges)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -198,7 +201,7 @@ register('exec_complete', exec_complete)
   ARGV[1] token  ARGV[2] error_kind  ARGV[3] error_msg  ARGV[4] retryable (0|1)
   ARGV[5] jitter (0..1, the caller's random draw)
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, slice, slices
   Reply:  {state ('ready', 'delayed' or 'failed'), first (1 made the transition, 0 repeat),
            delay_ms (until a delayed retry is due; 0 otherwise), dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -208,7 +211,7 @@ local function exec_fail(keys, args)
   local msg = string.sub(args[3] or '', 1, MAX_ERROR_MSG)
   local retryable = int_arg(args[4], 'retryable', 0, 1) == 1
   local jitter = num_arg(args[5], 'jitter', 0, 1)
-  local f = leased_execution(keys[1], token)
+  local f = leased_execution(keys[1], token, LEASE_FIELDS)
   if f.state ~= 'leased' then
     if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0, 0, 0} end
   end
@@ -227,7 +230,7 @@ register('exec_fail', exec_fail)
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_release(keys, args)
   local token = str_arg(args[1], 'token', 32)
-  local f = leased_execution(keys[1], token)
+  local f = leased_execution(keys[1], token, LEASE_FIELDS)
   check_move(f.id, f.state, 'ready')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
@@ -253,7 +256,7 @@ local function exec_suspend(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local name = str_arg(args[2], 'name', 200)
   local timeout_ms = int_arg(args[3], 'timeout_ms', 0, 1e12)
-  local f = leased_execution(keys[1], token)
+  local f = leased_execution(keys[1], token, LEASE_FIELDS)
   check_move(f.id, f.state, 'waiting')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
@@ -281,7 +284,7 @@ register('exec_suspend', exec_suspend)
   KEYS[1] leases   ZSET   lease expiries
   ARGV[1] max_count  ARGV[2] jitter (0..1)
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, slice, slices
   Reply:  {{id, new_state, lane, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 local function exec_expire_leases(keys, args)

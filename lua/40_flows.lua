@@ -271,7 +271,8 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows,
     flows_done, unsealed, flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow,
     flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
-    are still held after the final batch), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
+    are still held after the final batch), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
@@ -381,7 +382,8 @@ register('flow_submit', flow_submit)
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
-    "seal:<flow>" removed with the last root), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
+    "seal:<flow>" removed with the last root), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {{{id, lane} ready...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
@@ -398,17 +400,34 @@ local function flow_seal(keys, args)
 end
 register('flow_seal', flow_seal)
 
+-- flow_resolve for the build of a data slice: tell up to max_count of the wants
+-- waiting for the slice (lua/15_wants.lua settle_slice), in flow_resolve's reply
+-- shape: builds whose upstream want failed inline come back to cascade.
+local function settle_reply(prefix, up, max_count, now)
+  local out = new_out()
+  local done = 0
+  if settle_slice(prefix, up, max_count, now, out) then
+    rcall('ZREM', K.pending_dispatch(prefix), up.id)
+    done = 1
+  end
+  return {done, out.ready, out.dispatch, {0, 0, 0, 0}, out.sent}
+end
+
 --[[ flow_resolve: resolve up to max_count outgoing edges of a terminal step;
   the dispatcher calls it until done, hints ready children and cascades
   through skipped ones. Resolving the last edge clears the pending_dispatch
   record; resolving an edge twice is a no-op, so a repeat after a crash is safe.
+  For the build of a data slice it tells the wants waiting for the slice instead
+  (settle_reply: its sent counts the want_news and build_news messages).
   KEYS[1] exec     HASH   the terminal upstream execution
   ARGV[1] max_count
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
-    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, missing, slice, slice_wants, slices, want, want_counts, want_due, want_slices, wants, wants_done
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count},
-           sent (outbox messages recorded: remote waits that started; the caller flushes)}
+           sent (outbox messages recorded: remote waits that started, or a slice's news; the
+           caller flushes)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_resolve(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -419,6 +438,7 @@ local function flow_resolve(keys, args)
   end
   local prefix = prefix_of(keys[1])
   local now = now_ms()
+  if up.slice then return settle_reply(prefix, up, max_count, now) end
   local out = {ready = {}, skipped = {}}
   local out_key = K.edges_out(prefix, up.id)
   local pos = tonumber(up.dispatch_pos or 0)
@@ -454,7 +474,7 @@ register('flow_resolve', flow_resolve)
   ARGV[5] lease_ms  ARGV[6] worker_id  ARGV[7] lanes (space-separated, the caller's)
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
-    outbox, outbox_msgs, outbox_seq
+    outbox, outbox_msgs, outbox_seq, build_waits, slice, slices
   Reply:  {state, first (1|0), dispatch (1: the dispatcher resolves this step's edges),
            {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
            {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...},
@@ -523,7 +543,8 @@ register('flow_complete', flow_complete)
   ARGV[1] max_count  ARGV[2] reason
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, unsealed, flow_ops, execution, done, edges_out, flow, flow_order, flow_held,
-    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting, outbox, outbox_msgs, outbox_seq
+    flow_done (flow_ops: "cancel:<flow>" until the last step is canceled), waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {previous_state, remaining}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 local function flow_cancel(keys, args)

@@ -102,7 +102,8 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     flow_ops, execution, done, edges_in, edges_out, inputs, flow, flow_steps, flow_order,
     flow_held, flow_done, flow_retry (flow_retry: steps being re-run; flow_ops: "retry:<flow>"
-    until done; drops an unfinished "cancel:<flow>"), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
+    until done; drops an unfinished "cancel:<flow>"), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('flow_retry', function(keys, args)

@@ -19,7 +19,8 @@ end, {'no-writes'})
   KEYS[1] deadlines ZSET  non-terminal executions by deadline
   ARGV[1] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
-    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq
+    flows_done, execution, done, edges_out, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {{id, dispatch (1|0)}, ...}
   Errors: BAD_ARGS ]]
 register('exec_expire_deadlines', function(keys, args)
@@ -42,6 +43,9 @@ register('exec_expire_deadlines', function(keys, args)
         local wait_deadline = tonumber(e.wait_deadline_ms or 0)
         if wait_deadline == 0 or now < wait_deadline then
           kind, msg = 'deadline', 'deadline passed while waiting for signal ' .. e.suspend_on
+        end
+        if e.suspend_on == 'flowslot.slices' then  -- a build waiting for missing slices (lua/32_missing.lua)
+          kind, msg = 'deadline', 'deadline passed while waiting for missing slices'
         end
         move(prefix, e, 'expired', {'finished_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
       elseif e.state == 'waiting' then
@@ -96,7 +100,8 @@ local function delete_execution(prefix, id)
   local state, lane = unpack(rcall('HMGET', K.execution(prefix, id), 'state', 'lane'))
   -- UNLINK: a 20,000-way fan-in's edge and input hashes are freed in the background
   rcall('UNLINK', K.execution(prefix, id), K.done(prefix, id), K.edges_in(prefix, id),
-    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id), K.signals(prefix, id))
+    K.edges_out(prefix, id), K.inputs(prefix, id), K.defaults(prefix, id), K.signals(prefix, id),
+    K.missing(prefix, id))
   for _, index in ipairs({K.terminal(prefix), K.pending_dispatch(prefix), K.leases(prefix),
       K.delayed(prefix), K.deadlines(prefix)}) do
     rcall('ZREM', index, id)
@@ -135,7 +140,7 @@ end
   ARGV[1] age_ms  ARGV[2] max_count
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     check_cursor, execution, done, edges_in, edges_out, inputs, defaults, signals (and each purged
-    execution's idempotency key, named in its hash)
+    execution's idempotency key, named in its hash), missing
   Reply:  purged_count
   Errors: BAD_ARGS ]]
 register('rec_purge', function(keys, args)
@@ -165,7 +170,7 @@ end)
   ARGV[1] age_ms  ARGV[2] max_steps
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, flows, unsealed,
     flow_ops, execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps,
-    flow_order, flow_roots, flow_held, flow_done, flow_retry, signals
+    flow_order, flow_roots, flow_held, flow_done, flow_retry, signals, missing
   Reply:  {flows_purged, steps_purged}
   Errors: BAD_ARGS ]]
 register('flow_purge', function(keys, args)
@@ -517,6 +522,7 @@ local function audit_events(a)
   local named, entry_of, final = {}, {}, {}
   for n, entry in ipairs(entries) do
     local records = event_records(entry[2])
+    if #records == 0 then records = {{}} end  -- an entry of no execution or flow (a want's, say)
     for r, f in ipairs(records) do
       if f.flow == '' then f.flow = nil end
       local i = #named + 1
@@ -525,7 +531,6 @@ local function audit_events(a)
       if f.id then final['x' .. f.id] = i end
       if f.flow then final['f' .. f.flow] = i end
     end
-    if #records == 0 then entry_of[#named] = entry[1] end
   end
   local last, more = nil, #entries >= a.max
   for i, f in ipairs(named) do
@@ -578,7 +583,8 @@ end
   ARGV[3] head_count (members read from the head of each index)
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_steps, flow_order,
-    flow_roots, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq
+    flow_roots, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {more (1: events left for another call), {{kind, id, detail}, ...},
            {lane to hint, ...}, {execution id to dispatch, ...}}
   Errors: BAD_ARGS ]]

@@ -56,7 +56,8 @@ end
   ARGV[5] max_count
   Derived: execution, done, deadlines, terminal, pending_dispatch, counts, events, edges_out,
     flow, flow_done, flows_done (through finish of each resumed step), leases, waits, waiting,
-    outbox, outbox_msgs, outbox_seq (a wait_resume message to each remote member)
+    outbox, outbox_msgs, outbox_seq (a wait_resume message to each remote member),
+    build_waits, slice, slices
   Reply:  {outcome ('resumed'|'buffered'|'duplicate'), {{id, dispatch (1|0)}, ...}, more (1|0),
            {{msg_id, execution_id}, ...} (wait_resume messages sent to remote waits: flush them)}
   Errors: BAD_ARGS ]]
@@ -110,7 +111,8 @@ end)
   KEYS[2] buffer   LIST   payloads that came before any wait registered
   ARGV[1] msg_id  ARGV[2] event  ARGV[3] payload (JSON)  ARGV[4] buffer_ttl_ms
   Derived: inbox, execution, done, deadlines, terminal, pending_dispatch, counts, events, edges_out,
-    flow, flow_done, flows_done, leases, waits, waiting, outbox, outbox_msgs, outbox_seq
+    flow, flow_done, flows_done, leases, waits, waiting, outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {outcome ('resumed'|'buffered'|'duplicate'), {{id, dispatch (1|0)}, ...},
            sent (wait_resume messages recorded: flush them)}
   Errors: BAD_ARGS ]]
@@ -156,7 +158,7 @@ end)
   ARGV[6] event (the delivered event's name, checked against the step's; '' for a buffered event)
   Derived: inbox, execution, done, deadlines, terminal, pending_dispatch, counts, events, edges_out,
     flow, flow_done, flows_done, leases, waits, waiting, outbox, outbox_msgs, outbox_seq (through
-    resume_wait, and the wait_return message)
+    resume_wait, and the wait_return message), build_waits, slice, slices
   Reply:  {outcome ('resumed'|'stale'|'returned'|'duplicate'), execution_id, dispatch (1|0)}
   Errors: BAD_ARGS ]]
 register('wait_resume', function(keys, args)

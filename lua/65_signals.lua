@@ -28,7 +28,8 @@ end
   KEYS[1] flow     HASH   the flow
   ARGV[1] step  ARGV[2] payload (JSON)  ARGV[3] expires_ms (0: never)  ARGV[4] key_until_ms (0: current key)
   Derived: flow_steps, execution, waits, waiting, events, counts, flow, flow_done, flows_done,
-    leases, deadlines, terminal, done, edges_out, pending_dispatch (through resume_wait), outbox, outbox_msgs, outbox_seq
+    leases, deadlines, terminal, done, edges_out, pending_dispatch (through resume_wait), outbox, outbox_msgs, outbox_seq,
+    build_waits, slice, slices
   Reply:  {outcome ('resumed'|'duplicate'|'expired'|'retired'), execution_id or '', dispatch (1|0)}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('wait_signal', function(keys, args)

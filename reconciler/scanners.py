@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import executions, flowops, outbox, replies
+from engine import (
+    executions,
+    flowops,
+    metrics,
+    outbox,
+    replies,
+    wantoutbox,  # noqa: F401 - registers the want message kinds this process applies
+    wants,
+)
 from engine.calls import FCall
 from engine.client import Client
 from engine.dispatcher import dispatch
@@ -289,6 +297,19 @@ class FlowRetention(Retention):
         return Digest(repaired=purged.flows, full=purged.steps >= self.batch)
 
 
+class WantRetention(Retention):
+    """Wants that ended longer ago than the retention → deleted (``want_purge``); slices stay."""
+
+    name = "want_retention"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("want_purge", (client.keys.wants_done(partition),), (self.age_ms, self.batch),
+                     parse=replies.want_purge)
+
+    def digest(self, client: Client, partition: int, reply: int) -> Digest:
+        return Digest(repaired=reply, full=reply >= self.batch)
+
+
 class IndexCheck(Scanner):
     """Executions and flows whose state and indexes disagree → repaired, counted, logged.
 
@@ -357,10 +378,74 @@ class OutboxScanner(Scanner):
                       full=len(reply.due) >= self.batch and bool(flushed.applied))
 
 
+class WantDeadlines(Scanner):
+    """Wants past data_timestamp + sla_s → flagged breached (event, metric, on_sla_breach task);
+    past data_timestamp + ttl_s → expired; from each partition's due-time index (``want_due``)."""
+
+    name = "want_deadlines"
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return wants.due_call(client.keys, partition, self.batch)
+
+    def digest(self, client: Client, partition: int, reply: replies.WantDueReply) -> Digest:
+        if reply.breached:
+            metrics.WANT_SLA_BREACHES.inc(len(reply.breached))
+            for want_id in reply.breached:
+                log.warning("want %s missed its SLA", want_id)
+        ended: list[str] = []
+        wants.follow(client, [(partition, reply.follow)], ended.extend)
+        return Digest(repaired=len(reply.breached) + len(reply.expired), dispatch=ended,
+                      full=reply.read >= self.batch, details=[*reply.breached, *reply.expired])
+
+
+class WantCycles(Scanner):
+    """Builds waiting for missing slices longer than ``age_s`` whose wait leads, through the
+    builds of those slices, back to their own slice (a cycle none of the builds could see:
+    each was started by a want of its own before any found its input missing) → failed for
+    good with the cycle named (``slice_cycle``), which ends every want involved."""
+
+    name = "want_cycles"
+    default_interval_s = 10.0
+
+    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 30.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
+    def call(self, client: Client, partition: int) -> FCall:
+        return FCall("rec_due", (client.keys.build_waits(partition),), (self.age_ms, self.batch),
+                     read_only=True)
+
+    def digest(self, client: Client, partition: int, reply: Any) -> Digest:
+        ks, walked = client.keys, replies.rec_due(reply)
+        found: list[str] = []
+        ended_ids: list[str] = []
+        if walked:  # to the back of the index (server time): the next pass walks from the others first
+            index = ks.build_waits(partition)
+            seconds, micros = client.run(Command(("TIME",), index))
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            client.run(Command(("ZADD", index, "XX", *[x for eid in walked for x in (now_ms, eid)]), index))
+        for eid in walked:
+            key, miss = ks.execution(partition, eid), ks.missing(partition, eid)
+            (slice_name, suspend_on), missing = client.run_many(
+                [Command(("HMGET", key, "slice", "suspend_on"), key), Command(("HGETALL", miss), miss)])
+            if suspend_on != wants.BUILD_WAIT or not slice_name:
+                continue
+            path = wants.find_cycle(client, slice_name, missing or {})
+            if path is None:
+                continue
+            text = "dependency cycle: " + " → ".join(path)
+            result = client.run(wants.cycle_call(ks, eid, text))
+            if result.outcome == "failed":
+                log.warning("build %s of %s ended: %s", eid, slice_name, text)
+                found.append(eid)
+                wants.follow(client, [(partition, result)], ended_ids.extend)
+        return Digest(repaired=len(found), dispatch=ended_ids, details=found, full=len(walked) >= self.batch)
+
+
 SCANNERS: dict[str, type[Scanner]] = {
     cls.name: cls for cls in (DependencyScanner, LeaseExpiry, DelayedPromoter, HintRepair,
                               DeadlineExpiry, UnsealedFlows, FlowOps, OutboxScanner, Retention,
-                              FlowRetention, IndexCheck)
+                              FlowRetention, IndexCheck, WantDeadlines, WantCycles, WantRetention)
 }
 
 

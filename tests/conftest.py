@@ -121,3 +121,35 @@ def make_app():
     yield make
     for app in apps:
         app.close()
+
+
+@pytest.fixture
+def wapp(cluster, namespace):
+    """The wanting app (tests/apps/wanting.py; its handlers read slices through it) on the
+    test's namespace of the 3-primary cluster."""
+    import tests.apps.wanting as wanting
+
+    app = wanting.app
+    app.url, app.namespace, app.partitions = cluster.url, namespace, TEST_PARTITIONS
+    app._client = None
+    yield app
+    app.close()
+    app._client = None
+
+
+@pytest.fixture
+def worker(wapp):
+    """Start in-process workers of the wanting app; each is stopped at teardown."""
+    from engine.worker import Worker
+
+    started = []
+
+    def start(**kwargs):
+        w = Worker(wapp, concurrency=kwargs.pop("concurrency", 4), lease_ms=kwargs.pop("lease_ms", 5000),
+                   **kwargs).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop_and_wait()

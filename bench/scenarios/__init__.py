@@ -11,7 +11,7 @@ import importlib
 from bench.scenarios.base import Result, Scenario
 
 _MODULES = ("submit_claim_complete", "chain", "fanout", "cascade", "reconcile_cost", "scale",
-            "memory", "steady", "bounded_calls", "waits", "signal")
+            "memory", "steady", "bounded_calls", "waits", "signal", "wants")
 
 
 def scenarios() -> dict[str, Scenario]:

@@ -54,6 +54,8 @@ BUILTIN: dict[str, str] = {
     "lanes": "engine.cli.stats:lanes",
     "partitions": "engine.cli.stats:partitions",
     "serve": "engine.cli.serve:serve",
+    "wants": "engine.cli.wants:wants_group",
+    "slices": "engine.cli.wants:slices_group",
 }
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]

@@ -16,6 +16,7 @@ from engine.client import Client
 from engine.httpd import serve
 from engine.logs import setup_logging
 from engine.router import Command
+from engine.states import WantState
 from reconciler import SCANNERS, FlowRetention, Ownership, Reconciler, Retention, Scanner, ScanResult
 
 QUEUE_DEPTH_EVERY_S = 5.0  # how often the queue-depth gauges are read from the cluster
@@ -61,6 +62,20 @@ def refresh_queue_depth(client: Client, partitions: list[int]) -> None:
                     totals[(lane, state)] += int(value)
     for (lane, state), value in totals.items():
         metrics.QUEUE_DEPTH.labels(lane, state).set(value)
+    refresh_wants(client, partitions)
+
+
+def refresh_wants(client: Client, partitions: list[int]) -> None:
+    """Wants per state from the counters every want transition keeps (one HGETALL a partition)."""
+    totals = {state.value: 0 for state in WantState}
+    calls = [Command(("HGETALL", client.keys.want_counts(p)), client.keys.want_counts(p)) for p in partitions]
+    for reply in client.run_many(calls):
+        if isinstance(reply, dict):
+            for state, value in reply.items():
+                if state in totals:
+                    totals[state] += int(value)
+    for state, value in totals.items():
+        metrics.WANTS.labels(state).set(value)
 
 
 @click.command()

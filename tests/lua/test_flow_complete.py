@@ -134,7 +134,7 @@ def test_a_remote_wait_the_completion_starts_is_reported_and_registered_by_the_r
     root = lease_root(app, run, "place")
     started: list[str] = []
     recorder = Recorder(app.client, HeldLeases(), WorkerStats(), lambda p, d: None, started.extend,
-                        Handoff("w", ["default"], 30_000, lambda n: n, lambda c, lane: None, lambda n: None))
+                        handoff=Handoff("w", ["default"], 30_000, lambda n: n, lambda c, lane: None, lambda n: None))
     recorder.record([Outcome(root, "default", True, result="1")])
     eid = run.step_execution("shipped")
     assert exec_state(app, run, "shipped") == "waiting"

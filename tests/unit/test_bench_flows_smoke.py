@@ -55,6 +55,16 @@ def test_cascade_skips_every_descendant_of_the_failed_root() -> None:
     assert isinstance(out["wall_s"], (int, float)) and cascade["client_wall_s"] >= 0
 
 
+def test_wants_builds_every_discovered_slice_and_one_build_serves_many_wants() -> None:
+    out = run_bench("wants", "--dates", "4", "--wants", "20", "--build-s", "0.2", "--rounds", "2")
+    assert out["scenario"] == "wants"
+    assert out["static"]["rounds"] == out["discovery"]["rounds"] == 2
+    assert out["discovery"]["slices"] == 12
+    one = out["one_slice"]
+    assert (one["wants"], one["builds"], one["satisfied"]) == (20, 1, 20)
+    assert isinstance(out["ratio"], (int, float)) and isinstance(one["commands_per_job"], (int, float))
+
+
 def test_signal_resumes_every_wait_step_and_suspended_handler_it_signals() -> None:
     out = run_bench("signal", "--signals", "20")
     assert out["scenario"] == "signal" and out["tasks"] == 60

@@ -22,7 +22,8 @@ from engine.cli import (
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_COMMAND = {"bench", "cluster", "daemon", "demo", "event", "exec", "flow", "functions", "lanes",
-                 "partitions", "reconcile", "secrets", "serve", "signal", "waits", "worker"}
+                 "partitions", "reconcile", "secrets", "serve", "signal", "slices", "waits", "wants",
+                 "worker"}
 ABOVE_ENGINE = {"daemon": "reconciler", "reconcile": "reconciler", "demo": "reconciler", "bench": "bench"}
 
 

@@ -11,7 +11,13 @@ from engine.calls import FCall
 from engine.errors import REJECTION_CLASSES
 from engine.executions import SIGNATURES
 from engine.library import library, lua_files
-from engine.states import EXECUTION_TRANSITIONS, FLOW_TRANSITIONS, INITIAL_EXECUTION_STATES
+from engine.states import (
+    EXECUTION_TRANSITIONS,
+    FLOW_TRANSITIONS,
+    INITIAL_EXECUTION_STATES,
+    SLICE_TRANSITIONS,
+    WANT_TRANSITIONS,
+)
 from keys import KeySpace
 from tests.conftest import fake_client
 
@@ -65,6 +71,10 @@ def test_state_tables_in_lua_and_python_are_the_same_table():
     assert normalise(tables["flow"]) == {s.value: sorted(t.value for t in targets)
                                         for s, targets in FLOW_TRANSITIONS.items()}
     assert sorted(tables["initial"]) == sorted(s.value for s in INITIAL_EXECUTION_STATES)
+    assert normalise(tables["want"]) == {s.value: sorted(t.value for t in targets)
+                                        for s, targets in WANT_TRANSITIONS.items()}
+    assert normalise(tables["slice"]) == {s.value: sorted(t.value for t in targets)
+                                         for s, targets in SLICE_TRANSITIONS.items()}
 
 
 # -- keys: lua/00_helpers.lua's K helpers against keys/schema.py's KeySpace --
@@ -229,7 +239,8 @@ def test_no_lua_file_joins_a_key_suffix_by_hand():
 
 # -- headers: each function's Derived: line names every key it builds ------
 
-FUNCTION_START = re.compile(r"^(?:local function (\w+)\(|register\('(\w+)', function\()")
+# `function name(` assigns a forward-declared local (`local name` above it): lua/15_wants.lua.
+FUNCTION_START = re.compile(r"^(?:(?:local )?function (\w+)\(|register\('(\w+)', function\()")
 REGISTER_BY_NAME = re.compile(r"^register\('(\w+)', (\w+)[,)]")
 
 

@@ -161,7 +161,7 @@ def test_with_a_handoff_a_flow_steps_child_starts_from_the_completions_reply(nam
     client = fake_client(namespace)
     follow, slots = Follow(), Slots(free=4)
     recorder = Recorder(client, HeldLeases(), WorkerStats(), follow.schedule, follow.dispatch,
-                        Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
+                        handoff=Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
     run, claimed = two_step_flow(client)
     before = hints_of(client, run)
     recorder.record([Outcome(claimed, "default", True, result="1")])
@@ -175,7 +175,7 @@ def test_with_a_handoff_and_no_free_slot_the_ready_child_is_hinted(namespace):
     client = fake_client(namespace)
     follow, slots = Follow(), Slots(free=0)
     recorder = Recorder(client, HeldLeases(), WorkerStats(), follow.schedule, follow.dispatch,
-                        Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
+                        handoff=Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
     run, claimed = two_step_flow(client)
     before = hints_of(client, run)
     recorder.record([Outcome(claimed, "default", True, result="1")])
