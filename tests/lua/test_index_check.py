@@ -398,3 +398,14 @@ def test_the_cursor_goes_once_retention_has_removed_the_stream(app):
     run(app, "DEL", ks.events(p), key=ks.events(p))  # what retention does to an old stream
     assert check(app).repaired == 0
     assert run(app, "EXISTS", ks.check_cursor(p), key=ks.check_cursor(p)) == 0
+
+
+def test_an_entry_that_names_no_execution_or_flow_moves_the_cursor_past_it(app):
+    ks = app.client.keys
+    events, cursor = ks.events(3), ks.check_cursor(3)
+    first = run(app, "XADD", events, "*", "want", "w-1", "from", "", "to", "waiting", "detail", "", key=events)
+    check(app)
+    assert run(app, "GET", cursor, key=cursor) == first
+    second = run(app, "XADD", events, "*", "slice", "s", "from", "", "to", "building", "detail", "", key=events)
+    check(app)
+    assert run(app, "GET", cursor, key=cursor) == second
