@@ -38,6 +38,7 @@ local function leased_execution(key, token, names)
   local f
   if names then f = hash_fields(key, names) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
+  f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
   end
@@ -78,7 +79,7 @@ local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional'
 local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs)
   local id = f.id
   local epoch = tonumber(f.epoch or 0) + 1
-  local attempt = tonumber(f.attempts) + 1
+  local attempt = tonumber(f.attempts or 0) + 1
   local expiry = now + lease_ms
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
     'started_ms', now, 'lease_expiry_ms', expiry}, worker)
@@ -96,7 +97,7 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inpu
       inputs = count
     end
   end
-  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms), expiry,
+  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms or 0), expiry,
     inputs, f.flow or '', f.step or ''}, inputs_left
 end
 
@@ -132,7 +133,7 @@ local function exec_claim(keys, args)
     elseif fstate == 'canceled' then
       cancel_execution(prefix, f, 'flow canceled', now)
     else
-      local deadline = tonumber(f.deadline_ms)
+      local deadline = tonumber(f.deadline_ms or 0)
       if deadline > 0 and deadline <= now then
         move(prefix, f, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
           'error_msg', 'deadline passed before a worker started it'}, 'deadline')
