@@ -3,9 +3,17 @@
 Two triggers, one call (``exec_promote``): a timer heap fires a partition when
 one of this worker's own retries is due (so a back-off of 200 ms waits about
 200 ms, not for a pass), and a periodic pass promotes every partition about
-once per ``interval_s`` (jittered, so workers do not pass in step), which
-runs ``delay_s`` submissions and the retries other processes scheduled. The
-timer heap is its own class so its ordering can be tested with a fake clock.
+once per ``interval_s``, which runs ``delay_s`` submissions and the retries
+other processes scheduled. The timer heap is its own class so its ordering can
+be tested with a fake clock.
+
+The periodic pass runs once per interval per namespace, not once per worker:
+each worker, about once per ``interval_s`` (jittered), asks for the pass lock
+(``SET <ns>:promote-pass NX PX``, held for ``PASS_LOCK_SHARE`` of the
+interval, so the winner's own next attempt finds it expired) and only the
+winner passes. A winner that dies holds the lock until it expires; the next
+worker to ask after that passes. A failed lock request passes anyway: a pass
+too many costs a round, a pass too few delays work.
 
 The same periodic pass reads the oldest entry of every partition's outbox
 (one plain ``ZRANGE outbox 0 0 WITHSCORES`` per partition in the same
@@ -24,6 +32,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +46,7 @@ from keys import KeySpace
 log = logging.getLogger("flowslot.worker")
 
 PROMOTE_BATCH = 200  # due delayed executions promoted per partition per call
+PASS_LOCK_SHARE = 0.7  # the pass lock's life, as a share of the interval (below the 0.75 jitter floor)
 
 
 class DueTimers:
@@ -87,7 +97,8 @@ class Promoter:
         self.interval_s = interval_s
         self.poll_s = poll_s
         self.batch = batch
-        self.timers = timers or DueTimers()
+        self.timers = timers if timers is not None else DueTimers()  # an empty heap is falsy
+        self.owner = uuid.uuid4().hex
 
     def schedule(self, partition: int, delay_ms: int) -> None:
         """Promote this partition when the retry is due, so retries do not wait for the
@@ -103,13 +114,28 @@ class Promoter:
             due = self.timers.wait_for_due(next_pass, self.poll_s)
             full_pass = self.timers.clock() >= next_pass
             if full_pass:
-                due.update(range(partitions))
                 next_pass = self._next_pass()
+                full_pass = self.won_pass()
+            if full_pass:
+                due.update(range(partitions))
             if due and not stopped.is_set():
                 self.promote(sorted(due), outbox=full_pass)
 
     def stop(self) -> None:
         self.timers.stop()
+
+    def won_pass(self) -> bool:
+        """Whether this worker runs this interval's full pass: it took the namespace's pass
+        lock, or could not ask for it (then it passes rather than risk that nobody does)."""
+        if self.interval_s is None:
+            return False
+        key = self.client.keys.promote_pass()
+        life_ms = max(int(self.interval_s * 1000 * PASS_LOCK_SHARE), 1)
+        try:
+            return bool(self.client.run(Command(("SET", key, self.owner, "NX", "PX", life_ms), key)))
+        except Exception as e:  # noqa: BLE001 - the pass itself reports what is wrong with the server
+            log.debug("asking for the promotion-pass lock failed (%s: %s); passing anyway", type(e).__name__, e)
+            return True
 
     def _next_pass(self) -> float:
         if self.interval_s is None:

@@ -51,6 +51,11 @@ class KeySpace:
         secret, ``retired:<id>`` → end of its grace (ms). See engine/signing.py."""
         return f"{self.namespace}:secrets"
 
+    def promote_pass(self) -> str:
+        """STRING with a TTL: held by the worker whose periodic promotion pass runs now
+        (``SET NX PX``), so the full pass costs one round per interval whatever the worker count."""
+        return f"{self.namespace}:promote-pass"
+
     def hint(self, lane: str, index: int) -> str:
         """LIST: partitions with ready work in ``lane``; list ``index`` of ``hint_lists``."""
         return f"{self.prefix(self.hint_partition(index))}hint:{lane}"

@@ -84,6 +84,7 @@ NOT_BUILT_IN_LUA = {
     "prefix": "the partition prefix itself: Lua takes it from a KEYS entry (prefix_of)",
     "config": "deployment settings, read and written by Python only",
     "daemons": "reaches Lua only as KEYS[1] of own_heartbeat",
+    "promote_pass": "the workers' promotion-pass lock, set and read by Python only (engine/promoter.py)",
     "hint": "hint lists are pushed and popped by Python (engine/hints.py)",
     "idempotency": "built in Python, passed as KEYS[4] of exec_submit; rec_purge reads its name from the execution",
     "owner": "reaches Lua only as KEYS[1] of own_claim and own_release",
