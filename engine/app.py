@@ -32,10 +32,12 @@ from engine.flows import DEFAULT_MAX_STEPS, FlowBuilder
 from engine.handle import Handle, read_execution
 from engine.hints import hint_commands
 from engine.policy import Retry
+from engine.router import Routable
 from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, new_id, partition_of_key
 
 DEFAULT_LANE = "default"
 MAX_IDEMPOTENCY_KEY = 200
+SUBMIT_GROUP = 20  # consecutive submit_many items placed in one partition (one exec_submit_many)
 MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024  # lua/20_executions.lua refuses larger payloads
 
 
@@ -270,9 +272,15 @@ class App:
         if isinstance(arg_list, (str, bytes, dict)) or not isinstance(arg_list, Iterable):
             raise ContractError(f"submit_many takes a list of argument tuples, got {arg_list!r}")
         prepared = []
+        grouped = "partition" not in options and options.get("idempotency_key") is None
         for n, args in enumerate(arg_list):
             checks.arguments(args, f"item {n} of submit_many's list")
-            prepared.append(self._prepare_options(task, args, None, options))
+            item_options = options
+            if grouped:  # SUBMIT_GROUP consecutive items share a partition: one exec_submit_many
+                if n % SUBMIT_GROUP == 0:
+                    group_options = dict(options, partition=self._random_partition())
+                item_options = group_options
+            prepared.append(self._prepare_options(task, args, None, item_options))
         return self._submit_prepared(prepared)
 
     def _prepare_options(self, task: TaskDef | str | Callable[..., Any], args: Sequence[Any],
@@ -285,7 +293,7 @@ class App:
 
     def _submit_prepared(self, prepared: list[tuple[executions.SubmitSpec, int]]) -> list[Handle]:
         ks = self.client.keys
-        replies = self.client.run_many([executions.submit(ks, spec, p) for spec, p in prepared])
+        replies = self._run_submits(prepared)
         handles, ready = [], []
         for (spec, partition), reply in zip(prepared, replies, strict=False):
             if isinstance(reply, Exception):
@@ -298,6 +306,36 @@ class App:
         if ready:
             self.client.run_many(hint_commands(ks, ready))
         return handles
+
+    def _run_submits(self, prepared: list[tuple[executions.SubmitSpec, int]]) -> list[Any]:
+        """One pipelined round: ``exec_submit_many`` per partition for the submissions without an
+        idempotency key (up to ``SUBMIT_MANY_MAX`` a call), ``exec_submit`` for a lone one and
+        for each with a key. Replies (or exceptions) in ``prepared``'s order."""
+        ks = self.client.keys
+        by_partition: dict[int, list[int]] = {}
+        for n, (spec, partition) in enumerate(prepared):
+            if spec.idempotency_key is None:
+                by_partition.setdefault(partition, []).append(n)
+        calls: list[Routable] = []
+        placed: list[tuple[list[int], bool]] = []  # the submissions of each call; a batch?
+        batched: set[int] = set()
+        for partition, indexes in by_partition.items():
+            if len(indexes) < 2:
+                continue
+            for start in range(0, len(indexes), executions.SUBMIT_MANY_MAX):
+                chunk = indexes[start:start + executions.SUBMIT_MANY_MAX]
+                calls.append(executions.submit_many(ks, partition, [prepared[i][0] for i in chunk]))
+                placed.append((chunk, True))
+                batched.update(chunk)
+        for n, (spec, partition) in enumerate(prepared):
+            if n not in batched:
+                calls.append(executions.submit(ks, spec, partition))
+                placed.append(([n], False))
+        replies: list[Any] = [None] * len(prepared)
+        for (indexes, batch), reply in zip(placed, self.client.run_many(calls), strict=True):
+            for i, n in enumerate(indexes):
+                replies[n] = reply[i] if batch and not isinstance(reply, Exception) else reply
+        return replies
 
     def _random_partition(self) -> int:
         return random.randrange(self.client.keys.partitions)

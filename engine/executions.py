@@ -29,6 +29,11 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("id", "task", "lane", "payload", "priority", "delay_ms", "max_attempts", "backoff_ms",
          "backoff_max_ms", "deadline_in_ms", "idem_ttl_ms"),
     ),
+    "exec_submit_many": (
+        ("delayed",),
+        ("id", "task", "lane", "payload", "priority", "delay_ms", "max_attempts", "backoff_ms",
+         "backoff_max_ms", "deadline_in_ms"),
+    ),
     "exec_cancel": (("exec",), ("reason",)),
     "exec_promote": (("delayed",), ("max_count",)),
     "exec_claim": (("ready",), ("max_count", "lease_ms", "worker_id")),
@@ -119,6 +124,23 @@ def submit(ks: KeySpace, spec: SubmitSpec, partition: int) -> FCall:
          spec.idempotency_ttl_ms if idem else 0),
         parse=replies.exec_submit,
     )
+
+
+SUBMIT_MANY_MAX = 100  # executions one exec_submit_many call takes (lua/20_executions.lua)
+
+
+def submit_many(ks: KeySpace, partition: int, specs: Sequence[SubmitSpec]) -> FCall:
+    """``exec_submit_many``: up to ``SUBMIT_MANY_MAX`` executions of one partition, none with an
+    idempotency key, in one call. Parses to one ``SubmitReply`` per execution, in order."""
+    if not 1 <= len(specs) <= SUBMIT_MANY_MAX:
+        raise ContractError(f"submit_many takes 1..{SUBMIT_MANY_MAX} executions, got {len(specs)}")
+    if any(spec.idempotency_key for spec in specs):
+        raise ContractError("exec_submit_many takes no idempotency keys: submit those with exec_submit")
+    return FCall("exec_submit_many", (ks.delayed(partition),),
+                 tuple(v for s in specs for v in (s.execution_id, s.task, s.lane, s.payload, s.priority,
+                                                   s.delay_ms, s.max_attempts, s.backoff_ms,
+                                                   s.backoff_max_ms, s.deadline_in_ms)),
+                 parse=replies.exec_submit_many)
 
 
 def inputs_page(ks: KeySpace, execution_id: str, cursor: str, count: int = 1000) -> Command:

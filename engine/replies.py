@@ -181,6 +181,10 @@ def exec_submit(r: Any) -> SubmitReply:
     return SubmitReply(r[0], r[1], bool(r[2]))
 
 
+def exec_submit_many(r: Any) -> list[SubmitReply]:
+    return [exec_submit(item) for item in r]
+
+
 def exec_cancel(r: Any) -> CancelReply:
     return CancelReply(r[0], r[1], bool(r[2]))
 

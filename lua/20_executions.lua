@@ -69,6 +69,85 @@ local function exec_submit(keys, args)
 end
 register('exec_submit', exec_submit)
 
+local SUBMIT_MANY_MAX = 100
+
+-- One item of exec_submit_many, checked; a bad value raises BAD_ARGS naming the execution.
+local function submit_item(args, i)
+  local base = 10 * (i - 1)
+  local ok, item = pcall(function()
+    local it = {id = str_arg(args[base + 1], 'id', 64), task = str_arg(args[base + 2], 'task', 256),
+      lane = str_arg(args[base + 3], 'lane', 64), payload = args[base + 4] or '',
+      priority = int_arg(args[base + 5], 'priority', 0, 255),
+      delay_ms = int_arg(args[base + 6], 'delay_ms', 0, 1e13),
+      max_attempts = int_arg(args[base + 7], 'max_attempts', 1, 1000),
+      backoff_ms = int_arg(args[base + 8], 'backoff_ms', 0, 1e10),
+      backoff_max_ms = int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10),
+      deadline_in_ms = int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)}
+    if #it.payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
+    return it
+  end)
+  if ok then return item end
+  if type(item) ~= 'table' or not item.fs then error(item) end
+  raise('BAD_ARGS', 'execution ' .. tostring(args[base + 1]) .. ' (item ' .. i .. '): '
+    .. string.gsub(item.fs, '^BAD_ARGS ', ''))
+end
+
+--[[ exec_submit_many: create several executions of one partition, each as exec_submit
+  would without an idempotency key. Every item is checked before the first write (the
+  error names the execution); the call's clock, event entry, counter writes and one
+  ZADD per lane's ready set (and of the delayed set) are shared; per execution remain
+  its existence check and its HSET.
+  KEYS[1] delayed  ZSET   delayed executions of the partition, by due time
+  ARGV[1] id  ARGV[2] task  ARGV[3] lane  ARGV[4] payload  ARGV[5] priority
+  ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms  ARGV[9] backoff_max_ms
+  ARGV[10] deadline_in_ms; then the next execution's ten, at most SUBMIT_MANY_MAX (100)
+  Derived: ready, deadlines, counts, events, flows_done, execution, flow, flow_done
+  Reply:  {{id, state, created (1 new, 0 existing)}, ...} one per execution, in ARGV order
+  Errors: BAD_ARGS ]]
+local function exec_submit_many(keys, args)
+  local n = #args / 10
+  if n < 1 or n ~= math.floor(n) or n > SUBMIT_MANY_MAX then
+    raise('BAD_ARGS', 'expected 1..' .. SUBMIT_MANY_MAX .. ' executions of 10 values, got ' .. #args .. ' values')
+  end
+  local items = {}
+  for i = 1, n do items[i] = submit_item(args, i) end
+  local prefix = prefix_of(keys[1])
+  local now = now_ms()
+  local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
+  for i, it in ipairs(items) do
+    local current = rcall('HGET', K.execution(prefix, it.id), 'state')
+    if current then
+      out[i] = {it.id, current, 0}
+    else
+      local state = 'ready'
+      if it.delay_ms > 0 then state = 'delayed' end
+      local fields = {'id', it.id, 'task', it.task, 'lane', it.lane, 'payload', it.payload,
+        'priority', it.priority, 'max_attempts', it.max_attempts,
+        'backoff_ms', it.backoff_ms, 'backoff_max_ms', it.backoff_max_ms, 'created_ms', now}
+      if it.deadline_in_ms > 0 then
+        fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = now + it.deadline_in_ms
+        deadlines[#deadlines + 1] = now + it.deadline_in_ms; deadlines[#deadlines + 1] = it.id
+      end
+      if state == 'ready' then
+        fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
+        if not ready[it.lane] then ready[it.lane] = {}; lanes[#lanes + 1] = it.lane end
+        local zadd = ready[it.lane]
+        zadd[#zadd + 1] = ready_score(it.priority, now); zadd[#zadd + 1] = it.id
+      else
+        fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + it.delay_ms
+        delayed[#delayed + 1] = now + it.delay_ms; delayed[#delayed + 1] = it.id
+      end
+      move(prefix, {id = it.id, lane = it.lane}, state, fields)
+      out[i] = {it.id, state, 1}
+    end
+  end
+  for _, lane in ipairs(lanes) do rcall('ZADD', K.ready(prefix, lane), unpack(ready[lane])) end
+  if #delayed > 0 then rcall('ZADD', keys[1], unpack(delayed)) end
+  if #deadlines > 0 then rcall('ZADD', K.deadlines(prefix), unpack(deadlines)) end
+  return out
+end
+register('exec_submit_many', exec_submit_many)
+
 -- Cancel any non-terminal execution (checked by the caller): leave every
 -- index, become terminal. Shared by exec_cancel and flow_cancel.
 local function cancel_execution(prefix, e, reason, now)
