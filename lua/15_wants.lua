@@ -113,9 +113,16 @@ local function want_move(prefix, w, to, now, detail, out)
   end
 end
 
+-- The fields of a want that its news and its move read.
+local NEWS_FIELDS = {'id', 'state', 'acked', 'total', 'slices', 'parent', 'first_slice', 'root'}
+
 -- What one slice's news does to a want (in the want's partition).
 local function apply_want_news(prefix, body, now, out)
-  local w = hash_table(rcall('HGETALL', K.want(prefix, body.want)))
+  local values = rcall('HMGET', K.want(prefix, body.want), unpack(NEWS_FIELDS))
+  local w = {}
+  for i, name in ipairs(NEWS_FIELDS) do
+    if values[i] then w[name] = values[i] end
+  end
   if not w.state or WANT_TERMINAL[w.state] then return 'ignored' end
   local wsl = K.want_slices(prefix, w.id)
   local known = rcall('HGET', wsl, body.slice)
@@ -248,7 +255,9 @@ local function apply_create(prefix, body, now, out)
   local sla_due, ttl_due = -1, -1
   if tonumber(body.sla_ms) >= 0 then sla_due = tonumber(body.data_ts_ms) + tonumber(body.sla_ms) end
   if tonumber(body.ttl_ms) >= 0 then ttl_due = tonumber(body.data_ts_ms) + tonumber(body.ttl_ms) end
-  local w = {id = id, slices = cjson.encode(slices), parent = body.parent or '',
+  local names = {}  -- what the want keeps of its slices: the build specs served their requests
+  for i, s in ipairs(slices) do names[i] = {name = s.name, partition = s.partition} end
+  local w = {id = id, slices = cjson.encode(names), parent = body.parent or '',
              first_slice = slices[1].name}
   rcall('HSET', key, 'id', id, 'slices', w.slices, 'first_slice', w.first_slice, 'total', #slices,
     'pending', #slices, 'acked', 0, 'data_ts_ms', body.data_ts_ms, 'sla_ms', body.sla_ms,
