@@ -93,9 +93,9 @@ local function want_move(prefix, w, to, now, detail, out)
     'want', w.id, 'from', from, 'to', to, 'detail', detail or '')
   local key = K.want(prefix, w.id)
   rcall('HSET', key, 'state', to, 'updated_ms', now)
-  local counts = K.want_counts(prefix)
-  if from ~= '' then rcall('HINCRBY', counts, from, -1) end
-  rcall('HINCRBY', counts, to, 1)
+  local counts = K.want_counts(prefix)  -- written at the call's end, like the lane counters
+  if from ~= '' then note_count(counts, from, -1) end
+  note_count(counts, to, 1)
   w.state = to
   if not WANT_TERMINAL[to] then return end
   rcall('HSET', key, 'finished_ms', now, 'reason', string.sub(detail or '', 1, MAX_REASON))
