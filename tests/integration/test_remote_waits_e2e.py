@@ -111,6 +111,7 @@ def test_a_deliverer_killed_between_record_and_apply_leaves_the_delivery_to_the_
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        proc.stdout.close()
     assert step_state(run, "shipped") == "waiting" and members(app, ship) == []
     scanner = OutboxScanner(age_s=0)
     assert scanner.run(app.client, range(TEST_PARTITIONS)).repaired == 1

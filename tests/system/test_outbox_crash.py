@@ -64,6 +64,7 @@ def test_a_message_whose_sender_was_killed_before_flushing_is_applied_by_the_sca
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        proc.stdout.close()
     assert total(client, target) == 0
     first = OutboxScanner(age_s=0).run(client, range(TEST_PARTITIONS))
     assert first.repaired == 3 and not first.errors
