@@ -34,6 +34,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec_claim": (("ready",), ("max_count", "lease_ms", "worker_id")),
     "exec_renew": (("exec",), ("token", "lease_ms")),
     "exec_complete": (("exec",), ("token", "result")),
+    "exec_complete_many": (("leases",), ("id", "token", "result")),
     "exec_fail": (("exec",), ("token", "error_kind", "error_msg", "retryable", "jitter")),
     "exec_release": (("exec",), ("token",)),
     "exec_suspend": (("exec",), ("token", "name", "timeout_ms")),
@@ -161,6 +162,19 @@ def renew(ks: KeySpace, execution_id: str, token: str, lease_ms: int) -> FCall:
 def complete(ks: KeySpace, execution_id: str, token: str, result: str) -> FCall:
     return FCall("exec_complete", (_exec_key(ks, execution_id),), (token, result),
                  parse=replies.exec_complete)
+
+
+COMPLETE_MANY_MAX = 100  # executions one exec_complete_many call takes (lua/30_leases.lua)
+
+
+def complete_many(ks: KeySpace, partition: int, items: Sequence[tuple[str, str, str]]) -> FCall:
+    """``exec_complete_many``: the successes of up to ``COMPLETE_MANY_MAX`` executions of one
+    partition, as (execution id, token, result) triples, in one call. Parses to one
+    ``CompleteReply`` or exception per execution (a refused one does not stop the others)."""
+    if not 1 <= len(items) <= COMPLETE_MANY_MAX:
+        raise ContractError(f"complete_many takes 1..{COMPLETE_MANY_MAX} executions, got {len(items)}")
+    return FCall("exec_complete_many", (ks.leases(partition),), tuple(v for item in items for v in item),
+                 parse=replies.exec_complete_many)
 
 
 def complete_step(ks: KeySpace, execution_id: str, token: str, result: str, max_edges: int,

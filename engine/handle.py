@@ -22,13 +22,19 @@ if TYPE_CHECKING:
     from engine.client import Client
 
 
+# What exec_submit leaves unstored at its default (until the first claim writes attempts and epoch).
+SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0"}
+
+
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
     """HGETALL of one execution; NotFound when it does not exist."""
     key = client.keys.execution(executions.execution_partition(client.keys, execution_id), execution_id)
     fields = client.run(Command(("HGETALL", key), key))
     if not fields:
         raise NotFound(f"no execution {execution_id}")
-    return dict(fields)
+    if "flow" in fields:
+        return dict(fields)
+    return {**SUBMIT_DEFAULTS, **fields}
 
 
 class Handle:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import executions, metrics, outbox, wants
+from engine.calls import FCall
 from engine.client import Client
 from engine.errors import Canceled, InvalidState, NotFound, StaleLease
 from engine.held import HeldLeases
@@ -95,6 +96,12 @@ class WorkerStats:
     released: int = 0
     empty_claims: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+
+def _item(result: Any, pos: int) -> Any:
+    """One execution's reply out of an ``exec_complete_many`` result (a whole call that failed,
+    e.g. the cluster was unavailable, is that failure for each of its executions)."""
+    return result if isinstance(result, Exception) else result[pos]
 
 
 def log_failure(outcome: Outcome, reply: Any) -> None:
@@ -176,35 +183,14 @@ class Recorder:
     def record(self, batch: list[Outcome]) -> None:
         """One pipelined round for the batch, then the hints and the dispatch its replies ask for."""
         keys = self.client.keys
-        calls = []
         rooms = self._rooms(batch)
-        for o, room in zip(batch, rooms, strict=True):
-            c = o.claimed
-            if o.suspend:
-                calls.append(executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms))
-            elif o.missing and self.handoff is not None:
-                calls.append(wants.missing_call(keys, c.execution_id, c.token, o.missing,
-                                                self.handoff.claim(room)))
-            elif o.missing:
-                calls.append(wants.missing_call(keys, c.execution_id, c.token, o.missing))
-            elif o.ok and c.flow and self.handoff is not None:
-                h = self.handoff
-                calls.append(executions.complete_step(keys, c.execution_id, c.token, o.result,
-                                                      STEP_EDGES_MAX, room, h.lease_ms, h.worker_id,
-                                                      h.lanes))
-            elif o.ok and self.handoff is not None and c.task in self.handoff.builds:
-                calls.append(wants.complete_call(keys, c.execution_id, c.token, o.result, SETTLE_MAX,
-                                                 self.handoff.claim(room)))
-            elif o.ok:
-                calls.append(executions.complete(keys, c.execution_id, c.token, o.result))
-            else:
-                calls.append(executions.fail(keys, c.execution_id, c.token, o.kind, o.message,
-                                             o.retryable, random.random()))
+        calls, places = self._calls(batch, rooms)
         try:
-            replies = self.client.run_many(calls)
+            results = self.client.run_many(calls)
         except BaseException:
             self._give_back(sum(rooms))
             raise
+        replies = [results[call] if pos < 0 else _item(results[call], pos) for call, pos in places]
         hints: list[tuple[int, str]] = []
         to_dispatch: list[str] = []
         senders: set[int] = set()
@@ -255,6 +241,53 @@ class Recorder:
             self.dispatch(to_dispatch)
         if waits:
             wants.follow(self.client, waits, self.dispatch, self.keeper() if self.keeper else None)
+
+    def _calls(self, batch: list[Outcome], rooms: list[int]) -> tuple[list[FCall], list[tuple[int, int]]]:
+        """The calls that record the batch, and where each outcome's reply is: (call index,
+        position in an ``exec_complete_many`` reply, or -1 for a call of its own). Plain
+        successes are grouped by partition, up to ``COMPLETE_MANY_MAX`` per call."""
+        keys = self.client.keys
+        calls: list[FCall] = []
+        places: list[tuple[int, int]] = []
+        groups: dict[int, list[int]] = {}  # partition -> positions in batch of plain successes
+        for n, (o, room) in enumerate(zip(batch, rooms, strict=True)):
+            c = o.claimed
+            if o.suspend:
+                call = executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms)
+            elif o.missing and self.handoff is not None:
+                call = wants.missing_call(keys, c.execution_id, c.token, o.missing, self.handoff.claim(room))
+            elif o.missing:
+                call = wants.missing_call(keys, c.execution_id, c.token, o.missing)
+            elif o.ok and c.flow and self.handoff is not None:
+                h = self.handoff
+                call = executions.complete_step(keys, c.execution_id, c.token, o.result, STEP_EDGES_MAX,
+                                                room, h.lease_ms, h.worker_id, h.lanes)
+            elif o.ok and self.handoff is not None and c.task in self.handoff.builds:
+                call = wants.complete_call(keys, c.execution_id, c.token, o.result, SETTLE_MAX,
+                                           self.handoff.claim(room))
+            elif o.ok:
+                groups.setdefault(partition_of(c.execution_id, keys.partitions), []).append(n)
+                places.append((-1, -1))  # placed below
+                continue
+            else:
+                call = executions.fail(keys, c.execution_id, c.token, o.kind, o.message, o.retryable,
+                                       random.random())
+            places.append((len(calls), -1))
+            calls.append(call)
+        for partition, members in groups.items():
+            for start in range(0, len(members), executions.COMPLETE_MANY_MAX):
+                chunk = members[start:start + executions.COMPLETE_MANY_MAX]
+                if len(chunk) == 1:
+                    c = batch[chunk[0]].claimed
+                    places[chunk[0]] = (len(calls), -1)
+                    calls.append(executions.complete(keys, c.execution_id, c.token, batch[chunk[0]].result))
+                    continue
+                items = [(batch[n].claimed.execution_id, batch[n].claimed.token, batch[n].result)
+                         for n in chunk]
+                for pos, n in enumerate(chunk):
+                    places[n] = (len(calls), pos)
+                calls.append(executions.complete_many(keys, partition, items))
+        return calls, places
 
     def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> int:
         """A build that waits for missing slices: start the upstream builds the call leased to

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from engine.errors import EngineError, error_from_reply
+
 _NO_INPUTS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -214,6 +216,18 @@ def exec_renew(r: Any) -> int:
 
 def exec_complete(r: Any) -> CompleteReply:
     return CompleteReply(r[0], bool(r[1]), bool(r[2]))
+
+
+def exec_complete_many(r: Any) -> list[CompleteReply | EngineError]:
+    """One reply per execution, in the call's order: its ``CompleteReply``, or the exception
+    ``exec_complete`` would have raised for it (that execution was not recorded)."""
+    return [_refused(item) if isinstance(item, str) else CompleteReply(item[0], bool(item[1]), bool(item[2]))
+            for item in r]
+
+
+def _refused(message: str) -> EngineError:
+    mapped = error_from_reply(message)
+    return mapped if mapped is not None else EngineError(message)
 
 
 def exec_fail(r: Any) -> FailReply:
@@ -622,6 +636,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "exec_claim": exec_claim,
     "exec_renew": exec_renew,
     "exec_complete": exec_complete,
+    "exec_complete_many": exec_complete_many,
     "exec_fail": exec_fail,
     "exec_release": exec_release,
     "exec_suspend": exec_suspend,

@@ -238,11 +238,18 @@ end
 -- deadline of its own (a wait timeout never outlives a suspension).
 -- `resolving_here`: the caller found outgoing edges in a live flow and
 -- resolves every one in this same call (flow_complete): no dispatch intent.
-local function finish(prefix, e, now, from_lease, resolving_here)
+-- `ended`: a list the id is appended to instead of leaving `leases` and
+-- entering `terminal` here; the caller writes both for the whole list at once
+-- (exec_complete_many: one ZREM and one ZADD per call, not per execution).
+local function finish(prefix, e, now, from_lease, resolving_here, ended)
   local id = e.id
-  rcall('ZREM', K.leases(prefix), id)
+  if ended then
+    ended[#ended + 1] = id
+  else
+    rcall('ZREM', K.leases(prefix), id)
+    rcall('ZADD', K.terminal(prefix), now, id)
+  end
   if not from_lease or tonumber(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
-  rcall('ZADD', K.terminal(prefix), now, id)
   local done = K.done(prefix, id)
   rcall('RPUSH', done, '1')
   rcall('PEXPIRE', done, DONE_TTL_MS)

@@ -44,11 +44,13 @@ local function exec_submit(keys, args)
   if delay_ms > 0 then state = 'delayed' end
   local deadline = 0
   if deadline_in_ms > 0 then deadline = now + deadline_in_ms end
-  -- One HSET: move() writes the state with every other field.
+  -- One HSET: move() writes the state with every other field. Defaults are not
+  -- stored (fewer arguments per submit): readers take a missing attempts and epoch
+  -- as 0 until the first claim writes them, and a missing deadline_ms as 0 (none).
   local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload,
-    'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-    'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms,
-    'created_ms', now, 'deadline_ms', deadline, 'epoch', 0}
+    'priority', priority, 'max_attempts', max_attempts,
+    'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms, 'created_ms', now}
+  if deadline > 0 then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
   if state == 'ready' then
     fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
   else

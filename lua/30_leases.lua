@@ -38,6 +38,7 @@ local function leased_execution(key, token, names)
   local f
   if names then f = hash_fields(key, names) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
+  f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
   end
@@ -78,7 +79,7 @@ local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional'
 local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs)
   local id = f.id
   local epoch = tonumber(f.epoch or 0) + 1
-  local attempt = tonumber(f.attempts) + 1
+  local attempt = tonumber(f.attempts or 0) + 1
   local expiry = now + lease_ms
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
     'started_ms', now, 'lease_expiry_ms', expiry}, worker)
@@ -96,7 +97,7 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inpu
       inputs = count
     end
   end
-  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms), expiry,
+  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms or 0), expiry,
     inputs, f.flow or '', f.step or ''}, inputs_left
 end
 
@@ -132,7 +133,7 @@ local function exec_claim(keys, args)
     elseif fstate == 'canceled' then
       cancel_execution(prefix, f, 'flow canceled', now)
     else
-      local deadline = tonumber(f.deadline_ms)
+      local deadline = tonumber(f.deadline_ms or 0)
       if deadline > 0 and deadline <= now then
         move(prefix, f, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
           'error_msg', 'deadline passed before a worker started it'}, 'deadline')
@@ -195,6 +196,70 @@ local function exec_complete(keys, args)
   return {'succeeded', 1, finish(prefix, f, now, true)}
 end
 register('exec_complete', exec_complete)
+
+-- Executions one exec_complete_many call records (three ARGV each): bounds the
+-- call's time and keeps unpack() of its index writes small.
+local COMPLETE_MANY_MAX = 100
+
+-- exec_complete's checks, read-only: the fields of a live lease that may succeed.
+local function completable(prefix, id, token)
+  local f = leased_execution(K.execution(prefix, id), token, COMPLETE_FIELDS)
+  if f.state ~= 'succeeded' then check_move(f.id, f.state, 'succeeded') end
+  return f
+end
+
+--[[ exec_complete_many: record the success of several executions of one partition
+  in one call, each as exec_complete would; one that exec_complete would refuse is
+  refused alone (its error in its place of the reply) and the others are recorded.
+  The call's clock, event entry, counter writes, lease removal and terminal index
+  entry are shared; per execution remain its read, its write and its done list.
+  KEYS[1] leases   ZSET   lease expiries of the partition
+  ARGV[1] id  ARGV[2] token  ARGV[3] result (JSON); then the next execution's three,
+    at most COMPLETE_MANY_MAX (100) executions
+  Derived: leases, deadlines, terminal, pending_dispatch, counts, events, flows_done, execution,
+    done, edges_out, flow, flow_done, slice, slices
+  Reply:  {{state, first, dispatch} or "CODE detail" (exec_complete's reply or error), ...}
+           one per execution, in ARGV order
+  Errors: BAD_ARGS ]]
+local function exec_complete_many(keys, args)
+  local n = #args / 3
+  if n < 1 or n ~= math.floor(n) or n > COMPLETE_MANY_MAX then
+    raise('BAD_ARGS', 'expected 1..' .. COMPLETE_MANY_MAX .. ' (id, token, result) triples, got ' .. #args .. ' values')
+  end
+  local prefix = prefix_of(keys[1])
+  local out, todo, seen = {}, {}, {}
+  for i = 1, n do
+    local id = str_arg(args[3 * i - 2], 'id', 64)
+    local token = str_arg(args[3 * i - 1], 'token', 32)
+    local ok, f = pcall(completable, prefix, id, token)
+    if not ok then
+      if type(f) ~= 'table' or not f.fs then error(f) end
+      out[i] = f.fs
+    elseif f.state == 'succeeded' or seen[id] then
+      out[i] = {'succeeded', 0, 0}  -- a repeat (in an earlier call, or earlier in this one)
+    else
+      seen[id] = 1
+      todo[#todo + 1] = {i, f, args[3 * i]}
+    end
+  end
+  if #todo == 0 then return out end
+  local now = now_ms()
+  local ended = {}
+  for _, t in ipairs(todo) do
+    local f = t[2]
+    move(prefix, f, 'succeeded', {'result', t[3], 'finished_ms', now})
+    out[t[1]] = {'succeeded', 1, finish(prefix, f, now, true, false, ended)}
+  end
+  local scored = {}
+  for j, id in ipairs(ended) do
+    scored[2 * j - 1] = now
+    scored[2 * j] = id
+  end
+  rcall('ZREM', keys[1], unpack(ended))
+  rcall('ZADD', K.terminal(prefix), unpack(scored))
+  return out
+end
+register('exec_complete_many', exec_complete_many)
 
 --[[ exec_fail: record a failed attempt; retry with back-off or fail for good.
   KEYS[1] exec     HASH   the execution

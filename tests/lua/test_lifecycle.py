@@ -12,6 +12,7 @@ import pytest
 
 from engine import executions as X
 from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
+from engine.handle import Handle
 from engine.replies import event_records
 from engine.router import Command
 from keys import new_id
@@ -280,3 +281,15 @@ def test_submit_with_bad_numbers_is_refused_and_writes_nothing(lua_client):
     with pytest.raises(BadArguments, match="priority"):
         lua_client.run(X.submit(lua_client.keys, spec, P))
     assert snapshot(lua_client) == before
+
+
+def test_submit_stores_no_default_attempts_epoch_or_deadline_and_info_reads_them_as_zero(lua_client):
+    eid, _, _ = submit(lua_client)
+    stored = info(lua_client, eid)
+    assert not {"attempts", "epoch", "deadline_ms"} & set(stored)
+    shown = Handle(lua_client, eid, created=False).info()
+    assert (shown["attempts"], shown["epoch"], shown["deadline_ms"]) == ("0", "0", "0")
+    with pytest.raises(StaleLease, match="is not the current lease 0"):
+        lua_client.run(X.complete(lua_client.keys, eid, "5", "x"))
+    (c,) = claim(lua_client).claimed
+    assert (c.attempt, c.token, c.deadline_ms) == (1, "1", 0)
