@@ -23,7 +23,10 @@ local function msg_ids_arg(value)
   if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
     raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
   end
-  for _, id in ipairs(ids) do
+  local entries = 0
+  for _, id in pairs(ids) do  -- a JSON object decodes to a table too: every entry must be a list item
+    entries = entries + 1
+    if entries > #ids then raise('BAD_ARGS', 'msg_ids must be a JSON list, not an object') end
     if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
   end
   return ids
