@@ -158,6 +158,9 @@ def timestamp_ms(value: Any) -> int:
         return int(aware.timestamp() * 1000)
     if isinstance(value, dt.date):
         return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ContractError(f"data_timestamp must be a datetime, a date or epoch seconds, got "
+                            f"{type(value).__name__} {value!r}"[:300])
     seconds = checks.number(value, "data_timestamp", minimum=0, maximum=1e11)
     return int(seconds * 1000)
 
