@@ -39,6 +39,7 @@ def lane_counter(event: str, lane: str) -> Any:
     """The executions counter of one event and lane (``labels`` looks it up under a lock)."""
     return metrics.EXECUTIONS.labels(event, lane)
 STEP_EDGES_MAX = 150  # outgoing edges a flow step's completion resolves in its own call (as DISPATCH_BATCH)
+SETTLE_MAX = 150  # wants a build's completion tells in its own call (the dispatcher tells the rest)
 
 
 @dataclass
@@ -55,6 +56,17 @@ class Handoff:
     reserve: Callable[[int], int]
     start: Callable[[Claimed, str], None]
     unreserve: Callable[[int], None]
+    builds: frozenset[str] = frozenset()  # producer tasks: a success completes with slice_complete
+
+    def claim(self, room: int) -> tuple[int, int, str, Sequence[str]]:
+        """The claim arguments of a want call that may lease up to ``room`` builds to us."""
+        return room, self.lease_ms, self.worker_id, self.lanes
+
+    def takes(self, outcome: Outcome) -> bool:
+        """Whether the outcome's call may lease work to us: a flow step's or a build's success, or
+        a build that found inputs missing (its upstream builds)."""
+        c = outcome.claimed
+        return bool(outcome.missing) or (outcome.ok and (bool(c.flow) or c.task in self.builds))
 
 
 @dataclass
@@ -194,7 +206,7 @@ class Recorder:
                 self._suspended(o, reply, hints)
                 continue
             if o.missing:
-                self._missing(o, reply, waits)
+                unused -= self._missing(o, reply, waits)
                 continue
             if not o.ok:
                 log_failure(o, reply)
@@ -205,6 +217,11 @@ class Recorder:
             if isinstance(reply, Exception):
                 if o.ok:
                     log.error("could not record %s: %s", o.claimed.execution_id, reply)
+                continue
+            if isinstance(reply, WantReply):  # a build's success (slice_complete)
+                self._count(o, "succeeded")
+                unused -= self._leased(reply)
+                waits.append((partition_of(o.claimed.execution_id, keys.partitions), reply))
                 continue
             if reply.dispatch:
                 to_dispatch.append(o.claimed.execution_id)
@@ -237,12 +254,17 @@ class Recorder:
             c = o.claimed
             if o.suspend:
                 call = executions.suspend(keys, c.execution_id, c.token, o.suspend, o.timeout_ms)
+            elif o.missing and self.handoff is not None:
+                call = wants.missing_call(keys, c.execution_id, c.token, o.missing, self.handoff.claim(room))
             elif o.missing:
                 call = wants.missing_call(keys, c.execution_id, c.token, o.missing)
             elif o.ok and c.flow and self.handoff is not None:
                 h = self.handoff
                 call = executions.complete_step(keys, c.execution_id, c.token, o.result, STEP_EDGES_MAX,
                                                 room, h.lease_ms, h.worker_id, h.lanes)
+            elif o.ok and self.handoff is not None and c.task in self.handoff.builds:
+                call = wants.complete_call(keys, c.execution_id, c.token, o.result, SETTLE_MAX,
+                                           self.handoff.claim(room))
             elif o.ok:
                 groups.setdefault(partition_of(c.execution_id, keys.partitions), []).append(n)
                 places.append((-1, -1))  # placed below
@@ -267,21 +289,36 @@ class Recorder:
                 calls.append(executions.complete_many(keys, partition, items))
         return calls, places
 
-    def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> None:
-        """A build that waits for missing slices: its upstream wants' messages are to follow."""
+    def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> int:
+        """A build that waits for missing slices: start the upstream builds the call leased to
+        us; their wants' messages are to follow. Returns how many reserved slots they took."""
         eid = outcome.claimed.execution_id
         if isinstance(reply, Exception):
             log.info("missing slices of %s not recorded: %s", eid, reply)
-            return
+            return 0
         self.stats.extra["missing"] = self.stats.extra.get("missing", 0) + 1
         waits.append((partition_of(eid, self.client.keys.partitions), reply))
+        return self._leased(reply)
+
+    def _leased(self, reply: WantReply) -> int:
+        """Start the builds a want call leased to us; returns how many slots they took."""
+        if self.handoff is None:
+            return 0
+        for claimed, lane in zip(reply.claimed, reply.claimed_lanes, strict=True):
+            lane_counter("claimed", lane).inc()
+            self.handoff.start(claimed, lane)
+        return len(reply.claimed)
 
     def _rooms(self, batch: list[Outcome]) -> list[int]:
-        """Handler slots each outcome's call may fill with children: the free ones, shared out
-        among the batch's successful flow steps (reserved now, so nothing else takes them)."""
-        steps = [n for n, o in enumerate(batch) if o.ok and not o.suspend and not o.missing and o.claimed.flow]
+        """Handler slots each outcome's call may fill with children or builds: the free ones,
+        shared out among the batch's outcomes that can lease work to us (``Handoff.takes``),
+        reserved now so nothing else takes them."""
         rooms = [0] * len(batch)
-        if self.handoff is None or not steps:
+        if self.handoff is None:
+            return rooms
+        handoff = self.handoff
+        steps = [n for n, o in enumerate(batch) if not o.suspend and handoff.takes(o)]
+        if not steps:
             return rooms
         room = self.handoff.reserve(BATCH_MAX)
         share, extra = divmod(room, len(steps))

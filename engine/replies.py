@@ -363,12 +363,14 @@ def flow_complete(r: Any) -> FlowCompleteReply:
 # -- wants (lua/15_wants.lua, lua/32_missing.lua) ---------------------------------------------
 class WantReply(NamedTuple):
     """``want_create``, ``want_request``, ``want_news``, ``build_news``, ``want_cancel``,
-    ``slice_missing``: what the call did, and what the caller does next."""
+    ``slice_missing``, ``slice_complete``: what the call did, and what the caller does next."""
 
     outcome: str  # a want's or build's state, or what a message did ('duplicate', 'ignored', ...)
     sent: int  # outbox messages written: flush the partition
     ready: list[ReadyStep]  # executions made ready: hint their lanes
     dispatch: list[str]  # builds that ended: dispatch them (their slice tells its wants)
+    claimed: list[Claimed] = []  # builds leased to the caller (slice_missing, slice_complete)
+    claimed_lanes: list[str] = []  # the lane of each
 
 
 class WantDueReply(NamedTuple):
@@ -381,6 +383,8 @@ class WantDueReply(NamedTuple):
 
 
 def _want_reply(r: Any) -> WantReply:
+    if len(r) > 4:
+        return WantReply(str(r[0]), int(r[1]), _ready(r[2]), list(r[3]), _claimed(r[4]), list(r[5]))
     return WantReply(str(r[0]), int(r[1]), _ready(r[2]), list(r[3]))
 
 
@@ -407,6 +411,11 @@ def want_cancel(r: Any) -> WantReply:
 
 def slice_missing(r: Any) -> WantReply:
     """``outcome``: the build's state now (waiting, ready, or failed on a dependency cycle)."""
+    return _want_reply(r)
+
+
+def slice_complete(r: Any) -> WantReply:
+    """``outcome``: the build's state ('succeeded'); ``dispatch`` names it when wants are left to tell."""
     return _want_reply(r)
 
 
@@ -647,6 +656,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "build_news": build_news,
     "want_cancel": want_cancel,
     "slice_missing": slice_missing,
+    "slice_complete": slice_complete,
     "slice_invalidate": slice_invalidate,
     "slice_cycle": slice_cycle,
     "want_purge": want_purge,

@@ -158,6 +158,9 @@ def timestamp_ms(value: Any) -> int:
         return int(aware.timestamp() * 1000)
     if isinstance(value, dt.date):
         return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ContractError(f"data_timestamp must be a datetime, a date or epoch seconds, got "
+                            f"{type(value).__name__} {value!r}"[:300])
     seconds = checks.number(value, "data_timestamp", minimum=0, maximum=1e11)
     return int(seconds * 1000)
 
@@ -205,9 +208,25 @@ def invalidate_call(ks: KeySpace, name: str, reason: str) -> FCall:
                  parse=replies.slice_invalidate)
 
 
-def missing_call(ks: KeySpace, execution_id: str, token: str, deps: list[dict[str, Any]]) -> FCall:
+def missing_call(ks: KeySpace, execution_id: str, token: str, deps: list[dict[str, Any]],
+                 claim: tuple[int, int, str, Sequence[str]] = (0, 0, "", ())) -> FCall:
+    """``slice_missing``; ``claim`` (claim_count, lease_ms, worker_id, lanes) leases the upstream
+    builds it starts in the build's own partition to that worker."""
     key = ks.execution(execution_partition(ks, execution_id), execution_id)
-    return FCall("slice_missing", (key,), (token, json.dumps(deps)), parse=replies.slice_missing)
+    count, lease_ms, worker_id, lanes = claim
+    return FCall("slice_missing", (key,), (token, json.dumps(deps), count, lease_ms, worker_id, " ".join(lanes)),
+                 parse=replies.slice_missing)
+
+
+def complete_call(ks: KeySpace, execution_id: str, token: str, result: str, max_count: int,
+                  claim: tuple[int, int, str, Sequence[str]]) -> FCall:
+    """``slice_complete``: a build's success, up to ``max_count`` of its slice's wants told, and the
+    builds that this resumed leased to the worker ``claim`` names (claim_count, lease_ms, worker_id,
+    lanes), in one call."""
+    key = ks.execution(execution_partition(ks, execution_id), execution_id)
+    count, lease_ms, worker_id, lanes = claim
+    return FCall("slice_complete", (key,), (token, result, max_count, count, lease_ms, worker_id, " ".join(lanes)),
+                 parse=replies.slice_complete)
 
 
 def cycle_call(ks: KeySpace, execution_id: str, cycle: str) -> FCall:

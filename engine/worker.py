@@ -8,8 +8,9 @@ Threads, each with one job:
   * handlers run on long-lived handler threads (plain functions,
     ``engine/handlers.py``) or on one event loop (``async def``);
   * a finished flow step's ready children come back leased in its
-    completion's reply (``flow_complete``) and start in the slots the
-    recorder reserved for them;
+    completion's reply (``flow_complete``), and so do the builds a build's
+    completion resumed (``slice_complete``) or its missing slices started
+    (``slice_missing``); they start in the slots the recorder reserved for them;
   * the recorder records outcomes in batches (one pipelined round per batch);
   * the renewer extends every held lease at a third of the lease and passes
     cancellations to the handlers;
@@ -113,7 +114,9 @@ class Worker:
         self._inflight = 0
         self._wakeups = WakeQueue(poll_s)
         self._promoter = Promoter(self.client, promote_interval_s, poll_s)
-        handoff = Handoff(self.id, self.lanes, lease_ms, self._reserve, self._start_reserved, self._unreserve)
+        handoff = Handoff(self.id, self.lanes, lease_ms, self._reserve, self._start_reserved, self._unreserve,
+                          frozenset(p.task.name for p in app.producers))
+        self._handoff = handoff
         self._recorder = Recorder(self.client, self._held, self.stats, self._promoter.schedule, self._dispatch,
                                   self._keeper, handoff)
         self._renewer = Renewer(self.client, self._held, lease_ms)
@@ -478,15 +481,15 @@ class Worker:
         if held.started:
             _run_time(held.lane).observe(time.monotonic() - held.started)
         # (not on the event loop of async handlers: the call would hold up the others)
-        if not (on_handler_thread and self._record_inline and outcome.ok and outcome.claimed.flow
+        if not (on_handler_thread and self._record_inline and self._handoff.takes(outcome)
                 and self._record_now(outcome)):
             self._recorder.put(outcome)
         self._release_capacity()
 
     def _record_now(self, outcome: Outcome) -> bool:
-        """A flow step's success recorded on its handler's thread when the recorder is idle
-        (``Recorder.record_now``); an error there is logged and the lease left to expire, as
-        the recorder thread would leave it."""
+        """A flow step's or a build's success, or a build's missing slices, recorded on its
+        handler's thread when the recorder is idle (``Recorder.record_now``); an error there is
+        logged and the lease left to expire, as the recorder thread would leave it."""
         try:
             return self._recorder.record_now(outcome)
         except Exception as e:  # noqa: BLE001 - the handler thread must go on; the lease expires

@@ -28,7 +28,10 @@
 
   Applying functions take an `out` table: out.sent (messages written),
   out.ready ({id, lane} to hint), out.dispatch (execution ids whose terminal
-  transition the dispatcher must settle).
+  transition the dispatcher must settle), and optionally out.lease(e): a build
+  this call makes ready that the hook leases at once to the calling worker
+  (slice_missing, slice_complete in lua/32_missing.lua) goes into no ready set
+  and no hint.
 ]]
 local function rcall(...) return redis.call(...) end
 
@@ -54,8 +57,9 @@ local function decode_body(text)
 end
 
 -- Create an execution from a spec Python checked and encoded (engine/wants.py
--- build_spec): ready now, in its lane's ready set.
-local function create_execution(prefix, id, spec, now, extra)
+-- build_spec): ready now, in its lane's ready set, or leased at once to the
+-- caller when `out` has a lease hook that takes it (e.state is then 'leased').
+local function create_execution(prefix, id, spec, now, extra, out)
   local key = K.execution(prefix, id)
   local deadline = 0
   if tonumber(spec.deadline_in_ms or 0) > 0 then deadline = now + tonumber(spec.deadline_in_ms) end
@@ -64,8 +68,10 @@ local function create_execution(prefix, id, spec, now, extra)
     'backoff_ms', spec.backoff_ms, 'backoff_max_ms', spec.backoff_max_ms,
     'created_ms', now, 'deadline_ms', deadline, 'epoch', 0, 'ready_ms', now, unpack(extra))
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, id) end
-  local e = {id = id, lane = spec.lane, priority = spec.priority}
+  local e = {id = id, lane = spec.lane, priority = spec.priority, task = spec.task, payload = spec.payload,
+             attempts = 0, deadline_ms = deadline, epoch = 0}
   move(prefix, e, 'ready')
+  if out and out.lease and out.lease(e) then return e end
   rcall('ZADD', K.ready(prefix, spec.lane), ready_score(tonumber(spec.priority), now), id)
   return e
 end
@@ -87,9 +93,9 @@ local function want_move(prefix, w, to, now, detail, out)
     'want', w.id, 'from', from, 'to', to, 'detail', detail or '')
   local key = K.want(prefix, w.id)
   rcall('HSET', key, 'state', to, 'updated_ms', now)
-  local counts = K.want_counts(prefix)
-  if from ~= '' then rcall('HINCRBY', counts, from, -1) end
-  rcall('HINCRBY', counts, to, 1)
+  local counts = K.want_counts(prefix)  -- written at the call's end, like the lane counters
+  if from ~= '' then note_count(counts, from, -1) end
+  note_count(counts, to, 1)
   w.state = to
   if not WANT_TERMINAL[to] then return end
   rcall('HSET', key, 'finished_ms', now, 'reason', string.sub(detail or '', 1, MAX_REASON))
@@ -107,9 +113,16 @@ local function want_move(prefix, w, to, now, detail, out)
   end
 end
 
+-- The fields of a want that its news and its move read.
+local NEWS_FIELDS = {'id', 'state', 'acked', 'total', 'slices', 'parent', 'first_slice', 'root'}
+
 -- What one slice's news does to a want (in the want's partition).
 local function apply_want_news(prefix, body, now, out)
-  local w = hash_table(rcall('HGETALL', K.want(prefix, body.want)))
+  local values = rcall('HMGET', K.want(prefix, body.want), unpack(NEWS_FIELDS))
+  local w = {}
+  for i, name in ipairs(NEWS_FIELDS) do
+    if values[i] then w[name] = values[i] end
+  end
   if not w.state or WANT_TERMINAL[w.state] then return 'ignored' end
   local wsl = K.want_slices(prefix, w.id)
   local known = rcall('HGET', wsl, body.slice)
@@ -149,6 +162,7 @@ local function resume_build(prefix, e, now, out)
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, e.id) end
   move(prefix, e, 'ready', {'ready_ms', now}, 'every missing slice is live')
   rcall('HDEL', K.execution(prefix, e.id), 'suspend_on')
+  if out.lease and out.lease(e) then return end  -- leased at once to the caller (slice_complete)
   if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
 end
 
@@ -219,11 +233,11 @@ local function apply_request(prefix, body, now, out)
   else
     local chain = cjson.encode(body.chain or {})
     local e = create_execution(prefix, spec.build_id, spec, now, {'slice', name, 'chain', chain,
-      'data_ts_ms', body.data_ts_ms, 'sla_ms', body.sla_ms, 'ttl_ms', body.ttl_ms})
+      'data_ts_ms', body.data_ts_ms, 'sla_ms', body.sla_ms, 'ttl_ms', body.ttl_ms}, out)
     slice_move(prefix, name, state, 'building', {'name', name, 'build', e.id, 'task', spec.task,
       'partition', here},
       now, 'build ' .. e.id .. ' for want ' .. body.want)
-    out.ready[#out.ready + 1] = {e.id, e.lane}
+    if e.state == 'ready' then out.ready[#out.ready + 1] = {e.id, e.lane} end
     rcall('SADD', K.slice_wants(prefix, name), body.want)
   end
   deliver(prefix, here, home, 'want_news', news, now, out)
@@ -241,7 +255,9 @@ local function apply_create(prefix, body, now, out)
   local sla_due, ttl_due = -1, -1
   if tonumber(body.sla_ms) >= 0 then sla_due = tonumber(body.data_ts_ms) + tonumber(body.sla_ms) end
   if tonumber(body.ttl_ms) >= 0 then ttl_due = tonumber(body.data_ts_ms) + tonumber(body.ttl_ms) end
-  local w = {id = id, slices = cjson.encode(slices), parent = body.parent or '',
+  local names = {}  -- what the want keeps of its slices: the build specs served their requests
+  for i, s in ipairs(slices) do names[i] = {name = s.name, partition = s.partition} end
+  local w = {id = id, slices = cjson.encode(names), parent = body.parent or '',
              first_slice = slices[1].name}
   rcall('HSET', key, 'id', id, 'slices', w.slices, 'first_slice', w.first_slice, 'total', #slices,
     'pending', #slices, 'acked', 0, 'data_ts_ms', body.data_ts_ms, 'sla_ms', body.sla_ms,

@@ -17,6 +17,21 @@ local function due_messages(outbox, msgs, age_ms, max_count)
   return out
 end
 
+-- ARGV msg_ids: a JSON list of at most MAX_BATCH message ids (strings).
+local function msg_ids_arg(value)
+  local ok, ids = pcall(cjson.decode, value or '')
+  if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
+    raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
+  end
+  local entries = 0
+  for _, id in pairs(ids) do  -- a JSON object decodes to a table too: every entry must be a list item
+    entries = entries + 1
+    if entries > #ids then raise('BAD_ARGS', 'msg_ids must be a JSON list, not an object') end
+    if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
+  end
+  return ids
+end
+
 --[[ outbox_due: messages recorded at least age_ms ago and not yet acknowledged, oldest first.
   KEYS[1] outbox   ZSET   message ids by creation time
   KEYS[2] msgs     HASH   message id -> JSON {kind, to, body}
@@ -38,13 +53,7 @@ end, {'no-writes'})
   Reply:  deleted_count
   Errors: BAD_ARGS ]]
 register('outbox_ack', function(keys, args)
-  local ok, ids = pcall(cjson.decode, args[1] or '')
-  if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
-    raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
-  end
-  for _, id in ipairs(ids) do
-    if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
-  end
+  local ids = msg_ids_arg(args[1])
   local deleted = 0
   for _, id in ipairs(ids) do
     deleted = deleted + rcall('ZREM', keys[1], id)
@@ -62,13 +71,7 @@ end)
   Reply:  deferred_count
   Errors: BAD_ARGS ]]
 register('outbox_defer', function(keys, args)
-  local ok, ids = pcall(cjson.decode, args[1] or '')
-  if not ok or type(ids) ~= 'table' or #ids > MAX_BATCH then
-    raise('BAD_ARGS', 'msg_ids must be a JSON list of at most ' .. MAX_BATCH .. ' ids')
-  end
-  for _, id in ipairs(ids) do
-    if type(id) ~= 'string' then raise('BAD_ARGS', 'msg_ids must be strings') end
-  end
+  local ids = msg_ids_arg(args[1])
   -- behind every other message recorded so far, also one recorded within this millisecond
   local score, mine = now_ms(), {}
   for _, id in ipairs(ids) do mine[id] = true end

@@ -135,3 +135,19 @@ def test_a_flush_right_after_a_call_reports_a_failure_without_raising(client, mo
     monkeypatch.setattr(outbox, "flush", unavailable)
     assert outbox.flush_now(client, A) is None
     assert len(pending(client)) == 1
+
+
+@pytest.mark.parametrize("function", ["outbox_ack", "outbox_defer"])
+@pytest.mark.parametrize("bad", ["not json", json.dumps({"id": "x"}), json.dumps([1, 2]),
+                                 json.dumps(["m"] * 1001)])
+def test_ack_and_defer_refuse_message_ids_that_are_not_a_short_list_of_strings_and_change_nothing(
+        client, function, bad):
+    from engine.calls import FCall
+    from engine.errors import BadArguments
+
+    [sent] = outbox_lib.send(client, A, B)
+    keys = ((client.keys.outbox(A), client.keys.outbox_msgs(A)) if function == "outbox_ack"
+            else (client.keys.outbox(A),))
+    with pytest.raises(BadArguments, match="msg_ids must be"):
+        client.run(FCall(function, keys, (bad,)))
+    assert pending(client) == [sent]

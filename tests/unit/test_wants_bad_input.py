@@ -138,3 +138,12 @@ def test_data_timestamps_are_read_as_utc_whatever_their_type():
     assert timestamp_ms(dt.datetime(2026, 11, 21)) == midnight
     assert timestamp_ms(dt.datetime(2026, 11, 21, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))) == midnight
     assert timestamp_ms(midnight / 1000) == midnight
+
+
+@pytest.mark.parametrize("stamp", ["2026-11-21", True, [2026, 11, 21], object()])
+def test_a_data_timestamp_that_is_no_time_is_refused_naming_what_it_may_be(app, stamp):
+    def call():
+        with pytest.raises(ContractError, match="data_timestamp must be a datetime, a date or epoch seconds"):
+            app.want(["raw/2026-11-21"], data_timestamp=stamp, sla_s=60)
+
+    unchanged(app, call)
