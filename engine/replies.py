@@ -635,6 +635,7 @@ def flowslot_version(r: Any) -> str:
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "exec_submit": exec_submit,
+    "exec_submit_many": exec_submit_many,
     "exec_cancel": exec_cancel,
     "exec_promote": exec_promote,
     "exec_claim": exec_claim,

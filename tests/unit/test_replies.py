@@ -23,7 +23,8 @@ def wrapper_calls(client):
     eid, fid = new_id("e", P), new_id("f", P)
     spec = X.SubmitSpec(eid, "t", "default", "{}")
     return [
-        X.submit(ks, spec, P), X.claim(ks, P, "default", 1, 1000, "w"), X.renew(ks, eid, "1", 1000),
+        X.submit(ks, spec, P), X.submit_many(ks, P, [spec]), X.claim(ks, P, "default", 1, 1000, "w"),
+        X.renew(ks, eid, "1", 1000),
         X.complete(ks, eid, "1", "1"), X.fail(ks, eid, "1", "E", "m", True, 0.5), X.release(ks, eid, "1"),
         X.cancel(ks, eid), X.promote(ks, P, 10), X.expire_leases(ks, P, 10, 0.5), X.retry(ks, eid),
         flowcalls.submit(ks, fid, "f", "{}", "[]", True), flowcalls.seal(ks, fid, 10),
