@@ -32,13 +32,34 @@ def _cell(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+# Top-level keys every result has (printed in the header), not figures of the scenario.
+FRAME_KEYS = {"scenario", "tasks", "workers", "concurrency", "payload_bytes", "machine", "server", "git",
+              "notes", "ratio", "ratios"}
+
+
+def _sizes(result: dict[str, Any]) -> str:
+    """The header's sizes, leaving out what a scenario does not use (no "None tasks")."""
+    parts = []
+    if result.get("tasks") is not None:
+        parts.append(f"{result['tasks']} tasks")
+    if result.get("workers") is not None:
+        parts.append(f"{result['workers']} worker processes x {result.get('concurrency')} threads")
+    if result.get("payload_bytes") is not None:
+        parts.append(f"payload {result['payload_bytes']} B")
+    return f"{result['scenario']}: " + ", ".join(parts) if parts else str(result["scenario"])
+
+
+def _figures(result: dict[str, Any]) -> list[str]:
+    """A scenario without per-system rows (waits, wants, reconcile-cost...): its own figures."""
+    return [f"{key}: {json.dumps(value, default=str)}" for key, value in result.items()
+            if key not in FRAME_KEYS and not (isinstance(value, dict) and "ops_per_s" in value)]
+
+
 def to_table(result: dict[str, Any]) -> str:
     machine, server = result.get("machine", {}), result.get("server", {})
     where = "embedded" if server.get("embedded") else server.get("url")
     lines = [
-        (f"{result['scenario']}: {result.get('tasks')} tasks, {result.get('workers')} worker "
-         f"processes x {result.get('concurrency')} threads, "
-         f"payload {result.get('payload_bytes')} B"),
+        _sizes(result),
         (f"server: {server.get('name')} {server.get('version')}, " + (
             f"cluster of {server.get('primaries')} primaries" if server.get("mode") == "cluster"
             else "standalone") + f" ({where})"),
@@ -49,7 +70,10 @@ def to_table(result: dict[str, Any]) -> str:
     ]
     found = systems(result)
     rows = [[name, *(_cell(data.get(key)) for _, key in COLUMNS)] for name, data in found.items()]
-    lines.append(table(rows, ["", *(title for title, _ in COLUMNS)]))
+    if rows:
+        lines.append(table(rows, ["", *(title for title, _ in COLUMNS)]))
+    else:
+        lines += _figures(result)
     if "ratio" in result:
         lines.append(f"\nratio flowslot/baseline: {result['ratio']:.3f}")
     if "ratios" in result:
