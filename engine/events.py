@@ -37,6 +37,7 @@ from engine.client import Client
 from engine.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from engine.dispatcher import dispatch
 from engine.errors import ContractError, EngineError, TransitionRejected
+from engine.router import Command
 from keys import KeySpace, partition_of_key
 
 log = logging.getLogger("flowslot.events")
@@ -199,24 +200,23 @@ def _deliver(client: Client, event: str, correlate: Any, payload: Any, event_id:
 
 
 def _flush_sent(client: Client, partition: int, sent: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    """Apply the ``wait_resume`` messages a delivery recorded (``outbox.flush`` of the correlation's
-    partition, which also dispatches the resumed steps' children): the steps they resumed, and
-    the steps whose message is still in the outbox (a failed flush: a later flush applies it)."""
+    """Apply the ``wait_resume`` messages this delivery recorded, and only those (read by id from
+    the correlation's partition, applied and acknowledged by ``outbox.apply``, which also dispatches
+    the resumed steps' children): the steps they resumed, and the steps whose message is still to
+    be applied (a failed call; or applied meanwhile by another flusher) — a later flush applies it."""
     todo = dict(sent)
-    resumed: list[str] = []
-    for _ in range(10):  # older messages of the partition come first; a few flushes reach ours
-        try:
-            flushed = outbox.flush(client, partition)
-        except EngineError as e:  # recorded: a worker's pass or the reconciler applies them
-            log.warning("flushing the wait_resume messages of partition %d failed: %s", partition, e)
-            break
-        for msg_id in [m for m in todo if m in flushed.applied]:
-            applied: replies.WaitResumeReply = flushed.applied[msg_id]
-            if applied.outcome == "resumed":
-                resumed.append(todo[msg_id])
-            del todo[msg_id]
-        if not todo or not flushed.more:
-            break
+    key = client.keys.outbox_msgs(partition)
+    try:
+        texts = client.run(Command(("HMGET", key, *todo), key))
+        raw = [(msg_id, text) for msg_id, text in zip(todo, texts, strict=True) if text is not None]
+        applied = outbox.apply(client, partition, raw).applied
+    except EngineError as e:  # recorded: a worker's pass or the reconciler applies them
+        log.warning("applying the wait_resume messages of partition %d failed: %s", partition, e)
+        return [], list(todo.values())
+    resumed = [todo.pop(msg_id) for msg_id, reply in applied.items()
+               if msg_id in todo and reply.outcome == "resumed"]
+    for msg_id in applied:
+        todo.pop(msg_id, None)
     return resumed, list(todo.values())
 
 

@@ -90,7 +90,7 @@ def killed_here(*args, **kwargs):
     print("recorded", flush=True)
     time.sleep(60)
 
-outbox.flush = killed_here          # the process dies between event_deliver and its flush
+outbox.apply = killed_here          # the process dies between event_deliver and applying its messages
 client = Client(sys.argv[1], namespace=sys.argv[2], partitions=int(sys.argv[3]))
 events.deliver(client, "shipped", {"shipment": sys.argv[4]}, {"carrier": "dhl"}, event_id="psp-1")
 """
