@@ -1,8 +1,10 @@
 """Handles on submitted executions: state, cancel, and a blocking ``result``.
 
-``result`` never polls: the terminal transition pushes one element to the
-execution's ``done`` list, and waiters block on ``BLMOVE done done`` — a
-rotation, so the element stays for every other waiter.
+``result`` never polls: before it first blocks, a waiter marks the execution
+watched (``exec_watch``); the terminal transition of a watched execution
+pushes one element to its ``done`` list, and waiters block on
+``BLMOVE done done`` — a rotation, so the element stays for every other
+waiter. Executions nobody waits on get no done list.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Handle:
         timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.done(executions.execution_partition(self.client.keys, self.id), self.id)
+        watched = False
         while True:
             info = self.info()
             state = ExecutionState(info["state"])
@@ -85,6 +88,12 @@ class Handle:
             wait_s = 0.0 if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait_s <= 0:
                 raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
+            if not watched:
+                # From here on its terminal transition pushes the done marker; a state
+                # that is terminal already is read at the top of the loop.
+                watched = True
+                if ExecutionState(self.client.run(executions.watch(self.client.keys, self.id))).terminal:
+                    continue
             block_s = round(max(wait_s, 0.001), 3) if deadline is not None else 0
             self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
                                         block_s=block_s)

@@ -189,6 +189,10 @@ def exec_cancel(r: Any) -> CancelReply:
     return CancelReply(r[0], r[1], bool(r[2]))
 
 
+def exec_watch(r: Any) -> str:
+    return str(r)
+
+
 def exec_promote(r: Any) -> PromoteReply:
     return PromoteReply(int(r[0]), list(r[1]))
 
@@ -637,6 +641,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "exec_submit": exec_submit,
     "exec_submit_many": exec_submit_many,
     "exec_cancel": exec_cancel,
+    "exec_watch": exec_watch,
     "exec_promote": exec_promote,
     "exec_claim": exec_claim,
     "exec_renew": exec_renew,

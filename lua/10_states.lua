@@ -231,7 +231,8 @@ local function build_finished(prefix, e, now)
 end
 
 -- Terminal bookkeeping shared by complete, fail, cancel, skip and expiry:
--- leave the time indexes, enter the retention index, wake result waiters,
+-- leave the time indexes, enter the retention index, wake result waiters
+-- (push the done marker when `watched` is '1': e.watched, or read here),
 -- record the dispatch intent, and account the flow. Returns 1 when the
 -- execution has outgoing edges for the dispatcher to resolve, else 0.
 -- `from_lease`: it ends a lease, so it is in the deadlines index only with a
@@ -250,9 +251,14 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
     rcall('ZADD', K.terminal(prefix), now, id)
   end
   if not from_lease or tonumber(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
-  local done = K.done(prefix, id)
-  rcall('RPUSH', done, '1')
-  rcall('PEXPIRE', done, DONE_TTL_MS)
+  -- The done marker only when a result waiter asked for it (exec_watch):
+  -- most executions nobody waits on, and their marker cost two commands and a key.
+  local watched = e.watched or rcall('HGET', K.execution(prefix, id), 'watched')
+  if watched == '1' then
+    local done = K.done(prefix, id)
+    rcall('RPUSH', done, '1')
+    rcall('PEXPIRE', done, DONE_TTL_MS)
+  end
   local dispatch = 0
   if e.flow then
     local fkey = K.flow(prefix, e.flow)

@@ -180,6 +180,25 @@ local function exec_cancel(keys, args)
 end
 register('exec_cancel', exec_cancel)
 
+--[[ exec_watch: a result waiter's request for the done marker. finish() pushes
+  the marker only for an execution watched here, so a waiter calls this before
+  it first blocks on the done list: either the execution is terminal already
+  (nothing written; the waiter reads it), or it is marked watched and its
+  terminal transition, later, pushes the marker. One slot, so nothing falls in
+  between.
+  KEYS[1] exec     HASH   the execution
+  ARGV:   none
+  Derived: none
+  Reply:  the execution's state (terminal ones mean: read it now)
+  Errors: NOT_FOUND ]]
+local function exec_watch(keys, args)
+  local state, watched = unpack(rcall('HMGET', keys[1], 'state', 'watched'))
+  if not state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  if not TERMINAL[state] and watched ~= '1' then rcall('HSET', keys[1], 'watched', '1') end
+  return state
+end
+register('exec_watch', exec_watch)
+
 --[[ exec_promote: make due delayed executions ready.
   KEYS[1] delayed  ZSET   delayed executions by due time
   ARGV[1] max_count

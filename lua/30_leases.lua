@@ -15,7 +15,7 @@ local CLAIM_INPUTS = 1000
 -- the waits a suspension leaves.
 local LEASE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
   'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
-  'wait_key', 'suspend_on', 'slice'}
+  'wait_key', 'suspend_on', 'slice', 'watched'}
 
 -- HMGET of `names` -> table (absent fields stay nil).
 local function hash_fields(key, names)
@@ -29,15 +29,18 @@ end
 
 -- What a success reads (exec_complete, flow_complete): the lease check, the
 -- transition and finish(); every field a command argument less to copy.
-local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice'}
+local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice',
+  'watched'}
 
 -- Check that `token` is the live lease of the execution at `key`; returns its
 -- fields: `names` only (HMGET), or all of them. Read-only, so callers may use it
--- before their first write.
+-- before their first write. Every `names` list includes 'watched', so a missing
+-- one is read as '0' (no result waiter) and finish() needs no read of its own.
 local function leased_execution(key, token, names)
   local f
   if names then f = hash_fields(key, names) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
+  f.watched = f.watched or '0'
   f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')

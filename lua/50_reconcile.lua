@@ -278,7 +278,7 @@ end
 local function audit_terminal(a, e)
   local p, id = a.prefix, e.id
   local done = K.done(p, id)
-  if rcall('EXISTS', done) == 0 then
+  if rcall('HGET', K.execution(p, id), 'watched') == '1' and rcall('EXISTS', done) == 0 then
     rcall('RPUSH', done, '1')
     rcall('PEXPIRE', done, DONE_TTL_MS)
     audit_note(a, 'done_marker', id, e.state .. ', result waiters woken')
