@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from engine.client import Client
 
 
-# What exec_submit leaves unstored at its default (until the first claim writes attempts and epoch).
-SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0"}
+# What exec_submit leaves unstored at its default (attempts and epoch until the first claim
+# writes them); EXEC_DEFAULTS in lua/10_states.lua holds the same (a unit test compares).
+SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0", "priority": "0", "max_attempts": "3",
+                   "backoff_ms": "1000", "backoff_max_ms": "300000"}
 
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
@@ -36,7 +38,16 @@ def read_execution(client: Client, execution_id: str) -> dict[str, str]:
         raise NotFound(f"no execution {execution_id}")
     if "flow" in fields:
         return dict(fields)
-    return {**SUBMIT_DEFAULTS, **fields}
+    return with_submit_defaults(fields)
+
+
+def with_submit_defaults(fields: dict[str, str]) -> dict[str, str]:
+    """A standalone execution's hash with the fields submit left unstored at their default;
+    one submitted ready got no ``ready_ms``: it became ready when it was created."""
+    full = {**SUBMIT_DEFAULTS, **fields}
+    if "ready_ms" not in full and "due_ms" not in full and "created_ms" in full:
+        full["ready_ms"] = full["created_ms"]
+    return full
 
 
 class Handle:

@@ -56,9 +56,21 @@ local SLICE_TRANSITIONS = {
 local SCORE_EPOCH_MS = 1700000000000
 local PRIORITY_BAND = 2199023255552 -- 2^41 ms: ~69 years of age inside one band
 
--- Ready sets order by priority (0..255, higher first), then by age.
+-- Ready sets order by priority (0..255, higher first; nil: not stored, 0), then by age.
 local function ready_score(priority, now)
-  return (255 - priority) * PRIORITY_BAND + (now - SCORE_EPOCH_MS)
+  return (255 - (priority or 0)) * PRIORITY_BAND + (now - SCORE_EPOCH_MS)
+end
+
+-- What exec_submit and exec_submit_many leave unstored when a standalone
+-- execution has these values (fewer arguments per submit); every reader takes
+-- a missing field as its default here (engine/handle.py SUBMIT_DEFAULTS, the
+-- Python side, is checked against this table by tests/unit/test_lua_contract.py).
+-- A missing ready_ms of an execution submitted ready is its created_ms.
+local EXEC_DEFAULTS = {priority = 0, max_attempts = 3, backoff_ms = 1000, backoff_max_ms = 300000}
+
+-- Field `name` of execution `e` as a number, its default when not stored.
+local function exec_num(e, name)
+  return tonumber(e[name] or EXEC_DEFAULTS[name])
 end
 
 local TERMINAL = {succeeded = 1, failed = 1, skipped = 1, canceled = 1, expired = 1}

@@ -3,6 +3,29 @@ local function rcall(...) return redis.call(...) end
 
 local MAX_PAYLOAD = 64 * 1024 * 1024
 
+-- The fields of a new standalone execution (move() adds its state): one HSET.
+-- Fields at their default are not stored (fewer arguments per submit): readers
+-- take a missing attempts and epoch as 0 until the first claim writes them, a
+-- missing deadline_ms as 0 (none), a missing priority, max_attempts, backoff_ms
+-- or backoff_max_ms as EXEC_DEFAULTS says, and a missing ready_ms of an
+-- execution submitted ready as its created_ms.
+local function submit_fields(id, task, lane, payload, priority, max_attempts, backoff_ms, backoff_max_ms,
+                             now, deadline, delay_ms)
+  local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload, 'created_ms', now}
+  local n = 10
+  if priority ~= EXEC_DEFAULTS.priority then fields[n + 1] = 'priority'; fields[n + 2] = priority; n = n + 2 end
+  if max_attempts ~= EXEC_DEFAULTS.max_attempts then
+    fields[n + 1] = 'max_attempts'; fields[n + 2] = max_attempts; n = n + 2
+  end
+  if backoff_ms ~= EXEC_DEFAULTS.backoff_ms then fields[n + 1] = 'backoff_ms'; fields[n + 2] = backoff_ms; n = n + 2 end
+  if backoff_max_ms ~= EXEC_DEFAULTS.backoff_max_ms then
+    fields[n + 1] = 'backoff_max_ms'; fields[n + 2] = backoff_max_ms; n = n + 2
+  end
+  if deadline > 0 then fields[n + 1] = 'deadline_ms'; fields[n + 2] = deadline; n = n + 2 end
+  if delay_ms > 0 then fields[n + 1] = 'due_ms'; fields[n + 2] = now + delay_ms end
+  return fields
+end
+
 --[[ exec_submit: create one execution, ready now or delayed; idempotent.
   KEYS[1] exec     HASH   the new execution
   KEYS[2] ready    ZSET   ready set of its lane
@@ -36,26 +59,15 @@ local function exec_submit(keys, args)
       if state then return {existing, state, 0} end
     end
   end
-  local current = rcall('HGET', keys[1], 'state')
-  if current then return {id, current, 0} end
+  if rcall('EXISTS', keys[1]) == 1 then return {id, rcall('HGET', keys[1], 'state'), 0} end
 
   local now = now_ms()
   local state = 'ready'
   if delay_ms > 0 then state = 'delayed' end
   local deadline = 0
   if deadline_in_ms > 0 then deadline = now + deadline_in_ms end
-  -- One HSET: move() writes the state with every other field. Defaults are not
-  -- stored (fewer arguments per submit): readers take a missing attempts and epoch
-  -- as 0 until the first claim writes them, and a missing deadline_ms as 0 (none).
-  local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload,
-    'priority', priority, 'max_attempts', max_attempts,
-    'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms, 'created_ms', now}
-  if deadline > 0 then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
-  if state == 'ready' then
-    fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
-  else
-    fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + delay_ms
-  end
+  local fields = submit_fields(id, task, lane, payload, priority, max_attempts, backoff_ms, backoff_max_ms,
+    now, deadline, delay_ms)
   if idem_ttl_ms > 0 then fields[#fields + 1] = 'idem'; fields[#fields + 1] = keys[4] end
   move(prefix, {id = id, lane = lane}, state, fields)
   if state == 'ready' then
@@ -115,29 +127,26 @@ local function exec_submit_many(keys, args)
   local now = now_ms()
   local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
   for i, it in ipairs(items) do
-    local current = rcall('HGET', K.execution(prefix, it.id), 'state')
-    if current then
-      out[i] = {it.id, current, 0}
+    local key = K.execution(prefix, it.id)
+    if rcall('EXISTS', key) == 1 then
+      out[i] = {it.id, rcall('HGET', key, 'state'), 0}
     else
       local state = 'ready'
       if it.delay_ms > 0 then state = 'delayed' end
-      local fields = {'id', it.id, 'task', it.task, 'lane', it.lane, 'payload', it.payload,
-        'priority', it.priority, 'max_attempts', it.max_attempts,
-        'backoff_ms', it.backoff_ms, 'backoff_max_ms', it.backoff_max_ms, 'created_ms', now}
+      local deadline = 0
       if it.deadline_in_ms > 0 then
-        fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = now + it.deadline_in_ms
-        deadlines[#deadlines + 1] = now + it.deadline_in_ms; deadlines[#deadlines + 1] = it.id
+        deadline = now + it.deadline_in_ms
+        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = it.id
       end
       if state == 'ready' then
-        fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
         if not ready[it.lane] then ready[it.lane] = {}; lanes[#lanes + 1] = it.lane end
         local zadd = ready[it.lane]
         zadd[#zadd + 1] = ready_score(it.priority, now); zadd[#zadd + 1] = it.id
       else
-        fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + it.delay_ms
         delayed[#delayed + 1] = now + it.delay_ms; delayed[#delayed + 1] = it.id
       end
-      move(prefix, {id = it.id, lane = it.lane}, state, fields)
+      move(prefix, {id = it.id, lane = it.lane}, state, submit_fields(it.id, it.task, it.lane, it.payload,
+        it.priority, it.max_attempts, it.backoff_ms, it.backoff_max_ms, now, deadline, it.delay_ms))
       out[i] = {it.id, state, 1}
     end
   end

@@ -55,9 +55,9 @@ end
 local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   local attempts = tonumber(f.attempts)
   rcall('ZREM', K.leases(prefix), f.id)
-  if retryable and attempts < tonumber(f.max_attempts) then
-    local base = tonumber(f.backoff_ms) * (2 ^ (attempts - 1))
-    local delay = math.min(base, tonumber(f.backoff_max_ms))
+  if retryable and attempts < exec_num(f, 'max_attempts') then
+    local base = exec_num(f, 'backoff_ms') * (2 ^ (attempts - 1))
+    local delay = math.min(base, exec_num(f, 'backoff_max_ms'))
     delay = math.floor(delay / 2 + delay * jitter / 2)
     if delay <= 0 then
       move(prefix, f, 'ready', {'ready_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
