@@ -6,6 +6,7 @@ decorate its tasks at import time without a server being up.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import threading
@@ -52,8 +53,9 @@ class TaskDef:
     priority: int = 0
     deadline_s: float | None = None
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """Whether ``fn`` is an ``async def`` (asked for every execution a worker starts)."""
         return inspect.iscoroutinefunction(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

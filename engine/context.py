@@ -29,6 +29,10 @@ from engine.router import Command
 from keys import partition_of
 
 MAX_WAIT_TIMEOUT_S = 10 * 365 * 24 * 3600.0
+# Guards every context's cancellation flag and its Event. The Event is made only when a handler
+# waits for cancellation (``wait_canceled``): most never do, and an Event per execution was a
+# Condition and two locks built on the claim loop's thread for each.
+_EVENT_LOCK = threading.Lock()
 
 
 class CancelRequested(EngineError):
@@ -56,13 +60,14 @@ class TaskContext:
         self.flow_id = flow_id
         self.step_id = step_id
         self.cancel_reason = ""
-        self._canceled = threading.Event()
+        self._is_canceled = False
+        self._canceled: threading.Event | None = None  # made by wait_canceled, the first to need it
         self._task: asyncio.Task[Any] | None = None
         self._signals: dict[str, Any] | None = None
 
     @property
     def canceled(self) -> bool:
-        return self._canceled.is_set()
+        return self._is_canceled
 
     def check(self) -> None:
         """Raise CancelRequested if the execution was canceled (a cooperative checkpoint)."""
@@ -71,7 +76,13 @@ class TaskContext:
 
     def wait_canceled(self, timeout_s: float | None = None) -> bool:
         """Sleep until canceled or ``timeout_s``; True when canceled."""
-        return self._canceled.wait(timeout_s)
+        with _EVENT_LOCK:
+            if self._canceled is None:
+                self._canceled = threading.Event()
+                if self._is_canceled:
+                    self._canceled.set()
+            event = self._canceled
+        return event.wait(timeout_s)
 
     # -- dynamic steps ---------------------------------------------------
     def ref(self, step: str) -> Any:
@@ -140,10 +151,14 @@ class TaskContext:
         raise Suspend(name, timeout_ms)
 
     def _cancel(self, reason: str) -> None:
-        if self._canceled.is_set():
-            return
-        self.cancel_reason = reason
-        self._canceled.set()
+        with _EVENT_LOCK:
+            if self._is_canceled:
+                return
+            self.cancel_reason = reason
+            self._is_canceled = True
+            event = self._canceled
+        if event is not None:
+            event.set()
         task = self._task
         if task is not None:
             task.get_loop().call_soon_threadsafe(task.cancel)

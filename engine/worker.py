@@ -294,9 +294,14 @@ class Worker:
             return taken
 
     def _unreserve(self, n: int) -> None:
+        """Give back n handler slots. Only a worker with no free slot has waiters (the claim
+        loop and the hint listeners wait for one; the shutdown for none in use), so they are
+        woken when the first slot frees or the last handler ends, not at every handler's end."""
         with self._capacity:
+            was_full = self._free() <= 0
             self._inflight -= n
-            self._capacity.notify_all()
+            if (was_full and self._free() > 0) or self._inflight <= 0:
+                self._capacity.notify_all()
 
     # -- wake-ups --------------------------------------------------------
     def _listen_loop(self, lane: str, index: int) -> None:
@@ -335,12 +340,15 @@ class Worker:
         reply = self.client.run(executions.claim(self.keys, partition, lane, count, self.lease_ms, self.id))
         if not reply.claimed:
             self.stats.empty_claims += 1
-        elif reply.claimed:
+        else:
             lane_counter("claimed", lane).inc(len(reply.claimed))
+            with self._capacity:  # the batch's slots and count in one go, not one lock per execution
+                self._inflight += len(reply.claimed)
+                self.stats.claimed += len(reply.claimed)
         if reply.expired:
             self._dispatch(reply.expired)
         for claimed in reply.claimed:
-            self._start(claimed, lane)
+            self._launch(claimed, lane)
         if reply.remaining > 0:
             if self._free() > 0:
                 self._wakeups.wake(partition, lane)
@@ -348,6 +356,7 @@ class Worker:
                 self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
 
     def _start(self, claimed: Claimed, lane: str) -> None:
+        """Run one leased execution in a new handler slot."""
         with self._capacity:
             self._inflight += 1
         self._start_reserved(claimed, lane)
@@ -356,6 +365,10 @@ class Worker:
         """Run a leased execution in a handler slot already counted in ``_inflight``."""
         with self._capacity:  # the claim loop and the recorder (a flow step's children) both start
             self.stats.claimed += 1
+        self._launch(claimed, lane)
+
+    def _launch(self, claimed: Claimed, lane: str) -> None:
+        """Hold the lease and run its handler (slot and ``stats.claimed`` already counted)."""
         context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
                               claimed.flow, claimed.step)
         held = Held(claimed, lane, context)
