@@ -2,8 +2,8 @@
 
 redis-py's ``RedisCluster`` asks the server ``COMMAND GETKEYS`` for every
 FCALL (ARCHITECTURE.md §5: 23x slower pipelined). We know each call's slot
-from its first key, so we keep our own slot map and one connection pool per
-node. A batch is written to every node before any reply is read, so a batch
+from its first key, so we keep our own slot map and one set of connections per
+node (``NodeConnections``). A batch is written to every node before any reply is read, so a batch
 spanning three nodes costs one round trip, not three.
 
 Recovery: ``MOVED`` refreshes the slot map and retries; ``ASK`` retries once
@@ -21,6 +21,7 @@ run, which is why every wrapper is safe to repeat (same id, same token).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -124,8 +125,113 @@ def _writes_many_keys(call: Routable) -> bool:
     return getattr(call, "function", None) is not None and not getattr(call, "read_only", False)
 
 
+IDLE_CHECK_S = 1.0  # a connection idle longer is polled before it is lent (the server may have closed it)
+_FORKS = [0]  # forks this process came through: connections made before one belong to the parent
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
+
+class NodeConnections:
+    """One node's connections, each lent to one round at a time (``take``, ``give``).
+
+    redis-py's ``ConnectionPool`` polls every connection it lends for unread
+    data and records metrics and events at every checkout and release; a worker
+    borrows a connection for every round trip. Here a connection given back
+    less than ``IDLE_CHECK_S`` ago is lent as it is: the router reads every
+    reply it sent for, or disconnects the connection before giving it back (a
+    broken round, any exception), so a connection given back has nothing left
+    to read. One idle longer is polled first and reconnected when the server
+    closed it or it has data to read. A forked child drops the parent's
+    connections (without shutting down the parent's sockets) and makes its own.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._idle: list[tuple[Any, float]] = []  # (connection, given back at); list ops are atomic
+        self._lent: set[Any] = set()
+        self._lock = threading.Lock()
+        self._generation = _FORKS[0]
+
+    @property
+    def lent(self) -> int:
+        """Connections taken and not given back."""
+        return len(self._lent)
+
+    def take(self) -> Any:
+        """A connected connection, reconnected if it was closed while idle; raises the
+        connection error when the node cannot be reached (nothing is left taken)."""
+        if self._generation != _FORKS[0]:
+            self._after_fork()
+        try:
+            conn, since = self._idle.pop()
+        except IndexError:
+            conn = self._make()
+        else:
+            if time.monotonic() - since > IDLE_CHECK_S and _closed_or_dirty(conn):
+                conn.disconnect()
+        self._lent.add(conn)
+        try:
+            conn.connect()  # returns at once when connected
+        except BaseException:
+            self.give(conn)
+            raise
+        return conn
+
+    def give(self, conn: Any) -> None:
+        """Give back a connection with nothing left to read (or disconnected)."""
+        self._lent.discard(conn)
+        if self._generation == _FORKS[0]:
+            self._idle.append((conn, time.monotonic()))
+
+    def _after_fork(self) -> None:
+        with self._lock:
+            if self._generation == _FORKS[0]:
+                return
+            parents = [c for c, _ in self._idle] + list(self._lent)
+            self._idle, self._lent, self._generation = [], set(), _FORKS[0]
+        for conn in parents:
+            conn.disconnect()  # redis-py closes, and does not shut down, a socket of another process
+
+    def close(self) -> None:
+        for conn in [c for c, _ in self._idle] + list(self._lent):
+            conn.disconnect()
+        self._idle.clear()
+
+
+class PooledConnections:
+    """``NodeConnections``' interface over a redis-py ``ConnectionPool`` (``Router.single``: the
+    client is the caller's, and other routers may share its pool and its connection limit)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._lent: set[Any] = set()
+
+    @property
+    def lent(self) -> int:
+        return len(self._lent)
+
+    def take(self) -> Any:
+        conn = self._pool.get_connection()
+        self._lent.add(conn)
+        return conn
+
+    def give(self, conn: Any) -> None:
+        self._lent.discard(conn)
+        self._pool.release(conn)
+
+    def close(self) -> None:
+        """The caller's client keeps its pool."""
+
+
+def _closed_or_dirty(conn: Any) -> bool:
+    """Whether an idle connection has something to read: data, or the server closed it."""
+    try:
+        return bool(conn.can_read())
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError):
+        return True
+
+
 class Router:
-    """Slot map + one connection pool per node; standalone servers own every slot."""
+    """Slot map + one set of connections per node; standalone servers own every slot."""
 
     def __init__(self, url: str, *, retry_window_s: float = 10.0,
                  on_missing_library: Callable[[redis.Redis], None] | None = None,
@@ -139,6 +245,7 @@ class Router:
         self._base_kwargs.setdefault("socket_connect_timeout", 5.0)
         self._seed_node = f"{self._base_kwargs.get('host', 'localhost')}:{self._base_kwargs.get('port', 6379)}"
         self._clients: dict[Node, redis.Redis] = {}
+        self._connections: dict[Node, NodeConnections | PooledConnections] = {}
         self._lock = threading.Lock()
         self._slots: list[Node] = []
         self.cluster = False
@@ -155,6 +262,7 @@ class Router:
         self._lock = threading.Lock()
         node = "single:0"
         self._clients = {node: client}
+        self._connections = {node: PooledConnections(client.connection_pool)}
         self._seed_node = node
         self._slots = [node] * SLOT_COUNT
         self.cluster = False
@@ -174,6 +282,17 @@ class Router:
                 pool = redis.ConnectionPool(connection_class=self._connection_class, **kwargs)
                 self._clients[node] = redis.Redis(connection_pool=pool)
             return self._clients[node]
+
+    def connections(self, node: Node) -> NodeConnections | PooledConnections:
+        """The connections the router's rounds borrow on one node (made with its client's
+        connection class and options, outside the client's pool)."""
+        found = self._connections.get(node)
+        if found is not None:
+            return found
+        pool = self.client(node).connection_pool
+        cls, kwargs = pool.connection_class, dict(pool.connection_kwargs)
+        with self._lock:
+            return self._connections.setdefault(node, NodeConnections(lambda: cls(**kwargs)))
 
     def refresh(self) -> None:
         """Re-read the slot map from any reachable node (seed first)."""
@@ -314,15 +433,15 @@ class Router:
         finally:
             for node, conn, _ in sent:  # left only when an exception escapes
                 conn.disconnect()
-                self.client(node).connection_pool.release(conn)
+                self.connections(node).give(conn)
         return retry, refresh
 
     def _send_to(self, node: Node, idx: list[int], calls: Sequence[Routable], results: list[Any],
                  asking: dict[int, Node], sent: list[tuple[Node, Any, list[int]]]) -> bool:
         """Write one node's calls on one pooled connection; False when the node must be retried."""
-        pool = self.client(node).connection_pool
+        pool = self.connections(node)
         try:
-            conn: Any = pool.get_connection()
+            conn: Any = pool.take()
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
             for i in idx:
                 results[i] = e
@@ -333,18 +452,18 @@ class Router:
                 conn.send_packed_command(packed)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
             conn.disconnect()
-            pool.release(conn)
+            pool.give(conn)
             for i in idx:
                 results[i] = e
             return False
         except BaseException:
             conn.disconnect()
-            pool.release(conn)
+            pool.give(conn)
             raise
         if idx:
             sent.append((node, conn, idx))
         else:
-            pool.release(conn)  # every call was refused: nothing was written
+            pool.give(conn)  # every call was refused: nothing was written
         return True
 
     @staticmethod
@@ -376,7 +495,7 @@ class Router:
     def _read_replies(self, node: Node, conn: Any, idx: list[int], calls: Sequence[Routable],
                       results: list[Any], asking: dict[int, Node],
                       reloaded: set[int]) -> tuple[list[int], bool]:
-        pool = self.client(node).connection_pool
+        pool = self.connections(node)
         retry: list[int] = []
         refresh = False
         reloaded_nodes: set[Node] = set()
@@ -417,8 +536,11 @@ class Router:
                 results[i] = e
                 retry.append(i)
             refresh = True
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: the next borrower must not read them
+            raise
         finally:
-            pool.release(conn)
+            pool.give(conn)
         return retry, refresh
 
     @staticmethod
@@ -429,6 +551,8 @@ class Router:
             return e
 
     def close(self) -> None:
+        for connections in self._connections.values():
+            connections.close()
         for client in self._clients.values():
             client.close()
             client.connection_pool.disconnect()

@@ -15,10 +15,9 @@ BAD_CALLS = 300
 
 
 def in_use(app: App) -> int:
-    """Connections currently taken from the pools of every node the App knows."""
+    """Connections currently taken from the router's connections of every node the App knows."""
     router = app.client.router
-    return sum(len(router.client(node).connection_pool._get_in_use_connections())
-               for node in router.primaries())
+    return sum(router.connections(node).lent for node in router.primaries())
 
 
 def bad_calls(app: App) -> list[Callable[[], object]]:
