@@ -41,9 +41,21 @@ class HeldLeases:
         with self._lock:
             self._held[held.claimed.execution_id] = held
 
+    def add_many(self, held: list[Held]) -> None:
+        """Add a claimed batch under one lock."""
+        with self._lock:
+            for h in held:
+                self._held[h.claimed.execution_id] = h
+
     def forget(self, execution_id: str) -> None:
         with self._lock:
             self._held.pop(execution_id, None)
+
+    def forget_many(self, execution_ids: list[str]) -> None:
+        """Forget a recorded batch under one lock."""
+        with self._lock:
+            for execution_id in execution_ids:
+                self._held.pop(execution_id, None)
 
     def running(self) -> list[Held]:
         """The leases whose handler has not finished (a snapshot)."""

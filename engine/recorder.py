@@ -196,8 +196,8 @@ class Recorder:
         senders: set[int] = set()
         unused = sum(rooms)
         waits: list[tuple[int, WantReply]] = []
+        self.held.forget_many([o.claimed.execution_id for o in batch])
         for o, reply in zip(batch, replies, strict=True):
-            self.held.forget(o.claimed.execution_id)
             if isinstance(reply, FlowCompleteReply):
                 unused -= self._handed_off(reply, hints, to_dispatch)
                 if reply.sent:

@@ -347,8 +347,8 @@ class Worker:
                 self.stats.claimed += len(reply.claimed)
         if reply.expired:
             self._dispatch(reply.expired)
-        for claimed in reply.claimed:
-            self._launch(claimed, lane)
+        if reply.claimed:
+            self._launch_many(reply.claimed, lane)
         if reply.remaining > 0:
             if self._free() > 0:
                 self._wakeups.wake(partition, lane)
@@ -369,10 +369,18 @@ class Worker:
 
     def _launch(self, claimed: Claimed, lane: str) -> None:
         """Hold the lease and run its handler (slot and ``stats.claimed`` already counted)."""
-        context = TaskContext(claimed.execution_id, claimed.attempt, claimed.deadline_ms, self,
-                              claimed.flow, claimed.step)
-        held = Held(claimed, lane, context)
-        self._held.add(held)
+        self._launch_many([claimed], lane)
+
+    def _launch_many(self, claimed: Sequence[Claimed], lane: str) -> None:
+        """Hold a batch's leases (one lock) and run their handlers."""
+        held = [Held(c, lane, TaskContext(c.execution_id, c.attempt, c.deadline_ms, self, c.flow, c.step))
+                for c in claimed]
+        self._held.add_many(held)
+        for h in held:
+            self._run(h)
+
+    def _run(self, held: Held) -> None:
+        claimed, lane = held.claimed, held.lane
         definition = self.app.tasks.get(claimed.task)
         if definition is None:
             self._finish(held, Outcome(claimed, lane, False, kind="unknown_task",
