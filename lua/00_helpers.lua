@@ -103,9 +103,26 @@ function K.want_counts(prefix) return prefix .. 'want_counts' end
 function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
 function K.build_waits(prefix) return prefix .. 'build_waits' end
 
+-- Integers already parsed, by their string: tonumber() of a string costs a
+-- strtod (about 800 instructions in this Lua), a table lookup of an interned
+-- string a few dozen, and the same few values ('0', '1', '3', '1000', a lease
+-- time) come back call after call. Bounded; kept from call to call like the
+-- buffers below (a cache: no call's result depends on it).
+local INT_SEEN, int_seen_n = {}, 0
+
+-- `value` (a string or number) as an integer, or nil when it is not one.
+local function int_of(value)
+  local n = INT_SEEN[value]
+  if n then return n end
+  n = tonumber(value)
+  if n == nil or n ~= math.floor(n) then return nil end
+  if int_seen_n < 4096 then INT_SEEN[value] = n; int_seen_n = int_seen_n + 1 end
+  return n
+end
+
 local function int_arg(value, name, min, max)
-  local n = tonumber(value)
-  if n == nil or n ~= math.floor(n) or n < min or n > max then
+  local n = int_of(value)
+  if n == nil or n < min or n > max then
     raise('BAD_ARGS', name .. ' must be an integer in ' .. min .. '..' .. max .. ', got ' .. tostring(value))
   end
   return n

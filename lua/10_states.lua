@@ -262,7 +262,7 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
     rcall('ZREM', K.leases(prefix), id)
     rcall('ZADD', K.terminal(prefix), now, id)
   end
-  if not from_lease or tonumber(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
+  if not from_lease or int_of(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
   -- The done marker only when a result waiter asked for it (exec_watch):
   -- most executions nobody waits on, and their marker cost two commands and a key.
   local watched = e.watched or rcall('HGET', K.execution(prefix, id), 'watched')
