@@ -83,34 +83,33 @@ register('exec_submit', exec_submit)
 
 local SUBMIT_MANY_MAX = 100
 
--- One item of exec_submit_many, checked (into `it`, reused); a bad value raises BAD_ARGS.
-local function submit_item_fields(args, base, it)
-  it.id = str_arg(args[base + 1], 'id', 64)
-  it.task = str_arg(args[base + 2], 'task', 256)
-  it.lane = str_arg(args[base + 3], 'lane', 64)
-  it.payload = args[base + 4] or ''
-  it.priority = int_arg(args[base + 5], 'priority', 0, 255)
-  it.delay_ms = int_arg(args[base + 6], 'delay_ms', 0, 1e13)
-  it.max_attempts = int_arg(args[base + 7], 'max_attempts', 1, 1000)
-  it.backoff_ms = int_arg(args[base + 8], 'backoff_ms', 0, 1e10)
-  it.backoff_max_ms = int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10)
-  it.deadline_in_ms = int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)
-  if #it.payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
+-- Check one item of exec_submit_many (its ten ARGV from base + 1); a bad value
+-- raises BAD_ARGS. Nothing is kept: the write loop reads the ARGV again (int_of
+-- finds the integers parsed here), which costs less than a table per item.
+local function check_submit_item(args, base)
+  str_arg(args[base + 1], 'id', 64)
+  str_arg(args[base + 2], 'task', 256)
+  str_arg(args[base + 3], 'lane', 64)
+  int_arg(args[base + 5], 'priority', 0, 255)
+  int_arg(args[base + 6], 'delay_ms', 0, 1e13)
+  int_arg(args[base + 7], 'max_attempts', 1, 1000)
+  int_arg(args[base + 8], 'backoff_ms', 0, 1e10)
+  int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10)
+  int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)
+  if #(args[base + 4] or '') > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
 end
 
 -- Every item of exec_submit_many, checked before the first write; the error names
 -- the execution whose value is bad. One pcall for the whole list.
-local function submit_items(args, n)
-  local items, i = {}, 0
+local function check_submit_items(args, n)
+  local i = 0
   local ok, err = pcall(function()
     for j = 1, n do
       i = j
-      local it = {}
-      submit_item_fields(args, 10 * (j - 1), it)
-      items[j] = it
+      check_submit_item(args, 10 * (j - 1))
     end
   end)
-  if ok then return items end
+  if ok then return end
   if type(err) ~= 'table' or not err.fs then error(err) end
   raise('BAD_ARGS', 'execution ' .. tostring(args[10 * (i - 1) + 1]) .. ' (item ' .. i .. '): '
     .. string.gsub(err.fs, '^BAD_ARGS ', ''))
@@ -134,33 +133,37 @@ local function exec_submit_many(keys, args)
   if n < 1 or n ~= math.floor(n) or n > SUBMIT_MANY_MAX then
     raise('BAD_ARGS', 'expected 1..' .. SUBMIT_MANY_MAX .. ' executions of 10 values, got ' .. #args .. ' values')
   end
-  local items = submit_items(args, n)
+  check_submit_items(args, n)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
-  for i, it in ipairs(items) do
-    local key = K.execution(prefix, it.id)
+  for i = 1, n do
+    local base = 10 * (i - 1)
+    local id, lane = args[base + 1], args[base + 3]
+    local key = K.execution(prefix, id)
     local j = 3 * i - 2
     if rcall('EXISTS', key) == 1 then
-      out[j] = it.id; out[j + 1] = rcall('HGET', key, 'state'); out[j + 2] = 0
+      out[j] = id; out[j + 1] = rcall('HGET', key, 'state'); out[j + 2] = 0
     else
+      local priority, delay_ms, deadline_in_ms = int_of(args[base + 5]), int_of(args[base + 6]),
+        int_of(args[base + 10])
       local state = 'ready'
-      if it.delay_ms > 0 then state = 'delayed' end
+      if delay_ms > 0 then state = 'delayed' end
       local deadline = 0
-      if it.deadline_in_ms > 0 then
-        deadline = now + it.deadline_in_ms
-        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = it.id
+      if deadline_in_ms > 0 then
+        deadline = now + deadline_in_ms
+        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = id
       end
       if state == 'ready' then
-        if not ready[it.lane] then ready[it.lane] = {}; lanes[#lanes + 1] = it.lane end
-        local zadd = ready[it.lane]
-        zadd[#zadd + 1] = ready_score(it.priority, now); zadd[#zadd + 1] = it.id
+        if not ready[lane] then ready[lane] = {}; lanes[#lanes + 1] = lane end
+        local zadd = ready[lane]
+        zadd[#zadd + 1] = ready_score(priority, now); zadd[#zadd + 1] = id
       else
-        delayed[#delayed + 1] = now + it.delay_ms; delayed[#delayed + 1] = it.id
+        delayed[#delayed + 1] = now + delay_ms; delayed[#delayed + 1] = id
       end
-      move(prefix, {id = it.id, lane = it.lane}, state, submit_fields(it.id, it.task, it.lane, it.payload,
-        it.priority, it.max_attempts, it.backoff_ms, it.backoff_max_ms, now, deadline, it.delay_ms))
-      out[j] = it.id; out[j + 1] = state; out[j + 2] = 1
+      move(prefix, {id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane, args[base + 4] or '',
+        priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+      out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end
   end
   for _, lane in ipairs(lanes) do rcall('ZADD', K.ready(prefix, lane), unpack(ready[lane])) end
