@@ -610,14 +610,30 @@ def secrets_rotate(r: Any) -> RotateReply:
 def event_records(flat: list[str]) -> list[dict[str, str]]:
     """The transitions one event-stream entry holds (one entry per FCALL, see lua/10_states.lua).
 
-    An entry's flat field list is a run of records: an execution's starts at ``id``
-    (``id, from, to[, flow][, detail]``: a standalone execution's has no ``flow``), a
-    flow's at ``flow`` directly followed by ``from`` (``flow, from, to, detail``).
+    An entry's flat field list is a run of records. An execution's is one field ``e``
+    whose value is ``"<id> <from> <to> <flow> <detail>"`` (``note_event`` in
+    lua/00_helpers.lua; flow and detail may be empty, detail may hold spaces), or in
+    the long form (streams written before it, ids with a space) starts at ``id``
+    (``id, from, to[, flow][, detail]``). A flow's starts at ``flow`` directly followed
+    by ``from`` (``flow, from, to, detail``). Each comes back as a dict with the long
+    form's keys: ``flow`` and ``detail`` only when not empty.
     """
     records: list[dict[str, str]] = []
     current: dict[str, str] | None = None
     for i in range(0, len(flat) - 1, 2):
         name = flat[i]
+        if name == "e":
+            parts = flat[i + 1].split(" ", 4)
+            if len(parts) < 5:
+                continue  # not written by note_event
+            record = {"id": parts[0], "from": parts[1], "to": parts[2]}
+            if parts[3]:
+                record["flow"] = parts[3]
+            if parts[4]:
+                record["detail"] = parts[4]
+            records.append(record)
+            current = None
+            continue
         if name == "id" or (name == "flow" and i + 2 < len(flat) and flat[i + 2] == "from"):
             current = {}
             records.append(current)

@@ -190,14 +190,25 @@ local function flush_events()
 end
 
 -- Append one transition record to the call's pending entry of stream `key`:
--- an execution's (id, from, to[, flow][, detail]: a standalone execution's
--- has no flow) or, with `id` nil, a flow's (flow, from, to, detail). A record
--- starts at 'id', or at 'flow' directly followed by 'from' (event_records
--- reads them back).
+-- an execution's or, with `id` nil, a flow's (flow, from, to, detail). An
+-- execution's record is one field 'e' whose value is "<id> <from> <to> <flow>
+-- <detail>" (flow and detail may be empty; detail, last, may hold spaces): one
+-- pair, not up to five, per transition, which costs the XADD a third of the
+-- arguments. An id or flow id with a space in it (only a raw FCALL could make
+-- one) gets the long form: id, from, to[, flow][, detail]. A record starts at
+-- 'e', at 'id', or at 'flow' directly followed by 'from' (event_records, here
+-- and in engine/replies.py, reads all three; streams written before the short
+-- form hold the long one).
 local function note_event(key, id, from, to, flow, detail)
   if ev_key ~= key or ev_records >= EVENT_RECORDS_PER_ENTRY then flush_events() end
   ev_key = key
   local n = ev_n
+  if id and not string.find(id, ' ', 1, true) and not (flow and string.find(flow, ' ', 1, true)) then
+    ev_flat[n + 1] = 'e'
+    ev_flat[n + 2] = id .. ' ' .. from .. ' ' .. to .. ' ' .. (flow or '') .. ' ' .. (detail or '')
+    ev_n, ev_records = n + 2, ev_records + 1
+    return
+  end
   if id then
     ev_flat[n + 1] = 'id'; ev_flat[n + 2] = id
     n = n + 2

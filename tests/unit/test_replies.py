@@ -130,6 +130,18 @@ def test_a_real_failed_attempt_names_its_state_delay_and_dispatch_flag(namespace
     assert 5_000 <= failed.delay_ms <= 10_000
 
 
+def test_short_execution_records_read_like_long_ones_and_keep_spaces_in_their_detail():
+    flat = ["e", "e1 blocked ready f1 ", "e", "e2 leased canceled  canceled by an operator",
+            "flow", "f1", "from", "running", "to", "failed", "detail", "a step failed",
+            "e", "e3  ready  ", "e", "not a record"]
+    assert replies.event_records(flat) == [
+        {"id": "e1", "from": "blocked", "to": "ready", "flow": "f1"},
+        {"id": "e2", "from": "leased", "to": "canceled", "detail": "canceled by an operator"},
+        {"flow": "f1", "from": "running", "to": "failed", "detail": "a step failed"},
+        {"id": "e3", "from": "", "to": "ready"},
+    ]
+
+
 def test_an_event_entry_splits_into_its_execution_and_flow_transitions():
     flat = ["id", "e1", "from", "blocked", "to", "ready", "flow", "f1",
             "flow", "f1", "from", "running", "to", "succeeded", "detail", "every step is terminal",
