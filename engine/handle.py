@@ -50,6 +50,11 @@ def with_submit_defaults(fields: dict[str, str]) -> dict[str, str]:
     return full
 
 
+# The longest one block of ``Handle.result`` before it reads the state and asks for the done
+# marker again (a marker or a watch lost to a failover costs at most this long).
+RECHECK_S = 5.0
+
+
 class Handle:
     """A submitted execution."""
 
@@ -90,22 +95,20 @@ class Handle:
         timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.done(executions.execution_partition(self.client.keys, self.id), self.id)
-        watched = False
         while True:
             info = self.info()
             state = ExecutionState(info["state"])
             if state.terminal:
                 return _outcome(self.id, state, info)
-            wait_s = 0.0 if deadline is None else deadline - time.monotonic()
+            wait_s = RECHECK_S if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait_s <= 0:
                 raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
-            if not watched:
-                # From here on its terminal transition pushes the done marker; a state
-                # that is terminal already is read at the top of the loop.
-                watched = True
-                if ExecutionState(self.client.run(executions.watch(self.client.keys, self.id))).terminal:
-                    continue
-            block_s = round(max(wait_s, 0.001), 3) if deadline is not None else 0
+            # From here on its terminal transition pushes the done marker; a state that is
+            # terminal already is read at the top of the loop. Asked again before every block:
+            # a watch a failover lost is made again within RECHECK_S.
+            if ExecutionState(self.client.run(executions.watch(self.client.keys, self.id))).terminal:
+                continue
+            block_s = round(min(max(wait_s, 0.001), RECHECK_S), 3)
             self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
                                         block_s=block_s)
 

@@ -83,25 +83,36 @@ register('exec_submit', exec_submit)
 
 local SUBMIT_MANY_MAX = 100
 
--- One item of exec_submit_many, checked; a bad value raises BAD_ARGS naming the execution.
-local function submit_item(args, i)
-  local base = 10 * (i - 1)
-  local ok, item = pcall(function()
-    local it = {id = str_arg(args[base + 1], 'id', 64), task = str_arg(args[base + 2], 'task', 256),
-      lane = str_arg(args[base + 3], 'lane', 64), payload = args[base + 4] or '',
-      priority = int_arg(args[base + 5], 'priority', 0, 255),
-      delay_ms = int_arg(args[base + 6], 'delay_ms', 0, 1e13),
-      max_attempts = int_arg(args[base + 7], 'max_attempts', 1, 1000),
-      backoff_ms = int_arg(args[base + 8], 'backoff_ms', 0, 1e10),
-      backoff_max_ms = int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10),
-      deadline_in_ms = int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)}
-    if #it.payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
-    return it
+-- Check one item of exec_submit_many (its ten ARGV from base + 1); a bad value
+-- raises BAD_ARGS. Nothing is kept: the write loop reads the ARGV again (int_of
+-- finds the integers parsed here), which costs less than a table per item.
+local function check_submit_item(args, base)
+  str_arg(args[base + 1], 'id', 64)
+  str_arg(args[base + 2], 'task', 256)
+  str_arg(args[base + 3], 'lane', 64)
+  int_arg(args[base + 5], 'priority', 0, 255)
+  int_arg(args[base + 6], 'delay_ms', 0, 1e13)
+  int_arg(args[base + 7], 'max_attempts', 1, 1000)
+  int_arg(args[base + 8], 'backoff_ms', 0, 1e10)
+  int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10)
+  int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)
+  if #(args[base + 4] or '') > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
+end
+
+-- Every item of exec_submit_many, checked before the first write; the error names
+-- the execution whose value is bad. One pcall for the whole list.
+local function check_submit_items(args, n)
+  local i = 0
+  local ok, err = pcall(function()
+    for j = 1, n do
+      i = j
+      check_submit_item(args, 10 * (j - 1))
+    end
   end)
-  if ok then return item end
-  if type(item) ~= 'table' or not item.fs then error(item) end
-  raise('BAD_ARGS', 'execution ' .. tostring(args[base + 1]) .. ' (item ' .. i .. '): '
-    .. string.gsub(item.fs, '^BAD_ARGS ', ''))
+  if ok then return end
+  if type(err) ~= 'table' or not err.fs then error(err) end
+  raise('BAD_ARGS', 'execution ' .. tostring(args[10 * (i - 1) + 1]) .. ' (item ' .. i .. '): '
+    .. string.gsub(err.fs, '^BAD_ARGS ', ''))
 end
 
 --[[ exec_submit_many: create several executions of one partition, each as exec_submit
@@ -114,40 +125,45 @@ end
   ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms  ARGV[9] backoff_max_ms
   ARGV[10] deadline_in_ms; then the next execution's ten, at most SUBMIT_MANY_MAX (100)
   Derived: ready, deadlines, counts, events, flows_done, execution, flow, flow_done
-  Reply:  {{id, state, created (1 new, 0 existing)}, ...} one per execution, in ARGV order
+  Reply:  {id, state, created (1 new, 0 existing), then the next execution's three, ...}
+           one flat triple per execution, in ARGV order
   Errors: BAD_ARGS ]]
 local function exec_submit_many(keys, args)
   local n = #args / 10
   if n < 1 or n ~= math.floor(n) or n > SUBMIT_MANY_MAX then
     raise('BAD_ARGS', 'expected 1..' .. SUBMIT_MANY_MAX .. ' executions of 10 values, got ' .. #args .. ' values')
   end
-  local items = {}
-  for i = 1, n do items[i] = submit_item(args, i) end
+  check_submit_items(args, n)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
-  for i, it in ipairs(items) do
-    local key = K.execution(prefix, it.id)
+  for i = 1, n do
+    local base = 10 * (i - 1)
+    local id, lane = args[base + 1], args[base + 3]
+    local key = K.execution(prefix, id)
+    local j = 3 * i - 2
     if rcall('EXISTS', key) == 1 then
-      out[i] = {it.id, rcall('HGET', key, 'state'), 0}
+      out[j] = id; out[j + 1] = rcall('HGET', key, 'state'); out[j + 2] = 0
     else
+      local priority, delay_ms, deadline_in_ms = int_of(args[base + 5]), int_of(args[base + 6]),
+        int_of(args[base + 10])
       local state = 'ready'
-      if it.delay_ms > 0 then state = 'delayed' end
+      if delay_ms > 0 then state = 'delayed' end
       local deadline = 0
-      if it.deadline_in_ms > 0 then
-        deadline = now + it.deadline_in_ms
-        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = it.id
+      if deadline_in_ms > 0 then
+        deadline = now + deadline_in_ms
+        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = id
       end
       if state == 'ready' then
-        if not ready[it.lane] then ready[it.lane] = {}; lanes[#lanes + 1] = it.lane end
-        local zadd = ready[it.lane]
-        zadd[#zadd + 1] = ready_score(it.priority, now); zadd[#zadd + 1] = it.id
+        if not ready[lane] then ready[lane] = {}; lanes[#lanes + 1] = lane end
+        local zadd = ready[lane]
+        zadd[#zadd + 1] = ready_score(priority, now); zadd[#zadd + 1] = id
       else
-        delayed[#delayed + 1] = now + it.delay_ms; delayed[#delayed + 1] = it.id
+        delayed[#delayed + 1] = now + delay_ms; delayed[#delayed + 1] = id
       end
-      move(prefix, {id = it.id, lane = it.lane}, state, submit_fields(it.id, it.task, it.lane, it.payload,
-        it.priority, it.max_attempts, it.backoff_ms, it.backoff_max_ms, now, deadline, it.delay_ms))
-      out[i] = {it.id, state, 1}
+      move(prefix, {id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane, args[base + 4] or '',
+        priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+      out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end
   end
   for _, lane in ipairs(lanes) do rcall('ZADD', K.ready(prefix, lane), unpack(ready[lane])) end

@@ -324,3 +324,23 @@ def test_watch_marks_a_live_execution_and_leaves_a_terminal_one_untouched(lua_cl
 def test_watch_of_an_unknown_execution_is_refused(lua_client):
     with pytest.raises(NotFound):
         lua_client.run(X.watch(lua_client.keys, new_id("e", P)))
+
+
+def test_an_event_records_each_transition_in_one_field_and_reads_back_a_detail_with_spaces(lua_client):
+    eid = submit(lua_client)[0]
+    lua_client.run(X.cancel(lua_client.keys, eid, "stopped by an operator"))
+    key = lua_client.keys.events(P)
+    entries = lua_client.run(Command(("XRANGE", key, "-", "+"), key))
+    assert [flat for _, flat in entries] == [["e", f"{eid}  ready  "],
+                                             ["e", f"{eid} ready canceled  stopped by an operator"]]
+    assert stream_entries(lua_client)[-1] == [{"id": eid, "from": "ready", "to": "canceled",
+                                               "detail": "stopped by an operator"}]
+
+
+def test_an_id_with_a_space_is_recorded_in_the_long_form(lua_client):
+    spaced = "e_0000 with space"
+    lua_client.run(X.submit(lua_client.keys, X.SubmitSpec(spaced, "t", "default", "{}"), P))
+    key = lua_client.keys.events(P)
+    _, flat = lua_client.run(Command(("XRANGE", key, "-", "+"), key))[-1]
+    assert flat == ["id", spaced, "from", "", "to", "ready"]
+    assert stream_entries(lua_client)[-1] == [{"id": spaced, "from": "", "to": "ready"}]
