@@ -34,10 +34,11 @@ TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
 
 
 class FlowRun:
-    def __init__(self, app: App, flow_id: str) -> None:
+    def __init__(self, app: App, flow_id: str, *, submitted: bool = False) -> None:
         self.app = app
         self.client = app.client
         self.id = flow_id
+        self._submitted = submitted  # returned by submit(): the flow exists, wait need not check first
         self.partition = flowcalls.flow_partition(self.client.keys, flow_id)
         self.key = self.client.keys.flow(self.partition, flow_id)
 
@@ -68,10 +69,14 @@ class FlowRun:
         timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.flow_done(self.partition, self.id)
-        state = self.state()
-        while state not in TERMINAL_FLOW:
+        # A flow this run submitted exists: its first block needs no read before it (the read
+        # is there so that an unknown flow id is NotFound at once, not after the timeout).
+        state = None if self._submitted else self.state()
+        while True:
+            if state is not None and state in TERMINAL_FLOW:
+                return state
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if remaining is not None and remaining <= 0 and state is not None:
                 raise ResultTimeout(f"flow {self.id} is still {state.value} after {timeout}s")
             block_s = 0 if remaining is None else round(max(remaining, 0.001), 3)
             # The state is read behind the block in the same pipeline: the server runs the
@@ -88,7 +93,6 @@ class FlowRun:
             if now is None:
                 raise NotFound(f"no flow {self.id}")
             state = FlowState(now)
-        return state
 
     def step_execution(self, step: str) -> str:
         """The execution id of one step; NotFound when the flow has no such step."""
