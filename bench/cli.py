@@ -127,4 +127,14 @@ def _add_compare() -> None:
 
 _add_compare()
 
+
+def _add_lua_cost() -> None:
+    """``flowslot bench lua-cost``: instructions per job under callgrind (bench/luacost.py)."""
+    from bench.luacost import lua_cost
+
+    bench.add_command(lua_cost)
+
+
+_add_lua_cost()
+
 __all__ = ["bench", "make_command", "run_scenario"]

@@ -35,6 +35,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "backoff_max_ms", "deadline_in_ms"),
     ),
     "exec_cancel": (("exec",), ("reason",)),
+    "exec_watch": (("exec",), ()),
     "exec_promote": (("delayed",), ("max_count",)),
     "exec_claim": (("ready",), ("max_count", "lease_ms", "worker_id")),
     "exec_renew": (("exec",), ("token", "lease_ms")),
@@ -233,6 +234,11 @@ def signal(ks: KeySpace, execution_id: str, name: str, payload: str, expires_ms:
 def cancel(ks: KeySpace, execution_id: str, reason: str = "canceled") -> FCall:
     return FCall("exec_cancel", (_exec_key(ks, execution_id),), (reason,),
                  parse=replies.exec_cancel)
+
+
+def watch(ks: KeySpace, execution_id: str) -> FCall:
+    """Ask for the done marker a result waiter blocks on (``exec_watch``); replies the state."""
+    return FCall("exec_watch", (_exec_key(ks, execution_id),), (), parse=replies.exec_watch)
 
 
 def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:

@@ -1,8 +1,10 @@
 """Handles on submitted executions: state, cancel, and a blocking ``result``.
 
-``result`` never polls: the terminal transition pushes one element to the
-execution's ``done`` list, and waiters block on ``BLMOVE done done`` — a
-rotation, so the element stays for every other waiter.
+``result`` never polls: before it first blocks, a waiter marks the execution
+watched (``exec_watch``); the terminal transition of a watched execution
+pushes one element to its ``done`` list, and waiters block on
+``BLMOVE done done`` — a rotation, so the element stays for every other
+waiter. Executions nobody waits on get no done list.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ if TYPE_CHECKING:
     from engine.client import Client
 
 
-# What exec_submit leaves unstored at its default (until the first claim writes attempts and epoch).
-SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0"}
+# What exec_submit leaves unstored at its default (attempts and epoch until the first claim
+# writes them); EXEC_DEFAULTS in lua/10_states.lua holds the same (a unit test compares).
+SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0", "priority": "0", "max_attempts": "3",
+                   "backoff_ms": "1000", "backoff_max_ms": "300000"}
 
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
@@ -34,7 +38,21 @@ def read_execution(client: Client, execution_id: str) -> dict[str, str]:
         raise NotFound(f"no execution {execution_id}")
     if "flow" in fields:
         return dict(fields)
-    return {**SUBMIT_DEFAULTS, **fields}
+    return with_submit_defaults(fields)
+
+
+def with_submit_defaults(fields: dict[str, str]) -> dict[str, str]:
+    """A standalone execution's hash with the fields submit left unstored at their default;
+    one submitted ready got no ``ready_ms``: it became ready when it was created."""
+    full = {**SUBMIT_DEFAULTS, **fields}
+    if "ready_ms" not in full and "due_ms" not in full and "created_ms" in full:
+        full["ready_ms"] = full["created_ms"]
+    return full
+
+
+# The longest one block of ``Handle.result`` before it reads the state and asks for the done
+# marker again (a marker or a watch lost to a failover costs at most this long).
+RECHECK_S = 5.0
 
 
 class Handle:
@@ -82,10 +100,15 @@ class Handle:
             state = ExecutionState(info["state"])
             if state.terminal:
                 return _outcome(self.id, state, info)
-            wait_s = 0.0 if deadline is None else deadline - time.monotonic()
+            wait_s = RECHECK_S if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait_s <= 0:
                 raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
-            block_s = round(max(wait_s, 0.001), 3) if deadline is not None else 0
+            # From here on its terminal transition pushes the done marker; a state that is
+            # terminal already is read at the top of the loop. Asked again before every block:
+            # a watch a failover lost is made again within RECHECK_S.
+            if ExecutionState(self.client.run(executions.watch(self.client.keys, self.id))).terminal:
+                continue
+            block_s = round(min(max(wait_s, 0.001), RECHECK_S), 3)
             self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
                                         block_s=block_s)
 

@@ -182,11 +182,16 @@ def exec_submit(r: Any) -> SubmitReply:
 
 
 def exec_submit_many(r: Any) -> list[SubmitReply]:
-    return [exec_submit(item) for item in r]
+    """One flat (id, state, created) triple per execution."""
+    return [SubmitReply(r[i], r[i + 1], bool(r[i + 2])) for i in range(0, len(r), 3)]
 
 
 def exec_cancel(r: Any) -> CancelReply:
     return CancelReply(r[0], r[1], bool(r[2]))
+
+
+def exec_watch(r: Any) -> str:
+    return str(r)
 
 
 def exec_promote(r: Any) -> PromoteReply:
@@ -198,11 +203,30 @@ def exec_claim(r: Any) -> ClaimReply:
 
 
 def _claimed(entries: Any) -> list[Claimed]:
+    """Claimed entries: ``exec_claim``'s one flat list, or the others' list of entries."""
+    if entries and not isinstance(entries[0], list):
+        return _claimed_flat(entries)
     claimed = []
     for c in entries:
         inputs, paged = _claimed_inputs(c[7])
         claimed.append(Claimed(c[0], c[1], c[2], c[3], int(c[4]), int(c[5]), int(c[6]), inputs,
                                c[8], c[9], paged))
+    return claimed
+
+
+def _claimed_flat(flat: Any) -> list[Claimed]:
+    """``exec_claim``'s flat list: id, token, task, payload, attempt, deadline_ms,
+    lease_expiry_ms, n, paged, n input pairs, flow, step; then the next."""
+    claimed = []
+    i, end = 0, len(flat)
+    while i < end:
+        n = int(flat[i + 7]) * 2
+        j = i + 9 + n
+        inputs = dict(zip(flat[i + 9:j:2], flat[i + 10:j:2], strict=True)) if n else _NO_INPUTS
+        claimed.append(Claimed(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], int(flat[i + 4]),
+                               int(flat[i + 5]), int(flat[i + 6]), inputs, flat[j], flat[j + 1],
+                               int(flat[i + 8])))
+        i = j + 2
     return claimed
 
 
@@ -225,8 +249,8 @@ def exec_complete(r: Any) -> CompleteReply:
 def exec_complete_many(r: Any) -> list[CompleteReply | EngineError]:
     """One reply per execution, in the call's order: its ``CompleteReply``, or the exception
     ``exec_complete`` would have raised for it (that execution was not recorded)."""
-    return [_refused(item) if isinstance(item, str) else CompleteReply(item[0], bool(item[1]), bool(item[2]))
-            for item in r]
+    return [_refused(r[i]) if r[i + 1] == -1 else CompleteReply(r[i], bool(r[i + 1]), bool(r[i + 2]))
+            for i in range(0, len(r), 3)]
 
 
 def _refused(message: str) -> EngineError:
@@ -586,14 +610,30 @@ def secrets_rotate(r: Any) -> RotateReply:
 def event_records(flat: list[str]) -> list[dict[str, str]]:
     """The transitions one event-stream entry holds (one entry per FCALL, see lua/10_states.lua).
 
-    An entry's flat field list is a run of records: an execution's starts at ``id``
-    (``id, from, to[, flow][, detail]``: a standalone execution's has no ``flow``), a
-    flow's at ``flow`` directly followed by ``from`` (``flow, from, to, detail``).
+    An entry's flat field list is a run of records. An execution's is one field ``e``
+    whose value is ``"<id> <from> <to> <flow> <detail>"`` (``note_event`` in
+    lua/00_helpers.lua; flow and detail may be empty, detail may hold spaces), or in
+    the long form (streams written before it, ids with a space) starts at ``id``
+    (``id, from, to[, flow][, detail]``). A flow's starts at ``flow`` directly followed
+    by ``from`` (``flow, from, to, detail``). Each comes back as a dict with the long
+    form's keys: ``flow`` and ``detail`` only when not empty.
     """
     records: list[dict[str, str]] = []
     current: dict[str, str] | None = None
     for i in range(0, len(flat) - 1, 2):
         name = flat[i]
+        if name == "e":
+            parts = flat[i + 1].split(" ", 4)
+            if len(parts) < 5:
+                continue  # not written by note_event
+            record = {"id": parts[0], "from": parts[1], "to": parts[2]}
+            if parts[3]:
+                record["flow"] = parts[3]
+            if parts[4]:
+                record["detail"] = parts[4]
+            records.append(record)
+            current = None
+            continue
         if name == "id" or (name == "flow" and i + 2 < len(flat) and flat[i + 2] == "from"):
             current = {}
             records.append(current)
@@ -637,6 +677,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "exec_submit": exec_submit,
     "exec_submit_many": exec_submit_many,
     "exec_cancel": exec_cancel,
+    "exec_watch": exec_watch,
     "exec_promote": exec_promote,
     "exec_claim": exec_claim,
     "exec_renew": exec_renew,

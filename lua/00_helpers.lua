@@ -103,9 +103,26 @@ function K.want_counts(prefix) return prefix .. 'want_counts' end
 function K.missing(prefix, execution_id) return prefix .. 'miss:' .. execution_id end
 function K.build_waits(prefix) return prefix .. 'build_waits' end
 
+-- Integers already parsed, by their string: tonumber() of a string costs a
+-- strtod (about 800 instructions in this Lua), a table lookup of an interned
+-- string a few dozen, and the same few values ('0', '1', '3', '1000', a lease
+-- time) come back call after call. Bounded; kept from call to call like the
+-- buffers below (a cache: no call's result depends on it).
+local INT_SEEN, int_seen_n = {}, 0
+
+-- `value` (a string or number) as an integer, or nil when it is not one.
+local function int_of(value)
+  local n = INT_SEEN[value]
+  if n then return n end
+  n = tonumber(value)
+  if n == nil or n ~= math.floor(n) then return nil end
+  if int_seen_n < 4096 then INT_SEEN[value] = n; int_seen_n = int_seen_n + 1 end
+  return n
+end
+
 local function int_arg(value, name, min, max)
-  local n = tonumber(value)
-  if n == nil or n ~= math.floor(n) or n < min or n > max then
+  local n = int_of(value)
+  if n == nil or n < min or n > max then
     raise('BAD_ARGS', name .. ' must be an integer in ' .. min .. '..' .. max .. ', got ' .. tostring(value))
   end
   return n
@@ -173,14 +190,25 @@ local function flush_events()
 end
 
 -- Append one transition record to the call's pending entry of stream `key`:
--- an execution's (id, from, to[, flow][, detail]: a standalone execution's
--- has no flow) or, with `id` nil, a flow's (flow, from, to, detail). A record
--- starts at 'id', or at 'flow' directly followed by 'from' (event_records
--- reads them back).
+-- an execution's or, with `id` nil, a flow's (flow, from, to, detail). An
+-- execution's record is one field 'e' whose value is "<id> <from> <to> <flow>
+-- <detail>" (flow and detail may be empty; detail, last, may hold spaces): one
+-- pair, not up to five, per transition, which costs the XADD a third of the
+-- arguments. An id or flow id with a space in it (only a raw FCALL could make
+-- one) gets the long form: id, from, to[, flow][, detail]. A record starts at
+-- 'e', at 'id', or at 'flow' directly followed by 'from' (event_records, here
+-- and in engine/replies.py, reads all three; streams written before the short
+-- form hold the long one).
 local function note_event(key, id, from, to, flow, detail)
   if ev_key ~= key or ev_records >= EVENT_RECORDS_PER_ENTRY then flush_events() end
   ev_key = key
   local n = ev_n
+  if id and not string.find(id, ' ', 1, true) and not (flow and string.find(flow, ' ', 1, true)) then
+    ev_flat[n + 1] = 'e'
+    ev_flat[n + 2] = id .. ' ' .. from .. ' ' .. to .. ' ' .. (flow or '') .. ' ' .. (detail or '')
+    ev_n, ev_records = n + 2, ev_records + 1
+    return
+  end
   if id then
     ev_flat[n + 1] = 'id'; ev_flat[n + 2] = id
     n = n + 2

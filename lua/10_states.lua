@@ -56,9 +56,21 @@ local SLICE_TRANSITIONS = {
 local SCORE_EPOCH_MS = 1700000000000
 local PRIORITY_BAND = 2199023255552 -- 2^41 ms: ~69 years of age inside one band
 
--- Ready sets order by priority (0..255, higher first), then by age.
+-- Ready sets order by priority (0..255, higher first; nil: not stored, 0), then by age.
 local function ready_score(priority, now)
-  return (255 - priority) * PRIORITY_BAND + (now - SCORE_EPOCH_MS)
+  return (255 - (priority or 0)) * PRIORITY_BAND + (now - SCORE_EPOCH_MS)
+end
+
+-- What exec_submit and exec_submit_many leave unstored when a standalone
+-- execution has these values (fewer arguments per submit); every reader takes
+-- a missing field as its default here (engine/handle.py SUBMIT_DEFAULTS, the
+-- Python side, is checked against this table by tests/unit/test_lua_contract.py).
+-- A missing ready_ms of an execution submitted ready is its created_ms.
+local EXEC_DEFAULTS = {priority = 0, max_attempts = 3, backoff_ms = 1000, backoff_max_ms = 300000}
+
+-- Field `name` of execution `e` as a number, its default when not stored.
+local function exec_num(e, name)
+  return tonumber(e[name] or EXEC_DEFAULTS[name])
 end
 
 local TERMINAL = {succeeded = 1, failed = 1, skipped = 1, canceled = 1, expired = 1}
@@ -113,14 +125,23 @@ local function op_pending(prefix, op, fid, remaining, now)
 end
 
 -- The transition records of one event-stream entry (its flat field list):
--- an execution's record starts at 'id', a flow's at 'flow' followed by 'from'
--- (an execution's record names its flow after 'to'). engine/replies.py
--- event_records reads entries the same way.
+-- an execution's record is one 'e' field (note_event) or, in the long form,
+-- starts at 'id' (and names its flow after 'to'); a flow's starts at 'flow'
+-- followed by 'from'. engine/replies.py event_records reads entries the same way.
 local function event_records(flat)
   local records, current = {}, nil
   for i = 1, #flat, 2 do
     local name = flat[i]
-    if name == 'id' or (name == 'flow' and flat[i + 2] == 'from') then
+    if name == 'e' then
+      local id, from, to, flow, detail = string.match(flat[i + 1], '^(%S*) (%S*) (%S*) (%S*) (.*)$')
+      current = nil
+      if id then  -- (else not written by note_event)
+        local record = {id = id, from = from, to = to}
+        if flow ~= '' then record.flow = flow end
+        if detail ~= '' then record.detail = detail end
+        records[#records + 1] = record
+      end
+    elseif name == 'id' or (name == 'flow' and flat[i + 2] == 'from') then
       current = {}
       records[#records + 1] = current
     end
@@ -135,6 +156,38 @@ end
 -- lane counters are written once at the end of the call (note_event,
 -- note_count), also when the call stops on an error, so the index check
 -- (rec_audit) finds any transition that started.
+-- Strings move() builds for every transition, kept from call to call (a Lua
+-- concatenation hashes and interns its result each time): a partition's event
+-- stream and counters keys, by prefix; a lane counter's field, by lane and
+-- state. Bounded like INT_SEEN; past the bound they are built each time.
+local PARTITION_KEYS, partition_keys_n = {}, 0
+local LANE_FIELDS, lane_fields_n = {}, 0
+
+local function partition_keys(prefix)
+  local pk = PARTITION_KEYS[prefix]
+  if pk then return pk end
+  pk = {events = K.events(prefix), counts = K.counts(prefix)}
+  if partition_keys_n < 16384 then PARTITION_KEYS[prefix] = pk; partition_keys_n = partition_keys_n + 1 end
+  return pk
+end
+
+-- "<lane>:<state>", the field of the lane counters.
+local function lane_field(lane, state)
+  local by_state = LANE_FIELDS[lane]
+  if not by_state then
+    if lane_fields_n >= 1024 then return lane .. ':' .. state end
+    by_state = {}
+    LANE_FIELDS[lane] = by_state
+    lane_fields_n = lane_fields_n + 1
+  end
+  local field = by_state[state]
+  if not field then
+    field = lane .. ':' .. state
+    by_state[state] = field
+  end
+  return field
+end
+
 local function move(prefix, e, to, fields, detail)
   local from = e.state or ''
   if from == '' then
@@ -142,7 +195,8 @@ local function move(prefix, e, to, fields, detail)
   elseif not can_move(from, to) then
     raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
   end
-  note_event(K.events(prefix), e.id, from, to, e.flow, detail)
+  local pk = partition_keys(prefix)
+  note_event(pk.events, e.id, from, to, e.flow, detail)
   local key = K.execution(prefix, e.id)
   if fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
@@ -150,9 +204,9 @@ local function move(prefix, e, to, fields, detail)
     rcall('HSET', key, 'state', to)
   end
   e.state = to
-  local counts = K.counts(prefix)
-  if from ~= '' then note_count(counts, e.lane .. ':' .. from, -1) end
-  note_count(counts, e.lane .. ':' .. to, 1)
+  local counts = pk.counts
+  if from ~= '' then note_count(counts, lane_field(e.lane, from), -1) end
+  note_count(counts, lane_field(e.lane, to), 1)
   if e.flow then
     -- the flow's per-state counters: written at the call's end like the lane's
     local fkey = K.flow(prefix, e.flow)
@@ -231,7 +285,8 @@ local function build_finished(prefix, e, now)
 end
 
 -- Terminal bookkeeping shared by complete, fail, cancel, skip and expiry:
--- leave the time indexes, enter the retention index, wake result waiters,
+-- leave the time indexes, enter the retention index, wake result waiters
+-- (push the done marker when `watched` is '1': e.watched, or read here),
 -- record the dispatch intent, and account the flow. Returns 1 when the
 -- execution has outgoing edges for the dispatcher to resolve, else 0.
 -- `from_lease`: it ends a lease, so it is in the deadlines index only with a
@@ -249,10 +304,15 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
     rcall('ZREM', K.leases(prefix), id)
     rcall('ZADD', K.terminal(prefix), now, id)
   end
-  if not from_lease or tonumber(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
-  local done = K.done(prefix, id)
-  rcall('RPUSH', done, '1')
-  rcall('PEXPIRE', done, DONE_TTL_MS)
+  if not from_lease or int_of(e.deadline_ms or 0) > 0 then rcall('ZREM', K.deadlines(prefix), id) end
+  -- The done marker only when a result waiter asked for it (exec_watch):
+  -- most executions nobody waits on, and their marker cost two commands and a key.
+  local watched = e.watched or rcall('HGET', K.execution(prefix, id), 'watched')
+  if watched == '1' then
+    local done = K.done(prefix, id)
+    rcall('RPUSH', done, '1')
+    rcall('PEXPIRE', done, DONE_TTL_MS)
+  end
   local dispatch = 0
   if e.flow then
     local fkey = K.flow(prefix, e.flow)

@@ -3,6 +3,29 @@ local function rcall(...) return redis.call(...) end
 
 local MAX_PAYLOAD = 64 * 1024 * 1024
 
+-- The fields of a new standalone execution (move() adds its state): one HSET.
+-- Fields at their default are not stored (fewer arguments per submit): readers
+-- take a missing attempts and epoch as 0 until the first claim writes them, a
+-- missing deadline_ms as 0 (none), a missing priority, max_attempts, backoff_ms
+-- or backoff_max_ms as EXEC_DEFAULTS says, and a missing ready_ms of an
+-- execution submitted ready as its created_ms.
+local function submit_fields(id, task, lane, payload, priority, max_attempts, backoff_ms, backoff_max_ms,
+                             now, deadline, delay_ms)
+  local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload, 'created_ms', now}
+  local n = 10
+  if priority ~= EXEC_DEFAULTS.priority then fields[n + 1] = 'priority'; fields[n + 2] = priority; n = n + 2 end
+  if max_attempts ~= EXEC_DEFAULTS.max_attempts then
+    fields[n + 1] = 'max_attempts'; fields[n + 2] = max_attempts; n = n + 2
+  end
+  if backoff_ms ~= EXEC_DEFAULTS.backoff_ms then fields[n + 1] = 'backoff_ms'; fields[n + 2] = backoff_ms; n = n + 2 end
+  if backoff_max_ms ~= EXEC_DEFAULTS.backoff_max_ms then
+    fields[n + 1] = 'backoff_max_ms'; fields[n + 2] = backoff_max_ms; n = n + 2
+  end
+  if deadline > 0 then fields[n + 1] = 'deadline_ms'; fields[n + 2] = deadline; n = n + 2 end
+  if delay_ms > 0 then fields[n + 1] = 'due_ms'; fields[n + 2] = now + delay_ms end
+  return fields
+end
+
 --[[ exec_submit: create one execution, ready now or delayed; idempotent.
   KEYS[1] exec     HASH   the new execution
   KEYS[2] ready    ZSET   ready set of its lane
@@ -36,26 +59,15 @@ local function exec_submit(keys, args)
       if state then return {existing, state, 0} end
     end
   end
-  local current = rcall('HGET', keys[1], 'state')
-  if current then return {id, current, 0} end
+  if rcall('EXISTS', keys[1]) == 1 then return {id, rcall('HGET', keys[1], 'state'), 0} end
 
   local now = now_ms()
   local state = 'ready'
   if delay_ms > 0 then state = 'delayed' end
   local deadline = 0
   if deadline_in_ms > 0 then deadline = now + deadline_in_ms end
-  -- One HSET: move() writes the state with every other field. Defaults are not
-  -- stored (fewer arguments per submit): readers take a missing attempts and epoch
-  -- as 0 until the first claim writes them, and a missing deadline_ms as 0 (none).
-  local fields = {'id', id, 'task', task, 'lane', lane, 'payload', payload,
-    'priority', priority, 'max_attempts', max_attempts,
-    'backoff_ms', backoff_ms, 'backoff_max_ms', backoff_max_ms, 'created_ms', now}
-  if deadline > 0 then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
-  if state == 'ready' then
-    fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
-  else
-    fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + delay_ms
-  end
+  local fields = submit_fields(id, task, lane, payload, priority, max_attempts, backoff_ms, backoff_max_ms,
+    now, deadline, delay_ms)
   if idem_ttl_ms > 0 then fields[#fields + 1] = 'idem'; fields[#fields + 1] = keys[4] end
   move(prefix, {id = id, lane = lane}, state, fields)
   if state == 'ready' then
@@ -71,25 +83,36 @@ register('exec_submit', exec_submit)
 
 local SUBMIT_MANY_MAX = 100
 
--- One item of exec_submit_many, checked; a bad value raises BAD_ARGS naming the execution.
-local function submit_item(args, i)
-  local base = 10 * (i - 1)
-  local ok, item = pcall(function()
-    local it = {id = str_arg(args[base + 1], 'id', 64), task = str_arg(args[base + 2], 'task', 256),
-      lane = str_arg(args[base + 3], 'lane', 64), payload = args[base + 4] or '',
-      priority = int_arg(args[base + 5], 'priority', 0, 255),
-      delay_ms = int_arg(args[base + 6], 'delay_ms', 0, 1e13),
-      max_attempts = int_arg(args[base + 7], 'max_attempts', 1, 1000),
-      backoff_ms = int_arg(args[base + 8], 'backoff_ms', 0, 1e10),
-      backoff_max_ms = int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10),
-      deadline_in_ms = int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)}
-    if #it.payload > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
-    return it
+-- Check one item of exec_submit_many (its ten ARGV from base + 1); a bad value
+-- raises BAD_ARGS. Nothing is kept: the write loop reads the ARGV again (int_of
+-- finds the integers parsed here), which costs less than a table per item.
+local function check_submit_item(args, base)
+  str_arg(args[base + 1], 'id', 64)
+  str_arg(args[base + 2], 'task', 256)
+  str_arg(args[base + 3], 'lane', 64)
+  int_arg(args[base + 5], 'priority', 0, 255)
+  int_arg(args[base + 6], 'delay_ms', 0, 1e13)
+  int_arg(args[base + 7], 'max_attempts', 1, 1000)
+  int_arg(args[base + 8], 'backoff_ms', 0, 1e10)
+  int_arg(args[base + 9], 'backoff_max_ms', 0, 1e10)
+  int_arg(args[base + 10], 'deadline_in_ms', 0, 1e13)
+  if #(args[base + 4] or '') > MAX_PAYLOAD then raise('BAD_ARGS', 'payload over ' .. MAX_PAYLOAD .. ' bytes') end
+end
+
+-- Every item of exec_submit_many, checked before the first write; the error names
+-- the execution whose value is bad. One pcall for the whole list.
+local function check_submit_items(args, n)
+  local i = 0
+  local ok, err = pcall(function()
+    for j = 1, n do
+      i = j
+      check_submit_item(args, 10 * (j - 1))
+    end
   end)
-  if ok then return item end
-  if type(item) ~= 'table' or not item.fs then error(item) end
-  raise('BAD_ARGS', 'execution ' .. tostring(args[base + 1]) .. ' (item ' .. i .. '): '
-    .. string.gsub(item.fs, '^BAD_ARGS ', ''))
+  if ok then return end
+  if type(err) ~= 'table' or not err.fs then error(err) end
+  raise('BAD_ARGS', 'execution ' .. tostring(args[10 * (i - 1) + 1]) .. ' (item ' .. i .. '): '
+    .. string.gsub(err.fs, '^BAD_ARGS ', ''))
 end
 
 --[[ exec_submit_many: create several executions of one partition, each as exec_submit
@@ -102,43 +125,45 @@ end
   ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms  ARGV[9] backoff_max_ms
   ARGV[10] deadline_in_ms; then the next execution's ten, at most SUBMIT_MANY_MAX (100)
   Derived: ready, deadlines, counts, events, flows_done, execution, flow, flow_done
-  Reply:  {{id, state, created (1 new, 0 existing)}, ...} one per execution, in ARGV order
+  Reply:  {id, state, created (1 new, 0 existing), then the next execution's three, ...}
+           one flat triple per execution, in ARGV order
   Errors: BAD_ARGS ]]
 local function exec_submit_many(keys, args)
   local n = #args / 10
   if n < 1 or n ~= math.floor(n) or n > SUBMIT_MANY_MAX then
     raise('BAD_ARGS', 'expected 1..' .. SUBMIT_MANY_MAX .. ' executions of 10 values, got ' .. #args .. ' values')
   end
-  local items = {}
-  for i = 1, n do items[i] = submit_item(args, i) end
+  check_submit_items(args, n)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
-  for i, it in ipairs(items) do
-    local current = rcall('HGET', K.execution(prefix, it.id), 'state')
-    if current then
-      out[i] = {it.id, current, 0}
+  for i = 1, n do
+    local base = 10 * (i - 1)
+    local id, lane = args[base + 1], args[base + 3]
+    local key = K.execution(prefix, id)
+    local j = 3 * i - 2
+    if rcall('EXISTS', key) == 1 then
+      out[j] = id; out[j + 1] = rcall('HGET', key, 'state'); out[j + 2] = 0
     else
+      local priority, delay_ms, deadline_in_ms = int_of(args[base + 5]), int_of(args[base + 6]),
+        int_of(args[base + 10])
       local state = 'ready'
-      if it.delay_ms > 0 then state = 'delayed' end
-      local fields = {'id', it.id, 'task', it.task, 'lane', it.lane, 'payload', it.payload,
-        'priority', it.priority, 'max_attempts', it.max_attempts,
-        'backoff_ms', it.backoff_ms, 'backoff_max_ms', it.backoff_max_ms, 'created_ms', now}
-      if it.deadline_in_ms > 0 then
-        fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = now + it.deadline_in_ms
-        deadlines[#deadlines + 1] = now + it.deadline_in_ms; deadlines[#deadlines + 1] = it.id
+      if delay_ms > 0 then state = 'delayed' end
+      local deadline = 0
+      if deadline_in_ms > 0 then
+        deadline = now + deadline_in_ms
+        deadlines[#deadlines + 1] = deadline; deadlines[#deadlines + 1] = id
       end
       if state == 'ready' then
-        fields[#fields + 1] = 'ready_ms'; fields[#fields + 1] = now
-        if not ready[it.lane] then ready[it.lane] = {}; lanes[#lanes + 1] = it.lane end
-        local zadd = ready[it.lane]
-        zadd[#zadd + 1] = ready_score(it.priority, now); zadd[#zadd + 1] = it.id
+        if not ready[lane] then ready[lane] = {}; lanes[#lanes + 1] = lane end
+        local zadd = ready[lane]
+        zadd[#zadd + 1] = ready_score(priority, now); zadd[#zadd + 1] = id
       else
-        fields[#fields + 1] = 'due_ms'; fields[#fields + 1] = now + it.delay_ms
-        delayed[#delayed + 1] = now + it.delay_ms; delayed[#delayed + 1] = it.id
+        delayed[#delayed + 1] = now + delay_ms; delayed[#delayed + 1] = id
       end
-      move(prefix, {id = it.id, lane = it.lane}, state, fields)
-      out[i] = {it.id, state, 1}
+      move(prefix, {id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane, args[base + 4] or '',
+        priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+      out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end
   end
   for _, lane in ipairs(lanes) do rcall('ZADD', K.ready(prefix, lane), unpack(ready[lane])) end
@@ -179,6 +204,25 @@ local function exec_cancel(keys, args)
   return {previous, e.lane, dispatch}
 end
 register('exec_cancel', exec_cancel)
+
+--[[ exec_watch: a result waiter's request for the done marker. finish() pushes
+  the marker only for an execution watched here, so a waiter calls this before
+  it first blocks on the done list: either the execution is terminal already
+  (nothing written; the waiter reads it), or it is marked watched and its
+  terminal transition, later, pushes the marker. One slot, so nothing falls in
+  between.
+  KEYS[1] exec     HASH   the execution
+  ARGV:   none
+  Derived: none
+  Reply:  the execution's state (terminal ones mean: read it now)
+  Errors: NOT_FOUND ]]
+local function exec_watch(keys, args)
+  local state, watched = unpack(rcall('HMGET', keys[1], 'state', 'watched'))
+  if not state then raise('NOT_FOUND', 'no execution ' .. keys[1]) end
+  if not TERMINAL[state] and watched ~= '1' then rcall('HSET', keys[1], 'watched', '1') end
+  return state
+end
+register('exec_watch', exec_watch)
 
 --[[ exec_promote: make due delayed executions ready.
   KEYS[1] delayed  ZSET   delayed executions by due time

@@ -15,7 +15,7 @@ local CLAIM_INPUTS = 1000
 -- the waits a suspension leaves.
 local LEASE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
   'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
-  'wait_key', 'suspend_on', 'slice'}
+  'wait_key', 'suspend_on', 'slice', 'watched'}
 
 -- HMGET of `names` -> table (absent fields stay nil).
 local function hash_fields(key, names)
@@ -28,16 +28,33 @@ local function hash_fields(key, names)
 end
 
 -- What a success reads (exec_complete, flow_complete): the lease check, the
--- transition and finish(); every field a command argument less to copy.
-local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice'}
+-- transition and finish(); every field a command argument less to copy. A
+-- list, as leased_execution() takes, or read by complete_fields (one constructor).
+local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice',
+  'watched'}
+local function complete_fields(key)
+  local v = rcall('HMGET', key, 'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms',
+    'slice', 'watched')
+  return {id = v[1] or nil, state = v[2] or nil, epoch = v[3] or nil, lane = v[4] or nil, flow = v[5] or nil,
+    step = v[6] or nil, optional = v[7] or nil, deadline_ms = v[8] or nil, slice = v[9] or nil,
+    watched = v[10] or nil}
+end
 
 -- Check that `token` is the live lease of the execution at `key`; returns its
 -- fields: `names` only (HMGET), or all of them. Read-only, so callers may use it
--- before their first write.
+-- before their first write. Every `names` list includes 'watched', so a missing
+-- one is read as '0' (no result waiter) and finish() needs no read of its own.
 local function leased_execution(key, token, names)
   local f
-  if names then f = hash_fields(key, names) else f = hash_table(rcall('HGETALL', key)) end
+  if names == COMPLETE_FIELDS then
+    f = complete_fields(key)
+  elseif names then
+    f = hash_fields(key, names)
+  else
+    f = hash_table(rcall('HGETALL', key))
+  end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
+  f.watched = f.watched or '0'
   f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
   if f.state == 'canceled' and f.epoch == token then
     raise('CANCELED', 'execution ' .. f.id .. ' was canceled while leased')
@@ -52,9 +69,9 @@ end
 local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   local attempts = tonumber(f.attempts)
   rcall('ZREM', K.leases(prefix), f.id)
-  if retryable and attempts < tonumber(f.max_attempts) then
-    local base = tonumber(f.backoff_ms) * (2 ^ (attempts - 1))
-    local delay = math.min(base, tonumber(f.backoff_max_ms))
+  if retryable and attempts < exec_num(f, 'max_attempts') then
+    local base = exec_num(f, 'backoff_ms') * (2 ^ (attempts - 1))
+    local delay = math.min(base, exec_num(f, 'backoff_max_ms'))
     delay = math.floor(delay / 2 + delay * jitter / 2)
     if delay <= 0 then
       move(prefix, f, 'ready', {'ready_ms', now, 'error_kind', kind, 'error_msg', msg}, kind)
@@ -69,21 +86,31 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   return 'failed', 0, finish(prefix, f, now, true)
 end
 
--- The fields a claim reads of each execution it pops.
-local CLAIM_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
-  'task', 'payload', 'attempts', 'deadline_ms', 'slice'}
+-- The fields a claim reads of the execution `id` it popped, as a table: one
+-- constructor (a table grown field by field is rehashed four times on the way).
+local function claim_fields(key, id)
+  local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
+    'task', 'payload', 'attempts', 'deadline_ms', 'slice')
+  -- (`or nil`: a missing field comes back false; readers test for nil)
+  return {id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
+    step = v[5] or nil, optional = v[6] or nil, priority = v[7] or nil, task = v[8] or nil,
+    payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil}
+end
 
--- Lease one ready execution `f` (its CLAIM_FIELDS, already out of its ready
+-- The inputs of a claimed execution that has none (shared: never written).
+local NO_INPUTS = {}
+
+-- Lease one ready execution `f` (its claim_fields, already out of its ready
 -- set) to `worker`: returns its claim entry and the inputs budget left.
 -- `max_inputs`, when the caller knows it (a step's edge count), spares the HLEN.
 local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs)
   local id = f.id
-  local epoch = tonumber(f.epoch or 0) + 1
-  local attempt = tonumber(f.attempts or 0) + 1
+  local epoch = int_of(f.epoch or 0) + 1
+  local attempt = int_of(f.attempts or 0) + 1
   local expiry = now + lease_ms
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
     'started_ms', now, 'lease_expiry_ms', expiry}, worker)
-  local inputs = {}
+  local inputs = NO_INPUTS
   if f.flow and max_inputs and max_inputs <= inputs_left then
     if max_inputs > 0 then inputs = rcall('HGETALL', K.inputs(prefix, id)) end
     inputs_left = inputs_left - #inputs / 2
@@ -97,8 +124,27 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inpu
       inputs = count
     end
   end
-  return {id, tostring(epoch), f.task, f.payload, attempt, tonumber(f.deadline_ms or 0), expiry,
+  return {id, tostring(epoch), f.task, f.payload, attempt, int_of(f.deadline_ms or 0), expiry,
     inputs, f.flow or '', f.step or ''}, inputs_left
+end
+
+-- Append a claimed entry (lease_one's) to the flat list `flat` as exec_claim
+-- replies it: one flat list converts to a reply with fewer tables than a list of
+-- entries (a table costs its reply conversion about 2,300 instructions).
+local function flatten_entry(flat, entry)
+  local n = #flat
+  for k = 1, 7 do flat[n + k] = entry[k] end
+  local inputs = entry[8]
+  if type(inputs) == 'number' then
+    flat[n + 8] = 0; flat[n + 9] = inputs
+    n = n + 9
+  else
+    flat[n + 8] = #inputs / 2; flat[n + 9] = 0
+    n = n + 9
+    for k = 1, #inputs do flat[n + k] = inputs[k] end
+    n = n + #inputs
+  end
+  flat[n + 1] = entry[9]; flat[n + 2] = entry[10]
 end
 
 --[[ exec_claim: lease up to max_count ready executions of one lane.
@@ -107,10 +153,13 @@ end
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, slice, slices
-  Reply:  {remaining_ready, {{id, token, task, payload, attempt, deadline_ms,
-           lease_expiry_ms, inputs, flow_id, step_id}, ...}, {expired_id, ...}}
-           inputs: {upstream_step, input_json, ...}, or the number of inputs when
-           they would take the claim past CLAIM_INPUTS (read inp:<id> with HSCAN)
+  Reply:  {remaining_ready, {id, token, task, payload, attempt, deadline_ms,
+           lease_expiry_ms, n, paged, <n pairs upstream_step, input_json>, flow_id, step_id,
+           then the next claimed execution's, ...}, {expired_id, ...}}
+           one flat list (flatten_entry); n input pairs are carried, or n is 0 and
+           paged is the number of inputs when they would take the claim past
+           CLAIM_INPUTS (read inp:<id> with HSCAN). flow_complete, slice_complete and
+           slice_missing carry lease_one's entries as a list of lists instead.
   Errors: BAD_ARGS ]]
 local function exec_claim(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -123,7 +172,7 @@ local function exec_claim(keys, args)
   local inputs_left = CLAIM_INPUTS
   for i = 1, #popped, 2 do
     local id = popped[i]
-    local f = hash_fields(K.execution(prefix, id), CLAIM_FIELDS)
+    local f = claim_fields(K.execution(prefix, id), id)
     local fstate = nil
     if f.flow then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
     if f.state ~= 'ready' then
@@ -133,7 +182,7 @@ local function exec_claim(keys, args)
     elseif fstate == 'canceled' then
       cancel_execution(prefix, f, 'flow canceled', now)
     else
-      local deadline = tonumber(f.deadline_ms or 0)
+      local deadline = int_of(f.deadline_ms or 0)
       if deadline > 0 and deadline <= now then
         move(prefix, f, 'expired', {'finished_ms', now, 'error_kind', 'deadline',
           'error_msg', 'deadline passed before a worker started it'}, 'deadline')
@@ -142,7 +191,7 @@ local function exec_claim(keys, args)
       else
         local entry
         entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left)
-        claimed[#claimed + 1] = entry
+        flatten_entry(claimed, entry)
         lease_args[#lease_args + 1] = entry[7]
         lease_args[#lease_args + 1] = id
       end
@@ -218,8 +267,9 @@ end
     at most COMPLETE_MANY_MAX (100) executions
   Derived: leases, deadlines, terminal, pending_dispatch, counts, events, flows_done, execution,
     done, edges_out, flow, flow_done, slice, slices
-  Reply:  {{state, first, dispatch} or "CODE detail" (exec_complete's reply or error), ...}
-           one per execution, in ARGV order
+  Reply:  {state, first, dispatch, then the next execution's three, ...} one flat
+           triple per execution, in ARGV order: exec_complete's reply, or
+           "CODE detail", -1, 0 for an execution exec_complete would refuse
   Errors: BAD_ARGS ]]
 local function exec_complete_many(keys, args)
   local n = #args / 3
@@ -232,23 +282,27 @@ local function exec_complete_many(keys, args)
     local id = str_arg(args[3 * i - 2], 'id', 64)
     local token = str_arg(args[3 * i - 1], 'token', 32)
     local ok, f = pcall(completable, prefix, id, token)
+    local j = 3 * i - 2
     if not ok then
       if type(f) ~= 'table' or not f.fs then error(f) end
-      out[i] = f.fs
+      out[j] = f.fs; out[j + 1] = -1; out[j + 2] = 0
     elseif f.state == 'succeeded' or seen[id] then
-      out[i] = {'succeeded', 0, 0}  -- a repeat (in an earlier call, or earlier in this one)
+      -- a repeat (in an earlier call, or earlier in this one)
+      out[j] = 'succeeded'; out[j + 1] = 0; out[j + 2] = 0
     else
       seen[id] = 1
-      todo[#todo + 1] = {i, f, args[3 * i]}
+      out[j] = 'succeeded'; out[j + 1] = 1
+      todo[#todo + 1] = j
+      todo[#todo + 1] = f
     end
   end
   if #todo == 0 then return out end
   local now = now_ms()
   local ended = {}
-  for _, t in ipairs(todo) do
-    local f = t[2]
-    move(prefix, f, 'succeeded', {'result', t[3], 'finished_ms', now})
-    out[t[1]] = {'succeeded', 1, finish(prefix, f, now, true, false, ended)}
+  for k = 1, #todo, 2 do
+    local j, f = todo[k], todo[k + 1]
+    move(prefix, f, 'succeeded', {'result', args[j + 2], 'finished_ms', now})
+    out[j + 2] = finish(prefix, f, now, true, false, ended)
   end
   local scored = {}
   for j, id in ipairs(ended) do

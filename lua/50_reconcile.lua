@@ -86,7 +86,8 @@ register('rec_stale_ready', function(keys, args)
     if lane and tonumber(flat[i + 1]) > 0 and #lanes < max_lanes then
       local head = rcall('ZRANGE', K.ready(prefix, lane), 0, 0)[1]
       if head then
-        local since = tonumber(rcall('HGET', K.execution(prefix, head), 'ready_ms') or now)
+        local ready_ms, created_ms = unpack(rcall('HMGET', K.execution(prefix, head), 'ready_ms', 'created_ms'))
+        local since = tonumber(ready_ms or created_ms or now)  -- submitted ready: ready_ms not stored
         if now - since >= age_ms then lanes[#lanes + 1] = lane end
       end
     end
@@ -278,7 +279,7 @@ end
 local function audit_terminal(a, e)
   local p, id = a.prefix, e.id
   local done = K.done(p, id)
-  if rcall('EXISTS', done) == 0 then
+  if rcall('HGET', K.execution(p, id), 'watched') == '1' and rcall('EXISTS', done) == 0 then
     rcall('RPUSH', done, '1')
     rcall('PEXPIRE', done, DONE_TTL_MS)
     audit_note(a, 'done_marker', id, e.state .. ', result waiters woken')

@@ -1,9 +1,10 @@
 """memory: bytes per finished execution, standalone and as a step of a 10-step flow.
 
-``MEMORY USAGE`` of every key one execution owns (its hash and its done
-list), plus its share of the partition's shared indexes (the terminal set,
-the counters, the event stream: their size divided by the executions they
-describe). Target: at most 1 KiB per finished no-payload execution.
+``MEMORY USAGE`` of every key one execution owns (its hash, and its done
+list when a result waiter asked for one: none does here), plus its share
+of the partition's shared indexes (the terminal set, the counters, the
+event stream: their size divided by the executions they describe).
+Target: at most 1 KiB per finished no-payload execution.
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ def _latencies(app: App, ids: list[str]) -> tuple[list[int], int]:
     """Claim latencies in ms and the number of succeeded executions."""
     ks = app.client.keys
     keys = [ks.execution(partition_of(i, ks.partitions), i) for i in ids]
-    rows = read_hashes(app.client, keys, ("ready_ms", "started_ms", "state"))
-    latencies = [int(s) - int(r) for r, s, _ in rows if r and s]
+    rows = read_hashes(app.client, keys, ("ready_ms", "created_ms", "started_ms", "state"))
+    # submitted ready: no ready_ms stored, it became ready when created
+    latencies = [int(s) - int(r or c) for r, c, s, _ in rows if (r or c) and s]
     return latencies, sum(1 for *_, state in rows if state == "succeeded")
 
 

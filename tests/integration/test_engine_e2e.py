@@ -152,3 +152,30 @@ def test_a_worker_serves_its_own_metrics(server_url, namespace, make_app, spawn_
     # just after result() has woken: wait for the count rather than read it once.
     body = wait_until(counted, what="the success in the worker's metrics")
     assert "flowslot_execution_run_seconds_bucket" in body
+
+
+def test_a_result_waiter_whose_watch_was_lost_still_returns_when_the_execution_ends(
+        server_url, namespace, make_app, monkeypatch):
+    import threading
+
+    from engine import handle as handle_module
+    from engine.router import Command
+
+    monkeypatch.setattr(handle_module, "RECHECK_S", 0.2)
+    app = make_app(server_url, namespace)
+    handle = app.submit("basic.add", 2, 3)
+    ks = app.client.keys
+    p = X.execution_partition(ks, handle.id)
+    key = ks.execution(p, handle.id)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(handle.result()), daemon=True)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while app.client.run(Command(("HGET", key, "watched"), key)) != "1":
+        assert time.monotonic() < deadline, "the waiter never asked for the done marker"
+        time.sleep(0.01)
+    app.client.run(Command(("HDEL", key, "watched"), key))  # as a failover that lost the write would
+    claimed = app.client.run(X.claim(ks, p, "default", 10, 30_000, "w")).claimed[0]
+    app.client.run(X.complete(ks, handle.id, claimed.token, "5"))
+    waiter.join(timeout=5)
+    assert got == [5]

@@ -113,9 +113,10 @@ def test_a_deadline_missing_from_the_deadline_index_is_added(app, caplog):
     assert int(float(score(app, deadlines, eid))) == int(exec_field(app, eid, p, "deadline_ms"))
 
 
-def test_a_terminal_execution_without_done_marker_or_terminal_entry_gets_both(app, caplog):
+def test_a_watched_terminal_execution_without_done_marker_or_terminal_entry_gets_both(app, caplog):
     handle = app.submit("t.a")
     p = X.execution_partition(app.client.keys, handle.id)
+    app.client.run(X.watch(app.client.keys, handle.id))  # a result waiter asked for the marker
     c = claimed(app, p)
     app.client.run(X.complete(app.client.keys, handle.id, c.token, "5"))
     done, terminal = app.client.keys.done(p, handle.id), app.client.keys.terminal(p)
@@ -125,6 +126,17 @@ def test_a_terminal_execution_without_done_marker_or_terminal_entry_gets_both(ap
     assert handle.result(timeout=1) == 5  # a waiter is woken by the restored marker
     assert int(float(score(app, terminal, handle.id))) == int(exec_field(app, handle.id, p, "finished_ms"))
     assert run(app, "PTTL", done, key=done) > 0
+
+
+def test_an_unwatched_terminal_execution_gets_no_done_marker(app, caplog):
+    handle = app.submit("t.a")
+    p = X.execution_partition(app.client.keys, handle.id)
+    c = claimed(app, p)
+    app.client.run(X.complete(app.client.keys, handle.id, c.token, "5"))
+    done = app.client.keys.done(p, handle.id)
+    assert check(app).repaired == 0
+    assert run(app, "EXISTS", done, key=done) == 0
+    assert handle.result(timeout=1) == 5
 
 
 def test_a_terminal_execution_still_in_live_indexes_leaves_them(app, caplog):

@@ -144,6 +144,7 @@ def test_renew_extends_a_live_lease_and_refuses_a_stale_token(lua_client):
 
 def test_complete_records_the_result_wakes_waiters_and_is_idempotent(lua_client):
     eid = submit(lua_client)[0]
+    assert lua_client.run(X.watch(lua_client.keys, eid)) == "ready"
     token = claim(lua_client).claimed[0].token
     assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", True, False)
     assert lua_client.run(X.complete(lua_client.keys, eid, token, "42")) == ("succeeded", False, False)
@@ -293,3 +294,53 @@ def test_submit_stores_no_default_attempts_epoch_or_deadline_and_info_reads_them
         lua_client.run(X.complete(lua_client.keys, eid, "5", "x"))
     (c,) = claim(lua_client).claimed
     assert (c.attempt, c.token, c.deadline_ms) == (1, "1", 0)
+
+
+def test_an_execution_nobody_watches_finishes_without_a_done_list(lua_client):
+    eid = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    lua_client.run(X.complete(lua_client.keys, eid, token, "42"))
+    done = lua_client.keys.done(P, eid)
+    assert lua_client.run(Command(("EXISTS", done), done)) == 0
+
+
+def test_watch_marks_a_live_execution_and_leaves_a_terminal_one_untouched(lua_client):
+    eid = submit(lua_client)[0]
+    assert lua_client.run(X.watch(lua_client.keys, eid)) == "ready"
+    assert info(lua_client, eid)["watched"] == "1"
+    token = claim(lua_client).claimed[0].token
+    assert lua_client.run(X.watch(lua_client.keys, eid)) == "leased"
+    lua_client.run(X.fail(lua_client.keys, eid, token, "boom", "no", False, 0.5))
+    done = lua_client.keys.done(P, eid)
+    assert lua_client.run(Command(("LRANGE", done, 0, -1), done)) == ["1"]
+    other = submit(lua_client)[0]
+    token = claim(lua_client).claimed[0].token
+    lua_client.run(X.complete(lua_client.keys, other, token, "1"))
+    before = snapshot(lua_client)
+    assert lua_client.run(X.watch(lua_client.keys, other)) == "succeeded"
+    assert snapshot(lua_client) == before
+
+
+def test_watch_of_an_unknown_execution_is_refused(lua_client):
+    with pytest.raises(NotFound):
+        lua_client.run(X.watch(lua_client.keys, new_id("e", P)))
+
+
+def test_an_event_records_each_transition_in_one_field_and_reads_back_a_detail_with_spaces(lua_client):
+    eid = submit(lua_client)[0]
+    lua_client.run(X.cancel(lua_client.keys, eid, "stopped by an operator"))
+    key = lua_client.keys.events(P)
+    entries = lua_client.run(Command(("XRANGE", key, "-", "+"), key))
+    assert [flat for _, flat in entries] == [["e", f"{eid}  ready  "],
+                                             ["e", f"{eid} ready canceled  stopped by an operator"]]
+    assert stream_entries(lua_client)[-1] == [{"id": eid, "from": "ready", "to": "canceled",
+                                               "detail": "stopped by an operator"}]
+
+
+def test_an_id_with_a_space_is_recorded_in_the_long_form(lua_client):
+    spaced = "e_0000 with space"
+    lua_client.run(X.submit(lua_client.keys, X.SubmitSpec(spaced, "t", "default", "{}"), P))
+    key = lua_client.keys.events(P)
+    _, flat = lua_client.run(Command(("XRANGE", key, "-", "+"), key))[-1]
+    assert flat == ["id", spaced, "from", "", "to", "ready"]
+    assert stream_entries(lua_client)[-1] == [{"id": spaced, "from": "", "to": "ready"}]

@@ -28,6 +28,7 @@ def _run_everything(app):
     ok = app.submit("t.a", 1, idempotency_key="k-1", deadline_s=600)
     bad = app.submit("t.b", 2, priority=3)
     gone = app.submit("t.a", 3, delay_s=600)
+    app.client.run(X.watch(ks, ok.id))  # a result waiter: its end pushes done:<id>
     leased = {}
     for p in {X.execution_partition(ks, h.id) for h in (ok, bad)}:  # both may share a partition
         leased.update((c.execution_id, c) for c in

@@ -307,3 +307,15 @@ def test_every_header_names_every_key_its_function_builds_on_its_derived_line():
             listed = []
         assert sorted(listed) == sorted(keys), (
             f"{name}: Derived: lacks {sorted(keys - set(listed))}, names {sorted(set(listed) - keys)} it never builds")
+
+
+def test_the_defaults_submit_leaves_unstored_are_the_same_in_lua_python_and_the_submit_spec():
+    from engine.executions import SubmitSpec
+    from engine.handle import SUBMIT_DEFAULTS
+
+    text = dict(lua_files())["10_states.lua"]
+    table = re.search(r"local EXEC_DEFAULTS = \{(.*?)\}", text).group(1)
+    lua = {k: v for k, v in re.findall(r"(\w+) = (\d+)", table)}
+    assert lua == {k: SUBMIT_DEFAULTS[k] for k in lua}
+    spec = SubmitSpec("e", "t", "default", "null")
+    assert {k: str(getattr(spec, k)) for k in lua} == lua

@@ -6,6 +6,7 @@ import pytest
 
 from engine import dispatcher, flowcalls, replies
 from engine import executions as X
+from engine.errors import StaleLease
 from keys import new_id
 from tests.conftest import fake_client
 
@@ -100,6 +101,24 @@ def test_a_claim_carries_its_inputs_or_only_their_count_when_paged():
     assert (dict(second.inputs), second.inputs_paged) == ({}, 3000)
 
 
+def test_exec_claims_flat_list_decodes_like_a_list_of_entries():
+    flat = [5, ["e1", "3", "t", "{}", 2, 0, 99, 1, 0, "up", "1", "f1", "s1",
+                "e2", "4", "t", "{}", 1, 0, 99, 0, 3000, "f1", "s2",
+                "e3", "1", "t", "{}", 1, 0, 99, 0, 0, "", ""], ["e9"]]
+    nested = [5, [["e1", "3", "t", "{}", 2, 0, 99, ["up", "1"], "f1", "s1"],
+                  ["e2", "4", "t", "{}", 1, 0, 99, 3000, "f1", "s2"],
+                  ["e3", "1", "t", "{}", 1, 0, 99, [], "", ""]], ["e9"]]
+    assert replies.exec_claim(flat) == replies.exec_claim(nested)
+
+
+def test_complete_many_decodes_flat_triples_with_refusals_in_their_place():
+    decoded = replies.exec_complete_many(["succeeded", 1, 0, "STALE_LEASE lease 2 is not 3", -1, 0,
+                                          "succeeded", 0, 0])
+    assert decoded[0] == replies.CompleteReply("succeeded", True, False)
+    assert isinstance(decoded[1], StaleLease)
+    assert decoded[2] == replies.CompleteReply("succeeded", False, False)
+
+
 def test_a_real_failed_attempt_names_its_state_delay_and_dispatch_flag(namespace):
     client = fake_client(namespace)
     eid = new_id("e", P)
@@ -109,6 +128,18 @@ def test_a_real_failed_attempt_names_its_state_delay_and_dispatch_flag(namespace
     assert isinstance(failed, replies.FailReply)
     assert (failed.state, failed.first, failed.dispatch) == ("delayed", True, False)
     assert 5_000 <= failed.delay_ms <= 10_000
+
+
+def test_short_execution_records_read_like_long_ones_and_keep_spaces_in_their_detail():
+    flat = ["e", "e1 blocked ready f1 ", "e", "e2 leased canceled  canceled by an operator",
+            "flow", "f1", "from", "running", "to", "failed", "detail", "a step failed",
+            "e", "e3  ready  ", "e", "not a record"]
+    assert replies.event_records(flat) == [
+        {"id": "e1", "from": "blocked", "to": "ready", "flow": "f1"},
+        {"id": "e2", "from": "leased", "to": "canceled", "detail": "canceled by an operator"},
+        {"flow": "f1", "from": "running", "to": "failed", "detail": "a step failed"},
+        {"id": "e3", "from": "", "to": "ready"},
+    ]
 
 
 def test_an_event_entry_splits_into_its_execution_and_flow_transitions():
