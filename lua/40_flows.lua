@@ -21,14 +21,22 @@ local function rcall(...) return redis.call(...) end
 local REQUIRED_EDGE = {ref = 1, after = 1}
 local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
-local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
-  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event', 'wait_key',
-  'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
+local GATE_FIELDS = {'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
+  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event'}
+local WAIT_FIELDS = {'wait_key', 'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
+-- What settling, starting a wait and canceling read of a step (nil fields absent); a
+-- wait step's wait fields with a second read, so other steps' reads stay short.
 local function gate_fields(prefix, id)
-  local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
+  local key = K.execution(prefix, id)
+  local values = rcall('HMGET', key, unpack(GATE_FIELDS))
   local e = {}
   for i, name in ipairs(GATE_FIELDS) do e[name] = values[i] end
+  if e.state then e.id = id end
+  if e.wait_event then
+    values = rcall('HMGET', key, unpack(WAIT_FIELDS))
+    for i, name in ipairs(WAIT_FIELDS) do e[name] = values[i] end
+  end
   return e
 end
 
@@ -78,14 +86,17 @@ local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   if state ~= 'pending' then return 'already' end
   local outcome = edge_outcome(kind, up.state)
   rcall('HSET', in_key, up.step, kind .. '|' .. outcome)
+  local written = {}  -- the input this edge wrote, as HGETALL of the inputs would list it
   if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
     local input = up.result
     if up.state ~= 'succeeded' then input = rcall('HGET', K.defaults(prefix, child_id), up.step) end
     if input == nil or input == false or input == '' then input = 'null' end
     rcall('HSET', K.inputs(prefix, child_id), up.step, input)
+    written = {up.step, input}
   end
   local key = K.execution(prefix, child_id)
   local e = gate_fields(prefix, child_id)
+  e.written = written
   if REQUIRED_EDGE[kind] then
     if outcome == 'satisfied' then e.req_ok = rcall('HINCRBY', key, 'req_ok', 1)
     else e.req_bad = rcall('HINCRBY', key, 'req_bad', 1) end
@@ -543,8 +554,15 @@ local function flow_complete(keys, args)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
       for name, value in pairs(more) do e[name] = value end
       local entry
-      entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left,
-        tonumber(e.req_total or 0) + tonumber(e.soft_total or 0))
+      local edges = tonumber(e.req_total or 0) + tonumber(e.soft_total or 0)
+      if edges == 1 and #e.written / 2 <= inputs_left then
+        -- its one edge was resolved just now: its inputs are what that wrote, no read
+        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, 0)
+        entry[8] = e.written
+        inputs_left = inputs_left - #e.written / 2
+      else
+        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, edges)
+      end
       claimed[#claimed + 1] = entry
       claimed_lanes[#claimed_lanes + 1] = e.lane
       lease_args[#lease_args + 1] = entry[7]

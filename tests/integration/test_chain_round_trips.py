@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from engine import App
+from engine import executions as X
 from engine.states import FlowState
 from engine.worker import Worker
 from tests.conftest import TEST_PARTITIONS
@@ -108,3 +109,29 @@ def test_submitting_a_chain_reads_nothing_back_per_step(standalone_server, names
         raw.close()
         app.close()
     assert counted[0] == counted[1], counted
+
+
+def calls(raw: redis.Redis, command: str) -> int:
+    return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_completed_step_hands_over_its_only_child_with_the_input_it_wrote_without_reading_it_back(
+        standalone_server, namespace):
+    app = App(standalone_server.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    app.task(name="t.step")(lambda n: n + 1)
+    raw = redis.Redis.from_url(standalone_server.url)
+    try:
+        run = chain(app, "t.step", 2).submit()
+        ks = app.client.keys
+        first = app.client.run(X.claim(ks, run.partition, "default", 10, 30_000, "w")).claimed[0]
+        assert first.step == "s0"
+        before = calls(raw, "hgetall")
+        reply = app.client.run(X.complete_step(ks, first.execution_id, first.token, "1", 150, 1, 30_000,
+                                               "w", ["default"]))
+        read = calls(raw, "hgetall") - before
+    finally:
+        raw.close()
+        app.close()
+    assert [c.step for c in reply.claimed] == ["s1"]
+    assert dict(reply.claimed[0].inputs) == {"s0": "1"}
+    assert read == 0
