@@ -24,7 +24,7 @@ from engine.errors import (
 from engine.events import SIGNAL_EVENT
 from engine.handle import Handle
 from engine.replies import event_records
-from engine.router import Command
+from engine.router import BLOCK_MARGIN_S, Command
 from engine.states import ExecutionState, FlowState
 
 if TYPE_CHECKING:
@@ -34,10 +34,11 @@ TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
 
 
 class FlowRun:
-    def __init__(self, app: App, flow_id: str) -> None:
+    def __init__(self, app: App, flow_id: str, *, submitted: bool = False) -> None:
         self.app = app
         self.client = app.client
         self.id = flow_id
+        self._submitted = submitted  # returned by submit(): the flow exists, wait need not check first
         self.partition = flowcalls.flow_partition(self.client.keys, flow_id)
         self.key = self.client.keys.flow(self.partition, flow_id)
 
@@ -68,16 +69,30 @@ class FlowRun:
         timeout = checks.timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.flow_done(self.partition, self.id)
+        # A flow this run submitted exists: its first block needs no read before it (the read
+        # is there so that an unknown flow id is NotFound at once, not after the timeout).
+        state = None if self._submitted else self.state()
         while True:
-            state = self.state()
-            if state in TERMINAL_FLOW:
+            if state is not None and state in TERMINAL_FLOW:
                 return state
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if remaining is not None and remaining <= 0 and state is not None:
                 raise ResultTimeout(f"flow {self.id} is still {state.value} after {timeout}s")
             block_s = 0 if remaining is None else round(max(remaining, 0.001), 3)
-            self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
-                                        block_s=block_s)
+            # The state is read behind the block in the same pipeline: the server runs the
+            # HGET once the BLMOVE returns, so a flow's end costs one round trip, not two.
+            read_timeout_s = None if block_s == 0 else block_s + BLOCK_MARGIN_S
+            replies = self.client.run_many([
+                Command(("BLMOVE", done, done, "RIGHT", "RIGHT", block_s), done,
+                        read_timeout_s=read_timeout_s),
+                Command(("HGET", self.key, "state"), self.key)])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            now = replies[1]
+            if now is None:
+                raise NotFound(f"no flow {self.id}")
+            state = FlowState(now)
 
     def step_execution(self, step: str) -> str:
         """The execution id of one step; NotFound when the flow has no such step."""

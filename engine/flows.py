@@ -289,7 +289,7 @@ class FlowBuilder:
         elif any("home" in spec.get("wait", {}) for spec in encoded):
             outbox.flush_now(client, partition)  # register the remote waits that started now
         metrics.FLOWS.labels("submitted").inc()
-        self.submitted = FlowRun(self.app, flow_id)
+        self.submitted = FlowRun(self.app, flow_id, submitted=True)
         return self.submitted
 
 

@@ -127,6 +127,7 @@ class Worker:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool = HandlerThreads(concurrency, "flowslot-task")
+        self._inline = threading.local()  # per handler thread: the next handler it runs itself
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -390,6 +391,9 @@ class Worker:
         if definition.is_async:
             held.future = asyncio.run_coroutine_threadsafe(self._run_async(definition, held),
                                                            self._event_loop())
+        elif getattr(self._inline, "open", False):  # a handler thread recording its success
+            self._inline.open = False
+            self._inline.next = (definition, held)
         else:
             self._pool.submit(self._run_sync, definition, held)
 
@@ -402,6 +406,14 @@ class Worker:
         return self._loop
 
     def _run_sync(self, definition: TaskDef, held: Held) -> None:
+        """Run a handler, then on this same thread the first plain child its recorded success
+        leased to us (``_finish``): a chain's next step starts without a thread switch."""
+        step: tuple[TaskDef, Held] | None = (definition, held)
+        while step is not None:
+            self._run_one(*step)
+            step = self._inline.__dict__.pop("next", None)
+
+    def _run_one(self, definition: TaskDef, held: Held) -> None:
         token = _current.set(held.context)
         held.started = time.monotonic()
         metrics.CLAIM_TO_START.observe(held.started - held.claimed_at)
@@ -503,9 +515,18 @@ class Worker:
             _run_time(held.lane).observe(time.monotonic() - held.started)
         # (not on the event loop of async handlers: the call would hold up the others)
         if not (on_handler_thread and self._record_inline and self._handoff.takes(outcome)
-                and self._record_now(outcome)):
+                and self._record_inline_now(outcome)):
             self._recorder.put(outcome)
         self._release_capacity()
+
+    def _record_inline_now(self, outcome: Outcome) -> bool:
+        """``_record_now`` on a handler thread, which keeps the first plain child the reply
+        leases to us to run next itself (``_start_reserved``, ``_run_sync``)."""
+        self._inline.open = True
+        try:
+            return self._record_now(outcome)
+        finally:
+            self._inline.open = False
 
     def _record_now(self, outcome: Outcome) -> bool:
         """A flow step's or a build's success, or a build's missing slices, recorded on its

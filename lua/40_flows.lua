@@ -21,14 +21,22 @@ local function rcall(...) return redis.call(...) end
 local REQUIRED_EDGE = {ref = 1, after = 1}
 local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
-local GATE_FIELDS = {'id', 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
-  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event', 'wait_key',
-  'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
+local GATE_FIELDS = {'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
+  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event'}
+local WAIT_FIELDS = {'wait_key', 'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
+-- What settling, starting a wait and canceling read of a step (nil fields absent); a
+-- wait step's wait fields with a second read, so other steps' reads stay short.
 local function gate_fields(prefix, id)
-  local values = rcall('HMGET', K.execution(prefix, id), unpack(GATE_FIELDS))
+  local key = K.execution(prefix, id)
+  local values = rcall('HMGET', key, unpack(GATE_FIELDS))
   local e = {}
   for i, name in ipairs(GATE_FIELDS) do e[name] = values[i] end
+  if e.state then e.id = id end
+  if e.wait_event then
+    values = rcall('HMGET', key, unpack(WAIT_FIELDS))
+    for i, name in ipairs(WAIT_FIELDS) do e[name] = values[i] end
+  end
   return e
 end
 
@@ -78,14 +86,17 @@ local function resolve_edge(prefix, up, child_id, now, out, settle_child)
   if state ~= 'pending' then return 'already' end
   local outcome = edge_outcome(kind, up.state)
   rcall('HSET', in_key, up.step, kind .. '|' .. outcome)
+  local written = {}  -- the input this edge wrote, as HGETALL of the inputs would list it
   if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
     local input = up.result
     if up.state ~= 'succeeded' then input = rcall('HGET', K.defaults(prefix, child_id), up.step) end
     if input == nil or input == false or input == '' then input = 'null' end
     rcall('HSET', K.inputs(prefix, child_id), up.step, input)
+    written = {up.step, input}
   end
   local key = K.execution(prefix, child_id)
   local e = gate_fields(prefix, child_id)
+  e.written = written
   if REQUIRED_EDGE[kind] then
     if outcome == 'satisfied' then e.req_ok = rcall('HINCRBY', key, 'req_ok', 1)
     else e.req_bad = rcall('HINCRBY', key, 'req_bad', 1) end
@@ -173,27 +184,35 @@ end
 
 -- Write the incoming edges of step `id`. Edges from upstream steps that are
 -- already terminal are resolved on the spot; an edge already written (a
--- repeated call) is left as it is.
+-- repeated call) is left as it is. `created_now`: step id -> execution id of
+-- the steps this call created (not yet in the steps hash). Returns how many
+-- edges it wrote pending, and how many it resolved.
 local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
   local in_key = K.edges_in(prefix, id)
+  local pending, resolved = 0, 0
   for _, edge in ipairs(edges) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
     if rcall('HSETNX', in_key, up_step, kind .. '|pending') == 1 then
       if kind == 'ref_or_default' then
         rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
       end
-      local up_id = rcall('HGET', steps_key, up_step)
       -- Only an upstream that is already terminal (a dynamic step's, or one of a
       -- retried flow) needs its whole hash; steps of this very call never are.
-      local up_state = nil
-      if not created_now[up_step] then up_state = rcall('HGET', K.execution(prefix, up_id), 'state') end
+      local up_id, up_state = created_now[up_step], nil
+      if not up_id then
+        up_id = rcall('HGET', steps_key, up_step)
+        up_state = rcall('HGET', K.execution(prefix, up_id), 'state')
+      end
       if up_state and TERMINAL[up_state] then
         resolve_edge(prefix, hash_table(rcall('HGETALL', K.execution(prefix, up_id))), id, now, out, false)
+        resolved = resolved + 1
       else
         rcall('RPUSH', K.edges_out(prefix, up_id), id)
+        pending = pending + 1
       end
     end
   end
+  return pending, resolved
 end
 
 -- Append name, value to the flat field list unless value is the default that
@@ -231,7 +250,10 @@ local function wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   return fields
 end
 
--- Write one step (state blocked) and its incoming edges.
+-- Write one step (state blocked) and its incoming edges; the caller adds it to
+-- the flow's steps hash, order list and total. Returns true when the step
+-- surely waits (an edge written pending, none resolved, so every counter is 0):
+-- settling it would find nothing to do.
 local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   local key = K.execution(prefix, s.id)
   local deadline = 0
@@ -241,22 +263,21 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
     if REQUIRED_EDGE[edge[2]] then req_total = req_total + 1 else soft_total = soft_total + 1 end
   end
   if s.edge_counts then req_total, soft_total = s.edge_counts[1], s.edge_counts[2] end
-  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked')
+  local fields
   if s.wait then
-    rcall('HSET', key, unpack(wait_step_fields(s, fid, now, deadline, req_total, soft_total)))
+    fields = wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   else
-    rcall('HSET', key, 'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
+    fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
       'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
       'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
       'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
       'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
-      'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0)
+      'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0}
   end
+  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
-  rcall('HSET', steps_key, s.step, s.id)
-  rcall('RPUSH', K.flow_order(prefix, fid), s.id)
-  rcall('HINCRBY', K.flow(prefix, fid), 'total', 1)
-  add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
+  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
+  return pending > 0 and resolved == 0 and s.edge_counts == nil
 end
 
 --[[ flow_submit: create a flow with a batch of steps, append a batch, or add
@@ -303,7 +324,8 @@ local function flow_submit(keys, args)
   local fresh, appends, seen = {}, {}, {}
   for i, s in ipairs(steps) do
     check_step(s, i)
-    local existing = rcall('HGET', steps_key, s.step)
+    local existing = nil  -- a flow not created yet has no steps
+    if fstate then existing = rcall('HGET', steps_key, s.step) end
     if s.append then
       if parent ~= '' or sealed == '1' then
         raise('BAD_ARGS', 'step ' .. s.step .. ': edges can be appended only during a batched submit')
@@ -348,13 +370,22 @@ local function flow_submit(keys, args)
     emit_flow(prefix, fid, '', 'running', name)
     fstate, sealed, created = 'running', '0', 1
   end
-  local created_now = {}
+  local created_now, waits_surely, step_ids, order = {}, {}, {}, {}
   for _, s in ipairs(fresh) do
-    create_step(prefix, fid, s, steps_key, now, out, created_now)
-    created_now[s.step] = true
+    waits_surely[s.step] = create_step(prefix, fid, s, steps_key, now, out, created_now)
+    created_now[s.step] = s.id
+    step_ids[#step_ids + 1] = s.step
+    step_ids[#step_ids + 1] = s.id
+    order[#order + 1] = s.id
+  end
+  if #fresh > 0 then  -- the whole batch's entries at once (MAX_BATCH bounds the unpack)
+    rcall('HSET', steps_key, unpack(step_ids))
+    rcall('RPUSH', K.flow_order(prefix, fid), unpack(order))
+    rcall('HINCRBY', keys[1], 'total', #fresh)
   end
   for _, s in ipairs(appends) do
-    add_edges(prefix, rcall('HGET', steps_key, s.step), s.edges, steps_key, now, out, created_now)
+    add_edges(prefix, created_now[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
+      out, created_now)
   end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
@@ -367,7 +398,9 @@ local function flow_submit(keys, args)
       rcall('HSET', keys[1], 'sealed', 1)
       rcall('ZREM', K.unsealed(prefix), fid)
     end
-    for _, s in ipairs(fresh) do settle(prefix, gate_fields(prefix, s.id), now, out) end
+    for _, s in ipairs(fresh) do
+      if not waits_surely[s.step] then settle(prefix, gate_fields(prefix, s.id), now, out) end
+    end
     maybe_finish_flow(prefix, fid, now)
   end
   local roots_left = rcall('LLEN', K.flow_roots(prefix, fid))
@@ -521,8 +554,15 @@ local function flow_complete(keys, args)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
       for name, value in pairs(more) do e[name] = value end
       local entry
-      entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left,
-        tonumber(e.req_total or 0) + tonumber(e.soft_total or 0))
+      local edges = tonumber(e.req_total or 0) + tonumber(e.soft_total or 0)
+      if edges == 1 and #e.written / 2 <= inputs_left then
+        -- its one edge was resolved just now: its inputs are what that wrote, no read
+        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, 0)
+        entry[8] = e.written
+        inputs_left = inputs_left - #e.written / 2
+      else
+        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, edges)
+      end
       claimed[#claimed + 1] = entry
       claimed_lanes[#claimed_lanes + 1] = e.lane
       lease_args[#lease_args + 1] = entry[7]
