@@ -1,10 +1,12 @@
 """Handles on submitted executions: state, cancel, and a blocking ``result``.
 
-``result`` never polls: before it first blocks, a waiter marks the execution
-watched (``exec_watch``); the terminal transition of a watched execution
-pushes one element to its ``done`` list, and waiters block on
-``BLMOVE done done`` — a rotation, so the element stays for every other
-waiter. Executions nobody waits on get no done list.
+``result`` is woken by the outcome, not by polling: before each block a
+waiter marks the execution watched (``exec_watch``); the terminal transition
+of a watched execution pushes one element to its ``done`` list, and waiters
+block on ``BLMOVE done done`` — a rotation, so the element stays for every
+other waiter. A block lasts at most ``RECHECK_S`` (5 s), after which the
+waiter reads the state and watches again (a watch lost to a failover costs
+it that long at most). Executions nobody waits on get no done list.
 """
 
 from __future__ import annotations
