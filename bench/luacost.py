@@ -28,7 +28,8 @@ from typing import Any
 
 import click
 
-from engine.library import LIBRARY_NAME, library
+from engine import replies
+from engine.library import assemble, library
 from engine.localcluster.binary import find_server_binary
 from keys import KeySpace, new_id
 
@@ -47,10 +48,8 @@ def library_source(rev: str | None) -> str:
     files = sorted(n for n in names if n.endswith(".lua"))
     if not files:
         raise click.ClickException(f"git revision {rev} has no lua/*.lua")
-    body = "\n".join(f"-- ==== {n.split('/')[-1]} ====\n"
-                     + subprocess.run(["git", "show", f"{rev}:{n}"], capture_output=True, text=True,
-                                      check=True).stdout for n in files)
-    return f"#!lua name={LIBRARY_NAME}\n{body}\n"
+    return assemble([(n.split("/")[-1], subprocess.run(["git", "show", f"{rev}:{n}"], capture_output=True,
+                                                       text=True, check=True).stdout) for n in files]).source
 
 
 def dump_total(path_prefix: str) -> int:
@@ -100,17 +99,12 @@ def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
             pipe.execute()
 
         def claim() -> None:
-            while True:
-                got = r.fcall("exec_claim", 1, ks.ready(0, "default"), batch, 60_000, "luacost")[1]
+            while True:  # (replies.exec_claim reads the flat reply and the older list of entries)
+                got = replies.exec_claim(r.fcall("exec_claim", 1, ks.ready(0, "default"), batch, 60_000,
+                                                 "luacost")).claimed
                 if not got:
                     return
-                if isinstance(got[0], list):  # a library before the flat claim reply
-                    claimed.extend((c[0], c[1]) for c in got)
-                    continue
-                i = 0
-                while i < len(got):  # id, token, ..., n pairs, paged, inputs, flow, step
-                    claimed.append((got[i], got[i + 1]))
-                    i += 11 + 2 * int(got[i + 7])
+                claimed.extend((c.execution_id, c.token) for c in got)
 
         def complete() -> None:
             pipe = r.pipeline(transaction=False)

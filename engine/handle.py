@@ -98,18 +98,21 @@ class Handle:
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.client.keys.done(executions.execution_partition(self.client.keys, self.id), self.id)
         while True:
-            info = self.info()
-            state = ExecutionState(info["state"])
+            # From here on its terminal transition pushes the done marker. Asked again before
+            # every block: a watch a failover lost is made again within RECHECK_S. The state it
+            # replies saves a read; the whole execution is read once, when it is terminal.
+            try:
+                state = ExecutionState(self.client.run(executions.watch(self.client.keys, self.id)))
+            except NotFound:
+                raise NotFound(f"no execution {self.id}") from None  # (as info() says it)
             if state.terminal:
-                return _outcome(self.id, state, info)
+                info = self.info()
+                state = ExecutionState(info["state"])
+                if state.terminal:  # (else it was retried in between: wait again)
+                    return _outcome(self.id, state, info)
             wait_s = RECHECK_S if deadline is None else deadline - time.monotonic()
             if deadline is not None and wait_s <= 0:
                 raise ResultTimeout(f"execution {self.id} is still {state.value} after {timeout}s")
-            # From here on its terminal transition pushes the done marker; a state that is
-            # terminal already is read at the top of the loop. Asked again before every block:
-            # a watch a failover lost is made again within RECHECK_S.
-            if ExecutionState(self.client.run(executions.watch(self.client.keys, self.id))).terminal:
-                continue
             block_s = round(min(max(wait_s, 0.001), RECHECK_S), 3)
             self.client.router.blocking(done, "BLMOVE", done, done, "RIGHT", "RIGHT", block_s,
                                         block_s=block_s)

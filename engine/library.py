@@ -32,7 +32,13 @@ def lua_files() -> list[tuple[str, str]]:
 @lru_cache(maxsize=1)
 def library() -> Library:
     """The library source and its version hash."""
-    body = "\n".join(f"-- ==== {name} ====\n{text}" for name, text in lua_files())
+    return assemble(lua_files())
+
+
+def assemble(files: list[tuple[str, str]]) -> Library:
+    """The library made of ``files`` ((name, text), in load order): this package's, or another
+    revision's (``flowslot bench lua-cost --rev``)."""
+    body = "\n".join(f"-- ==== {name} ====\n{text}" for name, text in files)
     version = hashlib.sha1(body.encode()).hexdigest()
     source = (
         f"#!lua name={LIBRARY_NAME}\n{body}\n"

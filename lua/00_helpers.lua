@@ -128,6 +128,16 @@ local function int_arg(value, name, min, max)
   return n
 end
 
+-- How many items of `width` ARGV each `args` holds, 1..max; BAD_ARGS otherwise
+-- (`what` names an item in the message: "executions of 10 values").
+local function batch_count(args, width, max, what)
+  local n = #args / width
+  if n < 1 or n ~= math.floor(n) or n > max then
+    raise('BAD_ARGS', 'expected 1..' .. max .. ' ' .. what .. ', got ' .. #args .. ' values')
+  end
+  return n
+end
+
 local function num_arg(value, name, min, max)
   local n = tonumber(value)
   if n == nil or n < min or n > max then

@@ -129,10 +129,7 @@ end
            one flat triple per execution, in ARGV order
   Errors: BAD_ARGS ]]
 local function exec_submit_many(keys, args)
-  local n = #args / 10
-  if n < 1 or n ~= math.floor(n) or n > SUBMIT_MANY_MAX then
-    raise('BAD_ARGS', 'expected 1..' .. SUBMIT_MANY_MAX .. ' executions of 10 values, got ' .. #args .. ' values')
-  end
+  local n = batch_count(args, 10, SUBMIT_MANY_MAX, 'executions of 10 values')
   check_submit_items(args, n)
   local prefix = prefix_of(keys[1])
   local now = now_ms()

@@ -10,12 +10,6 @@ local MAX_ERROR_MSG = 8192
 -- HSCAN, so no claim copies an unbounded hash.
 local CLAIM_INPUTS = 1000
 
--- The fields a lease's end reads: the lease check, the retry policy, the
--- transition (move, finish, enqueue_ready: `slice` names a want's build) and
--- the waits a suspension leaves.
-local LEASE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
-  'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
-  'wait_key', 'suspend_on', 'slice', 'watched'}
 
 -- HMGET of `names` -> table (absent fields stay nil).
 local function hash_fields(key, names)
@@ -28,31 +22,37 @@ local function hash_fields(key, names)
 end
 
 -- What a success reads (exec_complete, flow_complete): the lease check, the
--- transition and finish(); every field a command argument less to copy. A
--- list, as leased_execution() takes, or read by complete_fields (one constructor).
-local COMPLETE_FIELDS = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice',
-  'watched'}
+-- transition and finish(); every field a command argument less to copy. One
+-- table constructor (a table grown field by field is rehashed on the way).
 local function complete_fields(key)
   local v = rcall('HMGET', key, 'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms',
     'slice', 'watched')
+  -- (`or nil`: a missing field comes back false; readers test for nil)
   return {id = v[1] or nil, state = v[2] or nil, epoch = v[3] or nil, lane = v[4] or nil, flow = v[5] or nil,
     step = v[6] or nil, optional = v[7] or nil, deadline_ms = v[8] or nil, slice = v[9] or nil,
     watched = v[10] or nil}
 end
 
+-- What the other ends of a lease read (renew, fail, release, suspend): the
+-- lease check, the retry policy, the transition (move, finish, enqueue_ready:
+-- `slice` names a want's build) and the waits a suspension leaves. (The list is
+-- an upvalue, not a top-level local: a Lua chunk holds at most 200 of those.)
+local lease_fields
+do
+  local names = {'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
+    'attempts', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'deadline_ms', 'lease_expiry_ms',
+    'wait_key', 'suspend_on', 'slice', 'watched'}
+  lease_fields = function(key) return hash_fields(key, names) end
+end
+
 -- Check that `token` is the live lease of the execution at `key`; returns its
--- fields: `names` only (HMGET), or all of them. Read-only, so callers may use it
--- before their first write. Every `names` list includes 'watched', so a missing
--- one is read as '0' (no result waiter) and finish() needs no read of its own.
-local function leased_execution(key, token, names)
+-- fields as `read(key)` gives them (complete_fields, lease_fields), or all of
+-- them. Read-only, so callers may use it before their first write. Every reader
+-- reads 'watched', so a missing one is '0' (no result waiter) and finish()
+-- needs no read of its own.
+local function leased_execution(key, token, read)
   local f
-  if names == COMPLETE_FIELDS then
-    f = complete_fields(key)
-  elseif names then
-    f = hash_fields(key, names)
-  else
-    f = hash_table(rcall('HGETALL', key))
-  end
+  if read then f = read(key) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
   f.watched = f.watched or '0'
   f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
@@ -87,7 +87,7 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
 end
 
 -- The fields a claim reads of the execution `id` it popped, as a table: one
--- constructor (a table grown field by field is rehashed four times on the way).
+-- constructor (a table grown field by field is rehashed each time it outgrows its size).
 local function claim_fields(key, id)
   local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
     'task', 'payload', 'attempts', 'deadline_ms', 'slice')
@@ -214,7 +214,7 @@ register('exec_claim', exec_claim)
 local function exec_renew(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local lease_ms = int_arg(args[2], 'lease_ms', 100, 86400000)
-  local f = leased_execution(keys[1], token, LEASE_FIELDS)
+  local f = leased_execution(keys[1], token, lease_fields)
   if f.state ~= 'leased' then
     raise('STALE_LEASE', 'execution ' .. f.id .. ' is ' .. f.state .. ', no longer leased')
   end
@@ -236,7 +236,7 @@ register('exec_renew', exec_renew)
 local function exec_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
-  local f = leased_execution(keys[1], token, COMPLETE_FIELDS)
+  local f = leased_execution(keys[1], token, complete_fields)
   if f.state == 'succeeded' then return {'succeeded', 0, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
@@ -252,7 +252,7 @@ local COMPLETE_MANY_MAX = 100
 
 -- exec_complete's checks, read-only: the fields of a live lease that may succeed.
 local function completable(prefix, id, token)
-  local f = leased_execution(K.execution(prefix, id), token, COMPLETE_FIELDS)
+  local f = leased_execution(K.execution(prefix, id), token, complete_fields)
   if f.state ~= 'succeeded' then check_move(f.id, f.state, 'succeeded') end
   return f
 end
@@ -272,10 +272,7 @@ end
            "CODE detail", -1, 0 for an execution exec_complete would refuse
   Errors: BAD_ARGS ]]
 local function exec_complete_many(keys, args)
-  local n = #args / 3
-  if n < 1 or n ~= math.floor(n) or n > COMPLETE_MANY_MAX then
-    raise('BAD_ARGS', 'expected 1..' .. COMPLETE_MANY_MAX .. ' (id, token, result) triples, got ' .. #args .. ' values')
-  end
+  local n = batch_count(args, 3, COMPLETE_MANY_MAX, '(id, token, result) triples')
   local prefix = prefix_of(keys[1])
   local out, todo, seen = {}, {}, {}
   for i = 1, n do
@@ -330,7 +327,7 @@ local function exec_fail(keys, args)
   local msg = string.sub(args[3] or '', 1, MAX_ERROR_MSG)
   local retryable = int_arg(args[4], 'retryable', 0, 1) == 1
   local jitter = num_arg(args[5], 'jitter', 0, 1)
-  local f = leased_execution(keys[1], token, LEASE_FIELDS)
+  local f = leased_execution(keys[1], token, lease_fields)
   if f.state ~= 'leased' then
     if f.state == 'failed' or f.state == 'delayed' or f.state == 'ready' then return {f.state, 0, 0, 0} end
   end
@@ -349,7 +346,7 @@ register('exec_fail', exec_fail)
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function exec_release(keys, args)
   local token = str_arg(args[1], 'token', 32)
-  local f = leased_execution(keys[1], token, LEASE_FIELDS)
+  local f = leased_execution(keys[1], token, lease_fields)
   check_move(f.id, f.state, 'ready')
   local prefix = prefix_of(keys[1])
   local now = now_ms()
@@ -375,7 +372,7 @@ local function exec_suspend(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local name = str_arg(args[2], 'name', 200)
   local timeout_ms = int_arg(args[3], 'timeout_ms', 0, 1e12)
-  local f = leased_execution(keys[1], token, LEASE_FIELDS)
+  local f = leased_execution(keys[1], token, lease_fields)
   check_move(f.id, f.state, 'waiting')
   local prefix = prefix_of(keys[1])
   local now = now_ms()

@@ -150,7 +150,7 @@ register('slice_complete', function(keys, args)
   local result = args[2] or ''
   local max_count = int_arg(args[3], 'max_count', 1, MAX_BATCH)
   local c = lease_args_from(args, 4)
-  local f = leased_execution(keys[1], token, COMPLETE_FIELDS)
+  local f = leased_execution(keys[1], token, complete_fields)
   local out = new_out()
   if f.state == 'succeeded' then return leased_reply('succeeded', out) end
   check_move(f.id, f.state, 'succeeded')

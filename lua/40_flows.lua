@@ -522,7 +522,7 @@ local function flow_complete(keys, args)
   local worker = str_arg(args[6], 'worker_id', 200)
   local lanes = {}
   for lane in string.gmatch(args[7] or '', '%S+') do lanes[lane] = true end
-  local f = leased_execution(keys[1], token, COMPLETE_FIELDS)
+  local f = leased_execution(keys[1], token, complete_fields)
   if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
