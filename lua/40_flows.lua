@@ -213,32 +213,55 @@ end
 
 -- Write the incoming edges of step `id`. Edges from upstream steps that are
 -- already terminal are resolved on the spot; an edge already written (a
--- repeated call) is left as it is. `created_now`: step id -> execution id of
--- the steps this call created (not yet in the steps hash). Returns how many
--- edges it wrote pending, and how many it resolved.
-local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
+-- repeated call) is left as it is. `fresh`: the step is created by this call,
+-- so it has no edge yet. `ids`: step id -> execution id of the steps this call
+-- created (`ids.created`, never terminal) and of those it looked up
+-- (`ids.known`), and the states it read (`ids.states`, by execution id). Returns how many edges it wrote pending,
+-- and how many it resolved.
+local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
   local in_key = K.edges_in(prefix, id)
-  local pending, resolved = 0, 0
+  local had = {}  -- the edges written already, by upstream step
+  if not fresh and #edges > 0 then
+    local names = {}
+    for i, edge in ipairs(edges) do names[i] = edge[1] end
+    local values = rcall('HMGET', in_key, unpack(names))
+    for i, edge in ipairs(edges) do
+      if values[i] then had[edge[1]] = true end
+    end
+  end
+  local new, marks = {}, {}
   for _, edge in ipairs(edges) do
+    local up_step, kind = edge[1], edge[2]
+    if not had[up_step] then
+      had[up_step] = true  -- (an upstream named twice: its first edge counts)
+      new[#new + 1] = edge
+      marks[#marks + 1] = up_step
+      marks[#marks + 1] = kind .. '|pending'
+    end
+  end
+  if #new == 0 then return 0, 0 end
+  rcall('HSET', in_key, unpack(marks))
+  local pending, resolved = 0, 0
+  for _, edge in ipairs(new) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
-    if rcall('HSETNX', in_key, up_step, kind .. '|pending') == 1 then
-      if kind == 'ref_or_default' then
-        rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
-      end
-      -- Only an upstream that is already terminal (a dynamic step's, or one of a
-      -- retried flow) needs its whole hash; steps of this very call never are.
-      local up_id, up_state = created_now[up_step], nil
-      if not up_id then
-        up_id = rcall('HGET', steps_key, up_step)
-        up_state = rcall('HGET', K.execution(prefix, up_id), 'state')
-      end
-      if up_state and TERMINAL[up_state] then
-        resolve_edges(prefix, {hash_table(rcall('HGETALL', K.execution(prefix, up_id)))}, id, now, out, false)
-        resolved = resolved + 1
-      else
-        rcall('RPUSH', K.edges_out(prefix, up_id), id)
-        pending = pending + 1
-      end
+    if kind == 'ref_or_default' then
+      rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
+    end
+    -- Only an upstream that is already terminal (a dynamic step's, or one of a
+    -- retried flow) needs its whole hash; steps of this very call never are.
+    local up_id, up_state = ids.created[up_step], nil
+    if not up_id then
+      up_id = ids.known[up_step] or rcall('HGET', steps_key, up_step)
+      ids.known[up_step] = up_id
+      up_state = ids.states[up_id] or rcall('HGET', K.execution(prefix, up_id), 'state')
+      ids.states[up_id] = up_state
+    end
+    if up_state and TERMINAL[up_state] then
+      resolve_edges(prefix, {hash_table(rcall('HGETALL', K.execution(prefix, up_id)))}, id, now, out, false)
+      resolved = resolved + 1
+    else
+      rcall('RPUSH', K.edges_out(prefix, up_id), id)
+      pending = pending + 1
     end
   end
   return pending, resolved
@@ -283,7 +306,7 @@ end
 -- the flow's steps hash, order list and total. Returns true when the step
 -- surely waits (an edge written pending, none resolved, so every counter is 0):
 -- settling it would find nothing to do.
-local function create_step(prefix, fid, s, steps_key, now, out, created_now)
+local function create_step(prefix, fid, s, steps_key, now, out, ids)
   local key = K.execution(prefix, s.id)
   local deadline = 0
   if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
@@ -296,16 +319,26 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   if s.wait then
     fields = wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   else
-    fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
-      'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
-      'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
-      'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
-      'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
-      'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0}
+    -- Nothing at the default readers assume for a missing field (EXEC_DEFAULTS,
+    -- and 0 for attempts, epoch, deadline_ms, optional, quorum and the edge
+    -- counters, all for policy): a hash of fewer fields is found faster by
+    -- every read and write of the step (a small hash is a list, searched in order).
+    fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload, 'created_ms', now,
+      'flow', fid, 'step', s.step}
+    put_unless(fields, 'req_total', req_total, 0)
+    put_unless(fields, 'soft_total', soft_total, 0)
+    put_unless(fields, 'priority', s.priority, EXEC_DEFAULTS.priority)
+    put_unless(fields, 'max_attempts', s.max_attempts, EXEC_DEFAULTS.max_attempts)
+    put_unless(fields, 'backoff_ms', s.backoff_ms, EXEC_DEFAULTS.backoff_ms)
+    put_unless(fields, 'backoff_max_ms', s.backoff_max_ms, EXEC_DEFAULTS.backoff_max_ms)
+    put_unless(fields, 'deadline_ms', deadline, 0)
+    put_unless(fields, 'optional', s.optional and 1 or 0, 0)
+    put_unless(fields, 'policy', s.policy, 'all')
+    put_unless(fields, 'quorum', s.quorum or 0, 0)
   end
   move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
-  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
+  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, ids, true)
   return pending > 0 and resolved == 0 and s.edge_counts == nil
 end
 
@@ -351,6 +384,7 @@ local function flow_submit(keys, args)
 
   -- Validate the whole batch before the first write.
   local fresh, appends, seen = {}, {}, {}
+  local ids = {created = {}, known = {}, states = {}}  -- see add_edges
   for i, s in ipairs(steps) do
     check_step(s, i)
     local existing = nil  -- a flow not created yet has no steps
@@ -376,9 +410,11 @@ local function flow_submit(keys, args)
     end
     if s.append or not existing then
       for _, edge in ipairs(s.edges) do
-        if edge[1] == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
-        if not seen[edge[1]] and rcall('HEXISTS', steps_key, edge[1]) == 0 then
-          raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. edge[1])
+        local up = edge[1]
+        if up == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
+        if not seen[up] and not ids.known[up] then
+          ids.known[up] = rcall('HGET', steps_key, up)  -- (add_edges takes the id from here)
+          if not ids.known[up] then raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. up) end
         end
       end
     end
@@ -399,10 +435,10 @@ local function flow_submit(keys, args)
     emit_flow(prefix, fid, '', 'running', name)
     fstate, sealed, created = 'running', '0', 1
   end
-  local created_now, waits_surely, step_ids, order = {}, {}, {}, {}
+  local waits_surely, step_ids, order = {}, {}, {}
   for _, s in ipairs(fresh) do
-    waits_surely[s.step] = create_step(prefix, fid, s, steps_key, now, out, created_now)
-    created_now[s.step] = s.id
+    waits_surely[s.step] = create_step(prefix, fid, s, steps_key, now, out, ids)
+    ids.created[s.step] = s.id
     step_ids[#step_ids + 1] = s.step
     step_ids[#step_ids + 1] = s.id
     order[#order + 1] = s.id
@@ -413,8 +449,8 @@ local function flow_submit(keys, args)
     rcall('HINCRBY', keys[1], 'total', #fresh)
   end
   for _, s in ipairs(appends) do
-    add_edges(prefix, created_now[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
-      out, created_now)
+    add_edges(prefix, ids.created[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
+      out, ids, false)
   end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
