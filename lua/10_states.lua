@@ -224,8 +224,10 @@ end
 -- Put a ready execution where claims find it: its lane's ready set, or its
 -- flow's held set while the flow is paused or pausing. `e.fstate` 'running':
 -- the caller read the flow's state in this call (no call pauses a flow but
--- flow_pause), so it needs no read here.
-local function enqueue_ready(prefix, e, now)
+-- flow_pause), so it needs no read here. `batch`: a table of lane -> flat
+-- score/id list the caller writes with one ZADD per lane (flush_ready) before
+-- its call ends, instead of a ZADD here.
+local function enqueue_ready(prefix, e, now, batch)
   local score = ready_score(tonumber(e.priority), now)
   if e.flow then
     local fstate = e.fstate
@@ -235,8 +237,24 @@ local function enqueue_ready(prefix, e, now)
       return false
     end
   end
+  if batch then
+    local scored = batch[e.lane]
+    if not scored then
+      scored = {}
+      batch[e.lane] = scored
+      batch[#batch + 1] = e.lane
+    end
+    scored[#scored + 1] = score
+    scored[#scored + 1] = e.id
+    return true
+  end
   rcall('ZADD', K.ready(prefix, e.lane), score, e.id)
   return true
+end
+
+-- Write what enqueue_ready() gathered in `batch`: one ZADD per lane.
+local function flush_ready(prefix, batch)
+  for _, lane in ipairs(batch) do rcall_sliced('ZADD', K.ready(prefix, lane), batch[lane]) end
 end
 
 -- A sealed flow whose every step is terminal gets its outcome.

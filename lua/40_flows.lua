@@ -20,20 +20,22 @@
 local REQUIRED_EDGE = {ref = 1, after = 1}
 local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
 local POLICIES = {all = 1, any = 1, quorum = 1}
-local GATE_FIELDS = {'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
-  'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event'}
 local WAIT_FIELDS = {'wait_key', 'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
 -- What settling, starting a wait and canceling read of a step (nil fields absent); a
 -- wait step's wait fields with a second read, so other steps' reads stay short.
+-- One table constructor (a table grown field by field is rehashed as it grows).
 local function gate_fields(prefix, id)
   local key = K.execution(prefix, id)
-  local values = rcall('HMGET', key, unpack(GATE_FIELDS))
-  local e = {}
-  for i, name in ipairs(GATE_FIELDS) do e[name] = values[i] end
-  if e.state then e.id = id end
+  local v = rcall('HMGET', key, 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
+    'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event')
+  -- (`or nil`: a missing field comes back false; readers test for nil)
+  local e = {id = v[1] and id or nil, state = v[1] or nil, lane = v[2] or nil, flow = v[3] or nil,
+    step = v[4] or nil, optional = v[5] or nil, priority = v[6] or nil, req_total = v[7] or nil,
+    req_ok = v[8] or nil, req_bad = v[9] or nil, soft_total = v[10] or nil, soft_done = v[11] or nil,
+    policy = v[12] or nil, quorum = v[13] or nil, wait_event = v[14] or nil}
   if e.wait_event then
-    values = rcall('HMGET', key, unpack(WAIT_FIELDS))
+    local values = rcall('HMGET', key, unpack(WAIT_FIELDS))
     for i, name in ipairs(WAIT_FIELDS) do e[name] = values[i] end
   end
   return e
@@ -51,6 +53,17 @@ local function gate(e)
   return 'wait'
 end
 
+-- The step's fields `fields` plus its edge counters resolve_edges() left
+-- unwritten (e.counts), which are then written.
+local function with_counts(e, fields)
+  local counts = e.counts
+  if counts then
+    for i = 1, #counts do fields[#fields + 1] = counts[i] end
+    e.counts = nil
+  end
+  return fields
+end
+
 -- Apply the gate to a blocked step: make it ready, skip it, or leave it.
 local function settle(prefix, e, now, out, why)
   if e.state ~= 'blocked' then return end
@@ -58,12 +71,12 @@ local function settle(prefix, e, now, out, why)
   if verdict == 'ready' and e.wait_event then
     start_wait(prefix, e, now, out)
   elseif verdict == 'ready' then
-    move(prefix, e, 'ready', {'ready_ms', now})
+    move(prefix, e, 'ready', with_counts(e, {'ready_ms', now}))
     if out.lease and out.lease(e) then return end  -- leased at once to the caller (flow_complete)
-    if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
+    if enqueue_ready(prefix, e, now, out.ready_z) then out.ready[#out.ready + 1] = {e.id, e.lane} end
   elseif verdict == 'skip' then
-    move(prefix, e, 'skipped', {'finished_ms', now, 'error_kind', 'upstream_failed',
-      'error_msg', why or 'a required upstream step did not succeed'}, why)
+    move(prefix, e, 'skipped', with_counts(e, {'finished_ms', now, 'error_kind', 'upstream_failed',
+      'error_msg', why or 'a required upstream step did not succeed'}), why)
     out.skipped_count = (out.skipped_count or 0) + 1
     -- Only a skipped step with children of its own needs the dispatcher.
     if finish(prefix, e, now) == 1 then out.skipped[#out.skipped + 1] = e.id end
@@ -126,16 +139,26 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
   if #marks == 0 then return end
   rcall('HSET', in_key, unpack(marks))
   if #written > 0 then rcall('HSET', K.inputs(prefix, child_id), unpack(written)) end
-  local key = K.execution(prefix, child_id)
   local e = gate_fields(prefix, child_id)
   e.written = written
   if out.fstates and e.flow then e.fstate = out.fstates[e.flow] end  -- read in this call
-  if ok > 0 then e.req_ok = rcall('HINCRBY', key, 'req_ok', ok) end
-  if bad > 0 then e.req_bad = rcall('HINCRBY', key, 'req_bad', bad) end
-  if soft > 0 then e.soft_done = rcall('HINCRBY', key, 'soft_done', soft) end
+  -- The new counter values, written with the step's move when settling moves it
+  -- (with_counts), else by themselves: one write either way, no HINCRBY.
+  local counts = {}
+  if ok > 0 then e.req_ok = (tonumber(e.req_ok) or 0) + ok; counts[1] = 'req_ok'; counts[2] = e.req_ok end
+  if bad > 0 then
+    e.req_bad = (tonumber(e.req_bad) or 0) + bad
+    counts[#counts + 1] = 'req_bad'; counts[#counts + 1] = e.req_bad
+  end
+  if soft > 0 then
+    e.soft_done = (tonumber(e.soft_done) or 0) + soft
+    counts[#counts + 1] = 'soft_done'; counts[#counts + 1] = e.soft_done
+  end
+  e.counts = counts
   if settle_child then
     settle(prefix, e, now, out, why or ('upstream ' .. ups[n].step .. ' ' .. ups[n].state))
   end
+  if e.counts then rcall('HSET', K.execution(prefix, child_id), unpack(e.counts)) end
 end
 
 local function check_edges(s, where)
@@ -484,9 +507,11 @@ local function flow_submit(keys, args)
       rcall('HSET', keys[1], 'sealed', 1)
       rcall('ZREM', K.unsealed(prefix), fid)
     end
+    out.ready_z = {}  -- the steps made ready, added to their ready sets at once
     for _, s in ipairs(fresh) do
       if not waits_surely[s.step] then settle(prefix, gate_fields(prefix, s.id), now, out) end
     end
+    flush_ready(prefix, out.ready_z)
     maybe_finish_flow(prefix, fid, now)
   end
   local roots_left = rcall('LLEN', K.flow_roots(prefix, fid))
@@ -512,7 +537,9 @@ local function flow_seal(keys, args)
   local now = now_ms()
   local out = {ready = {}, skipped = {}}
   local roots = rcall('LPOP', K.flow_roots(prefix, fid), max_count) or {}
+  out.ready_z = {}  -- the roots made ready, added to their ready sets at once
   for _, id in ipairs(roots) do settle(prefix, gate_fields(prefix, id), now, out) end
+  flush_ready(prefix, out.ready_z)
   local roots_left = rcall('LLEN', K.flow_roots(prefix, fid))
   op_pending(prefix, 'seal', fid, roots_left > 0, now)
   return {out.ready, roots_left}
@@ -570,7 +597,9 @@ local function flow_resolve(keys, args)
   end
   local tally = {satisfied = 0, impossible = 0, already = 0}
   local ups = {up}
+  out.ready_z = {}  -- the children made ready, added to their ready sets at once
   for _, child in ipairs(children) do resolve_edges(prefix, ups, child, now, out, live, tally) end
+  flush_ready(prefix, out.ready_z)
   pos = pos + #children
   rcall('HSET', keys[1], 'dispatch_pos', pos)
   local done = 0
@@ -620,8 +649,12 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
   for i, s in ipairs(steps) do
     local f, children = s.f, children_of[i]
     local inline = #children > 0
-    local fields = {'result', s.result, 'finished_ms', now}
-    if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
+    local fields
+    if inline then
+      fields = {'result', s.result, 'finished_ms', now, 'dispatch_pos', #children}
+    else
+      fields = {'result', s.result, 'finished_ms', now}
+    end
     move(prefix, f, 'succeeded', fields)
     dispatch[i] = finish(prefix, f, now, true, inline, ended)
     if inline then dispatch[i] = 0 end  -- resolved below, not by the dispatcher
@@ -663,7 +696,9 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
       return true
     end
   end
+  out.ready_z = {}  -- the children made ready and not leased, added to their ready sets at once
   for _, child in ipairs(order) do resolve_edges(prefix, feeds[child], child, now, out, true) end
+  flush_ready(prefix, out.ready_z)
   end_leases(prefix, leases_key, ended, now)
   if #lease_args > 0 then rcall('ZADD', leases_key, unpack(lease_args)) end
   return dispatch, out, claimed, claimed_lanes
