@@ -50,6 +50,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flow_resolve": (("exec",), ("max_count",)),
     "flow_complete": (("exec",), ("token", "result", "max_edges", "claim_count", "lease_ms", "worker_id",
                                   "lanes")),
+    "flow_complete_many": (("leases",), ("max_edges", "claim_count", "lease_ms", "worker_id", "lanes", "id",
+                                         "token", "result")),
     "flow_cancel": (("flow",), ("max_count", "reason")),
     "flow_pause": (("flow",), ()),
     "flow_resume": (("flow",), ("max_count",)),
@@ -207,6 +209,20 @@ def complete_step(ks: KeySpace, execution_id: str, token: str, result: str, max_
     return FCall("flow_complete", (_exec_key(ks, execution_id),),
                  (token, result, max_edges, claim_count, lease_ms, worker_id, " ".join(lanes)),
                  parse=replies.flow_complete)
+
+
+def complete_steps(ks: KeySpace, partition: int, items: Sequence[tuple[str, str, str]], max_edges: int,
+                   claim_count: int, lease_ms: int, worker_id: str, lanes: Sequence[str]) -> FCall:
+    """``flow_complete_many``: ``complete_step`` for up to ``COMPLETE_MANY_MAX`` flow steps of one
+    partition, as (execution id, token, result) triples, in one call; ``claim_count`` bounds the
+    children leased by the whole call. Parses to one ``FlowCompleteReply`` or exception per step
+    (see ``replies.flow_complete_many``)."""
+    if not 1 <= len(items) <= COMPLETE_MANY_MAX:
+        raise ContractError(f"complete_steps takes 1..{COMPLETE_MANY_MAX} steps, got {len(items)}")
+    return FCall("flow_complete_many", (ks.leases(partition),),
+                 (max_edges, claim_count, lease_ms, worker_id, " ".join(lanes),
+                  *(v for item in items for v in item)),
+                 parse=replies.flow_complete_many)
 
 
 def fail(ks: KeySpace, execution_id: str, token: str, kind: str, message: str,

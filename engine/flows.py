@@ -277,12 +277,20 @@ class FlowBuilder:
         chunks = plan_batches(encoded, budget)
         ready: list[tuple[str, str]] = []
         skipped: list[str] = []
-        for n, chunk in enumerate(chunks):
-            final = n == len(chunks) - 1
-            submitted = client.run(flowcalls.submit(
-                client.keys, flow_id, self.name, labels, json.dumps(chunk), final))
-            ready += submitted.ready
-            skipped += submitted.skipped
+        # Every call but the last in one pipelined round: they run in order on the flow's
+        # node and leave it unsealed. The last seals it, so it goes only once all of them
+        # landed; after a refusal the flow stays unsealed and the reconciler cancels it.
+        head = [flowcalls.submit(client.keys, flow_id, self.name, labels, json.dumps(chunk), False)
+                for chunk in chunks[:-1]]
+        for reply in client.run_many(head) if head else []:
+            if isinstance(reply, Exception):
+                raise reply
+            ready += reply.ready
+            skipped += reply.skipped
+        submitted = client.run(flowcalls.submit(
+            client.keys, flow_id, self.name, labels, json.dumps(chunks[-1]), True))
+        ready += submitted.ready
+        skipped += submitted.skipped
         announce(client, ready, skipped)
         if submitted.roots_left:
             flowops.seal(client, flow_id)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0", "priority": "0", "max_attempts": "3",
                    "backoff_ms": "1000", "backoff_max_ms": "300000"}
 
+# What flow_submit leaves unstored at its default on a flow step besides those (create_step).
+STEP_DEFAULTS = {"optional": "0", "policy": "all", "quorum": "0", "req_total": "0", "req_ok": "0",
+                 "req_bad": "0", "soft_total": "0", "soft_done": "0"}
+
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
     """HGETALL of one execution; NotFound when it does not exist."""
@@ -38,8 +42,10 @@ def read_execution(client: Client, execution_id: str) -> dict[str, str]:
     fields = client.run(Command(("HGETALL", key), key))
     if not fields:
         raise NotFound(f"no execution {execution_id}")
+    if "wait_event" in fields:
+        return dict(fields)  # a wait step holds no attempts nor retry policy (lua/40_flows.lua)
     if "flow" in fields:
-        return dict(fields)
+        return {**SUBMIT_DEFAULTS, **STEP_DEFAULTS, **fields}
     return with_submit_defaults(fields)
 
 

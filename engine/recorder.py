@@ -244,12 +244,14 @@ class Recorder:
 
     def _calls(self, batch: list[Outcome], rooms: list[int]) -> tuple[list[FCall], list[tuple[int, int]]]:
         """The calls that record the batch, and where each outcome's reply is: (call index,
-        position in an ``exec_complete_many`` reply, or -1 for a call of its own). Plain
-        successes are grouped by partition, up to ``COMPLETE_MANY_MAX`` per call."""
+        position in an ``exec_complete_many`` or ``flow_complete_many`` reply, or -1 for a call
+        of its own). Plain successes, and flow steps' successes, are grouped by partition, up to
+        ``COMPLETE_MANY_MAX`` per call."""
         keys = self.client.keys
         calls: list[FCall] = []
         places: list[tuple[int, int]] = []
         groups: dict[int, list[int]] = {}  # partition -> positions in batch of plain successes
+        steps: dict[int, list[int]] = {}  # partition -> positions in batch of flow steps' successes
         for n, (o, room) in enumerate(zip(batch, rooms, strict=True)):
             c = o.claimed
             if o.suspend:
@@ -259,9 +261,9 @@ class Recorder:
             elif o.missing:
                 call = wants.missing_call(keys, c.execution_id, c.token, o.missing)
             elif o.ok and c.flow and self.handoff is not None:
-                h = self.handoff
-                call = executions.complete_step(keys, c.execution_id, c.token, o.result, STEP_EDGES_MAX,
-                                                room, h.lease_ms, h.worker_id, h.lanes)
+                steps.setdefault(partition_of(c.execution_id, keys.partitions), []).append(n)
+                places.append((-1, -1))  # placed below
+                continue
             elif o.ok and self.handoff is not None and c.task in self.handoff.builds:
                 call = wants.complete_call(keys, c.execution_id, c.token, o.result, SETTLE_MAX,
                                            self.handoff.claim(room))
@@ -287,7 +289,28 @@ class Recorder:
                 for pos, n in enumerate(chunk):
                     places[n] = (len(calls), pos)
                 calls.append(executions.complete_many(keys, partition, items))
+        for members in steps.values():
+            for start in range(0, len(members), executions.COMPLETE_MANY_MAX):
+                chunk = members[start:start + executions.COMPLETE_MANY_MAX]
+                calls.append(self._steps_call(batch, rooms, chunk))
+                for pos, n in enumerate(chunk):
+                    places[n] = (len(calls) - 1, -1 if len(chunk) == 1 else pos)
         return calls, places
+
+    def _steps_call(self, batch: list[Outcome], rooms: list[int], chunk: list[int]) -> FCall:
+        """The call that records the successes of the flow steps at ``chunk`` (one partition):
+        ``flow_complete`` for one, ``flow_complete_many`` for more, which may lease children
+        into all of their reserved slots."""
+        assert self.handoff is not None
+        h, keys = self.handoff, self.client.keys
+        if len(chunk) == 1:
+            o = batch[chunk[0]]
+            c = o.claimed
+            return executions.complete_step(keys, c.execution_id, c.token, o.result, STEP_EDGES_MAX,
+                                            rooms[chunk[0]], h.lease_ms, h.worker_id, h.lanes)
+        items = [(batch[n].claimed.execution_id, batch[n].claimed.token, batch[n].result) for n in chunk]
+        return executions.complete_steps(keys, partition_of(items[0][0], keys.partitions), items, STEP_EDGES_MAX,
+                                         sum(rooms[n] for n in chunk), h.lease_ms, h.worker_id, h.lanes)
 
     def _missing(self, outcome: Outcome, reply: Any, waits: list[tuple[int, WantReply]]) -> int:
         """A build that waits for missing slices: start the upstream builds the call leased to

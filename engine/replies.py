@@ -384,6 +384,27 @@ def flow_complete(r: Any) -> FlowCompleteReply:
                              list(r[6]), int(r[7]))
 
 
+def flow_complete_many(r: Any) -> list[FlowCompleteReply | EngineError]:
+    """One reply per step, in the call's order: its ``FlowCompleteReply``, or the exception
+    ``flow_complete`` would have raised for it (that step was not recorded). What the call did
+    for all of them (children hinted, cascaded and leased; outbox messages) is in the first
+    reply that is not an exception; the other replies' lists are empty, so a caller that
+    follows up each reply as a ``flow_complete`` one does every follow-up once."""
+    triples, ready, cascade, claimed, lanes, sent = r
+    out: list[FlowCompleteReply | EngineError] = []
+    shared = True
+    for i in range(0, len(triples), 3):
+        if triples[i + 1] == -1:
+            out.append(_refused(triples[i]))
+        elif shared:
+            out.append(FlowCompleteReply(triples[i], bool(triples[i + 1]), bool(triples[i + 2]), _ready(ready),
+                                         list(cascade), _claimed(claimed), list(lanes), int(sent)))
+            shared = False
+        else:
+            out.append(FlowCompleteReply(triples[i], bool(triples[i + 1]), bool(triples[i + 2]), [], [], [], []))
+    return out
+
+
 # -- wants (lua/15_wants.lua, lua/32_missing.lua) ---------------------------------------------
 class WantReply(NamedTuple):
     """``want_create``, ``want_request``, ``want_news``, ``build_news``, ``want_cancel``,
@@ -692,6 +713,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "flow_seal": flow_seal,
     "flow_resolve": flow_resolve,
     "flow_complete": flow_complete,
+    "flow_complete_many": flow_complete_many,
     "want_create": want_create,
     "want_request": want_request,
     "want_news": want_news,

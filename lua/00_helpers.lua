@@ -22,7 +22,9 @@
     not repeated there. A unit test derives that list from the code and
     compares.
   * rcall looks redis.call up at call time: during FUNCTION LOAD the `redis`
-    table has no `call` (fakeredis enforces this too).
+    table has no `call` (fakeredis enforces this too). It is defined once,
+    here, for every file after this one: the library is one Lua chunk, and a
+    chunk holds at most 200 top-level locals.
 ]]
 local function rcall(...) return redis.call(...) end
 

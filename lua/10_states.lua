@@ -5,7 +5,6 @@
   that is not in the table with a BUG error (callers check with check_move
   before their first write, so a BUG error means a bug in this library).
 ]]
-local function rcall(...) return redis.call(...) end
 
 local EXEC_TRANSITIONS = {
   blocked   = {ready = 1, delayed = 1, waiting = 1, skipped = 1, canceled = 1, expired = 1},
@@ -212,7 +211,8 @@ local function move(prefix, e, to, fields, detail)
     local fkey = K.flow(prefix, e.flow)
     if from ~= '' then note_count(fkey, 'c:' .. from, -1) end
     note_count(fkey, 'c:' .. to, 1)
-    if from == 'leased' then
+    -- (a flow this call saw running, e.fstate, is not pausing: only flow_pause makes it so)
+    if from == 'leased' and e.fstate ~= 'running' then
       local leased, fstate = unpack(rcall('HMGET', fkey, 'c:leased', 'state'))
       if fstate == 'pausing' and tonumber(leased or 0) + noted_count(fkey, 'c:leased') == 0 then
         set_flow_state(prefix, e.flow, 'pausing', 'paused', 0, 'last running step finished')
@@ -222,11 +222,14 @@ local function move(prefix, e, to, fields, detail)
 end
 
 -- Put a ready execution where claims find it: its lane's ready set, or its
--- flow's held set while the flow is paused or pausing.
+-- flow's held set while the flow is paused or pausing. `e.fstate` 'running':
+-- the caller read the flow's state in this call (no call pauses a flow but
+-- flow_pause), so it needs no read here.
 local function enqueue_ready(prefix, e, now)
   local score = ready_score(tonumber(e.priority), now)
   if e.flow then
-    local fstate = rcall('HGET', K.flow(prefix, e.flow), 'state')
+    local fstate = e.fstate
+    if fstate ~= 'running' then fstate = rcall('HGET', K.flow(prefix, e.flow), 'state') end
     if fstate == 'paused' or fstate == 'pausing' then
       rcall('ZADD', K.flow_held(prefix, e.flow), score, e.id)
       return false
@@ -294,8 +297,12 @@ end
 -- `resolving_here`: the caller found outgoing edges in a live flow and
 -- resolves every one in this same call (flow_complete): no dispatch intent.
 -- `ended`: a list the id is appended to instead of leaving `leases` and
--- entering `terminal` here; the caller writes both for the whole list at once
--- (exec_complete_many: one ZREM and one ZADD per call, not per execution).
+-- entering `terminal` here, and whose `flows` table counts a flow step's end
+-- instead of its flow's tallies and outcome check; end_leases() then writes all
+-- of it at once (exec_complete_many, flow_complete_many: one ZREM and one ZADD
+-- per call, and per flow one count and one check, not per execution). Until
+-- then the flow's `terminal` counts too few, so no check in between finishes it.
+-- `e.fstate`, when the caller read the flow's state in this call, spares the read here.
 local function finish(prefix, e, now, from_lease, resolving_here, ended)
   local id = e.id
   if ended then
@@ -316,21 +323,33 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
   local dispatch = 0
   if e.flow then
     local fkey = K.flow(prefix, e.flow)
-    rcall('HINCRBY', fkey, 'terminal', 1)
-    local to = e.state
     -- A required step that did not succeed fails its flow: failed, skipped,
     -- expired, or canceled on its own (a canceled flow is canceled already).
-    if e.optional ~= '1' and to ~= 'succeeded' then
-      rcall('HINCRBY', fkey, 'bad', 1)
+    local bad = e.optional ~= '1' and e.state ~= 'succeeded'
+    if ended then
+      local flows = ended.flows or {}  -- fid -> {terminal, bad}, and the fids in order
+      ended.flows = flows
+      local tally = flows[e.flow]
+      if not tally then
+        tally = {0, 0}
+        flows[e.flow] = tally
+        flows[#flows + 1] = e.flow
+      end
+      tally[1] = tally[1] + 1
+      if bad then tally[2] = tally[2] + 1 end
+    else
+      rcall('HINCRBY', fkey, 'terminal', 1)
+      if bad then rcall('HINCRBY', fkey, 'bad', 1) end
     end
     -- A canceled flow's steps are all canceled by flow_cancel: nothing to dispatch.
     if resolving_here then
       dispatch = 1  -- the caller read the edges and the flow's state, and resolves them now
-    elseif rcall('LLEN', K.edges_out(prefix, id)) > 0 and rcall('HGET', fkey, 'state') ~= 'canceled' then
+    elseif rcall('LLEN', K.edges_out(prefix, id)) > 0
+        and (e.fstate or rcall('HGET', fkey, 'state')) ~= 'canceled' then
       rcall('ZADD', K.pending_dispatch(prefix), now, id)
       dispatch = 1
     end
-    maybe_finish_flow(prefix, e.flow, now)
+    if not ended then maybe_finish_flow(prefix, e.flow, now) end
   elseif e.slice then
     -- A data slice's build: the dispatcher tells the slice's waiting wants (settle_slice).
     build_finished(prefix, e, now)
@@ -338,6 +357,29 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
     dispatch = 1
   end
   return dispatch
+end
+
+-- Write what finish() left in `ended` for the whole call: the ids leave the
+-- lease index `leases_key` and enter `terminal`; each flow gets its steps'
+-- terminal and bad counts, then its outcome check.
+local function end_leases(prefix, leases_key, ended, now)
+  if #ended > 0 then
+    local scored = {}
+    for j, id in ipairs(ended) do
+      scored[2 * j - 1] = now
+      scored[2 * j] = id
+    end
+    rcall('ZREM', leases_key, unpack(ended))
+    rcall('ZADD', K.terminal(prefix), unpack(scored))
+  end
+  local flows = ended.flows or {}
+  for _, fid in ipairs(flows) do
+    local tally = flows[fid]
+    local fkey = K.flow(prefix, fid)
+    rcall('HINCRBY', fkey, 'terminal', tally[1])
+    if tally[2] > 0 then rcall('HINCRBY', fkey, 'bad', tally[2]) end
+    maybe_finish_flow(prefix, fid, now)
+  end
 end
 
 -- Waits (steps that wait for an event by correlation). A waiting step is a

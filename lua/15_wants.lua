@@ -33,7 +33,6 @@
   (slice_missing, slice_complete in lua/32_missing.lua) goes into no ready set
   and no hint.
 ]]
-local function rcall(...) return redis.call(...) end
 
 local MAX_WANT_SLICES = 100
 local MAX_REASON = 2000

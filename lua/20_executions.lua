@@ -1,5 +1,4 @@
 --[[ Execution lifecycle outside a lease: submit, cancel, promote delayed. ]]
-local function rcall(...) return redis.call(...) end
 
 local MAX_PAYLOAD = 64 * 1024 * 1024
 

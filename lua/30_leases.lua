@@ -2,7 +2,6 @@
   A lease token is the execution's claim epoch: every claim increments it, so
   a worker whose lease was lost (and re-granted) holds a stale token and every
   call it makes with it is refused with STALE_LEASE. ]]
-local function rcall(...) return redis.call(...) end
 
 local MAX_ERROR_MSG = 8192
 -- Upstream inputs one claim returns in all. A step with more (a 20,000-way
@@ -301,13 +300,7 @@ local function exec_complete_many(keys, args)
     move(prefix, f, 'succeeded', {'result', args[j + 2], 'finished_ms', now})
     out[j + 2] = finish(prefix, f, now, true, false, ended)
   end
-  local scored = {}
-  for j, id in ipairs(ended) do
-    scored[2 * j - 1] = now
-    scored[2 * j] = id
-  end
-  rcall('ZREM', keys[1], unpack(ended))
-  rcall('ZADD', K.terminal(prefix), unpack(scored))
+  end_leases(prefix, keys[1], ended, now)
   return out
 end
 register('exec_complete_many', exec_complete_many)

@@ -1,7 +1,6 @@
 --[[ A build finds inputs missing (MissingDependencies, lua/15_wants.lua): it waits
   for them without counting the attempt, and spawns one upstream want per
   missing slice. ]]
-local function rcall(...) return redis.call(...) end
 
 local MAX_MISSING = 100
 

@@ -16,7 +16,6 @@
   ref_or_default and after_any are soft (satisfied by any terminal upstream).
   Group policy over required edges: all (default), any, quorum(n).
 ]]
-local function rcall(...) return redis.call(...) end
 
 local REQUIRED_EDGE = {ref = 1, after = 1}
 local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
@@ -77,36 +76,66 @@ local function edge_outcome(kind, upstream_state)
   return 'satisfied'
 end
 
--- Resolve the edge up -> child (up is terminal): 'satisfied', 'impossible' or 'already'.
-local function resolve_edge(prefix, up, child_id, now, out, settle_child)
+-- Resolve the edges ups[i] -> child (every up terminal): mark each satisfied
+-- or impossible (one resolved already is left as it is), write the inputs of
+-- its ref edges, add to the child's counters, and settle the child when
+-- `settle_child`. Several edges into one child (a join fed by the steps of one
+-- flow_complete_many) cost one read of its gate fields and one write of each
+-- counter. Adds each edge's outcome ('satisfied', 'impossible' or 'already')
+-- to `tally` when given. The settle reason names the first upstream that made
+-- an edge impossible, else the last one.
+local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tally)
   local in_key = K.edges_in(prefix, child_id)
-  local value = rcall('HGET', in_key, up.step)
-  if not value then return 'already' end
-  local kind, state = string.match(value, '^([%w_]+)|(%w+)$')
-  if state ~= 'pending' then return 'already' end
-  local outcome = edge_outcome(kind, up.state)
-  rcall('HSET', in_key, up.step, kind .. '|' .. outcome)
-  local written = {}  -- the input this edge wrote, as HGETALL of the inputs would list it
-  if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
-    local input = up.result
-    if up.state ~= 'succeeded' then input = rcall('HGET', K.defaults(prefix, child_id), up.step) end
-    if input == nil or input == false or input == '' then input = 'null' end
-    rcall('HSET', K.inputs(prefix, child_id), up.step, input)
-    written = {up.step, input}
+  local n = #ups
+  local values
+  if n == 1 then
+    values = {rcall('HGET', in_key, ups[1].step)}
+  else
+    local names = {}
+    for i = 1, n do names[i] = ups[i].step end
+    values = rcall('HMGET', in_key, unpack(names))
   end
+  local marks, written = {}, {}  -- written: the inputs, as HGETALL of the inputs would list them
+  local ok, bad, soft, why = 0, 0, 0, nil
+  for i = 1, n do
+    local up, kind, state = ups[i], nil, nil
+    if values[i] then kind, state = string.match(values[i], '^([%w_]+)|(%w+)$') end
+    local outcome = 'already'
+    if state == 'pending' then
+      outcome = edge_outcome(kind, up.state)
+      marks[#marks + 1] = up.step
+      marks[#marks + 1] = kind .. '|' .. outcome
+      if kind == 'ref' and outcome == 'satisfied' or kind == 'ref_or_default' then
+        local input = up.result
+        if up.state ~= 'succeeded' then input = rcall('HGET', K.defaults(prefix, child_id), up.step) end
+        if input == nil or input == false or input == '' then input = 'null' end
+        written[#written + 1] = up.step
+        written[#written + 1] = input
+      end
+      if not REQUIRED_EDGE[kind] then
+        soft = soft + 1
+      elseif outcome == 'satisfied' then
+        ok = ok + 1
+      else
+        bad = bad + 1
+        why = why or ('upstream ' .. up.step .. ' ' .. up.state)
+      end
+    end
+    if tally then tally[outcome] = tally[outcome] + 1 end
+  end
+  if #marks == 0 then return end
+  rcall('HSET', in_key, unpack(marks))
+  if #written > 0 then rcall('HSET', K.inputs(prefix, child_id), unpack(written)) end
   local key = K.execution(prefix, child_id)
   local e = gate_fields(prefix, child_id)
   e.written = written
-  if REQUIRED_EDGE[kind] then
-    if outcome == 'satisfied' then e.req_ok = rcall('HINCRBY', key, 'req_ok', 1)
-    else e.req_bad = rcall('HINCRBY', key, 'req_bad', 1) end
-  else
-    e.soft_done = rcall('HINCRBY', key, 'soft_done', 1)
-  end
+  if out.fstates and e.flow then e.fstate = out.fstates[e.flow] end  -- read in this call
+  if ok > 0 then e.req_ok = rcall('HINCRBY', key, 'req_ok', ok) end
+  if bad > 0 then e.req_bad = rcall('HINCRBY', key, 'req_bad', bad) end
+  if soft > 0 then e.soft_done = rcall('HINCRBY', key, 'soft_done', soft) end
   if settle_child then
-    settle(prefix, e, now, out, 'upstream ' .. up.step .. ' ' .. up.state)
+    settle(prefix, e, now, out, why or ('upstream ' .. ups[n].step .. ' ' .. ups[n].state))
   end
-  return outcome
 end
 
 local function check_edges(s, where)
@@ -184,32 +213,55 @@ end
 
 -- Write the incoming edges of step `id`. Edges from upstream steps that are
 -- already terminal are resolved on the spot; an edge already written (a
--- repeated call) is left as it is. `created_now`: step id -> execution id of
--- the steps this call created (not yet in the steps hash). Returns how many
--- edges it wrote pending, and how many it resolved.
-local function add_edges(prefix, id, edges, steps_key, now, out, created_now)
+-- repeated call) is left as it is. `fresh`: the step is created by this call,
+-- so it has no edge yet. `ids`: step id -> execution id of the steps this call
+-- created (`ids.created`, never terminal) and of those it looked up
+-- (`ids.known`), and the states it read (`ids.states`, by execution id). Returns how many edges it wrote pending,
+-- and how many it resolved.
+local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
   local in_key = K.edges_in(prefix, id)
-  local pending, resolved = 0, 0
+  local had = {}  -- the edges written already, by upstream step
+  if not fresh and #edges > 0 then
+    local names = {}
+    for i, edge in ipairs(edges) do names[i] = edge[1] end
+    local values = rcall('HMGET', in_key, unpack(names))
+    for i, edge in ipairs(edges) do
+      if values[i] then had[edge[1]] = true end
+    end
+  end
+  local new, marks = {}, {}
   for _, edge in ipairs(edges) do
+    local up_step, kind = edge[1], edge[2]
+    if not had[up_step] then
+      had[up_step] = true  -- (an upstream named twice: its first edge counts)
+      new[#new + 1] = edge
+      marks[#marks + 1] = up_step
+      marks[#marks + 1] = kind .. '|pending'
+    end
+  end
+  if #new == 0 then return 0, 0 end
+  rcall('HSET', in_key, unpack(marks))
+  local pending, resolved = 0, 0
+  for _, edge in ipairs(new) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
-    if rcall('HSETNX', in_key, up_step, kind .. '|pending') == 1 then
-      if kind == 'ref_or_default' then
-        rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
-      end
-      -- Only an upstream that is already terminal (a dynamic step's, or one of a
-      -- retried flow) needs its whole hash; steps of this very call never are.
-      local up_id, up_state = created_now[up_step], nil
-      if not up_id then
-        up_id = rcall('HGET', steps_key, up_step)
-        up_state = rcall('HGET', K.execution(prefix, up_id), 'state')
-      end
-      if up_state and TERMINAL[up_state] then
-        resolve_edge(prefix, hash_table(rcall('HGETALL', K.execution(prefix, up_id))), id, now, out, false)
-        resolved = resolved + 1
-      else
-        rcall('RPUSH', K.edges_out(prefix, up_id), id)
-        pending = pending + 1
-      end
+    if kind == 'ref_or_default' then
+      rcall('HSET', K.defaults(prefix, id), up_step, default or 'null')
+    end
+    -- Only an upstream that is already terminal (a dynamic step's, or one of a
+    -- retried flow) needs its whole hash; steps of this very call never are.
+    local up_id, up_state = ids.created[up_step], nil
+    if not up_id then
+      up_id = ids.known[up_step] or rcall('HGET', steps_key, up_step)
+      ids.known[up_step] = up_id
+      up_state = ids.states[up_id] or rcall('HGET', K.execution(prefix, up_id), 'state')
+      ids.states[up_id] = up_state
+    end
+    if up_state and TERMINAL[up_state] then
+      resolve_edges(prefix, {hash_table(rcall('HGETALL', K.execution(prefix, up_id)))}, id, now, out, false)
+      resolved = resolved + 1
+    else
+      rcall('RPUSH', K.edges_out(prefix, up_id), id)
+      pending = pending + 1
     end
   end
   return pending, resolved
@@ -254,7 +306,7 @@ end
 -- the flow's steps hash, order list and total. Returns true when the step
 -- surely waits (an edge written pending, none resolved, so every counter is 0):
 -- settling it would find nothing to do.
-local function create_step(prefix, fid, s, steps_key, now, out, created_now)
+local function create_step(prefix, fid, s, steps_key, now, out, ids)
   local key = K.execution(prefix, s.id)
   local deadline = 0
   if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
@@ -267,16 +319,26 @@ local function create_step(prefix, fid, s, steps_key, now, out, created_now)
   if s.wait then
     fields = wait_step_fields(s, fid, now, deadline, req_total, soft_total)
   else
-    fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload,
-      'priority', s.priority, 'attempts', 0, 'max_attempts', s.max_attempts,
-      'backoff_ms', s.backoff_ms, 'backoff_max_ms', s.backoff_max_ms, 'created_ms', now,
-      'deadline_ms', deadline, 'epoch', 0, 'flow', fid, 'step', s.step,
-      'optional', s.optional and 1 or 0, 'policy', s.policy, 'quorum', s.quorum or 0,
-      'req_total', req_total, 'req_ok', 0, 'req_bad', 0, 'soft_total', soft_total, 'soft_done', 0}
+    -- Nothing at the default readers assume for a missing field (EXEC_DEFAULTS,
+    -- and 0 for attempts, epoch, deadline_ms, optional, quorum and the edge
+    -- counters, all for policy): a hash of fewer fields is found faster by
+    -- every read and write of the step (a small hash is a list, searched in order).
+    fields = {'id', s.id, 'task', s.task, 'lane', s.lane, 'payload', s.payload, 'created_ms', now,
+      'flow', fid, 'step', s.step}
+    put_unless(fields, 'req_total', req_total, 0)
+    put_unless(fields, 'soft_total', soft_total, 0)
+    put_unless(fields, 'priority', s.priority, EXEC_DEFAULTS.priority)
+    put_unless(fields, 'max_attempts', s.max_attempts, EXEC_DEFAULTS.max_attempts)
+    put_unless(fields, 'backoff_ms', s.backoff_ms, EXEC_DEFAULTS.backoff_ms)
+    put_unless(fields, 'backoff_max_ms', s.backoff_max_ms, EXEC_DEFAULTS.backoff_max_ms)
+    put_unless(fields, 'deadline_ms', deadline, 0)
+    put_unless(fields, 'optional', s.optional and 1 or 0, 0)
+    put_unless(fields, 'policy', s.policy, 'all')
+    put_unless(fields, 'quorum', s.quorum or 0, 0)
   end
   move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
-  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, created_now)
+  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, ids, true)
   return pending > 0 and resolved == 0 and s.edge_counts == nil
 end
 
@@ -322,6 +384,7 @@ local function flow_submit(keys, args)
 
   -- Validate the whole batch before the first write.
   local fresh, appends, seen = {}, {}, {}
+  local ids = {created = {}, known = {}, states = {}}  -- see add_edges
   for i, s in ipairs(steps) do
     check_step(s, i)
     local existing = nil  -- a flow not created yet has no steps
@@ -347,9 +410,11 @@ local function flow_submit(keys, args)
     end
     if s.append or not existing then
       for _, edge in ipairs(s.edges) do
-        if edge[1] == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
-        if not seen[edge[1]] and rcall('HEXISTS', steps_key, edge[1]) == 0 then
-          raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. edge[1])
+        local up = edge[1]
+        if up == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
+        if not seen[up] and not ids.known[up] then
+          ids.known[up] = rcall('HGET', steps_key, up)  -- (add_edges takes the id from here)
+          if not ids.known[up] then raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. up) end
         end
       end
     end
@@ -370,10 +435,10 @@ local function flow_submit(keys, args)
     emit_flow(prefix, fid, '', 'running', name)
     fstate, sealed, created = 'running', '0', 1
   end
-  local created_now, waits_surely, step_ids, order = {}, {}, {}, {}
+  local waits_surely, step_ids, order = {}, {}, {}
   for _, s in ipairs(fresh) do
-    waits_surely[s.step] = create_step(prefix, fid, s, steps_key, now, out, created_now)
-    created_now[s.step] = s.id
+    waits_surely[s.step] = create_step(prefix, fid, s, steps_key, now, out, ids)
+    ids.created[s.step] = s.id
     step_ids[#step_ids + 1] = s.step
     step_ids[#step_ids + 1] = s.id
     order[#order + 1] = s.id
@@ -384,8 +449,8 @@ local function flow_submit(keys, args)
     rcall('HINCRBY', keys[1], 'total', #fresh)
   end
   for _, s in ipairs(appends) do
-    add_edges(prefix, created_now[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
-      out, created_now)
+    add_edges(prefix, ids.created[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
+      out, ids, false)
   end
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
@@ -477,12 +542,14 @@ local function flow_resolve(keys, args)
   local pos = tonumber(up.dispatch_pos or 0)
   local children = rcall('LRANGE', out_key, pos, pos + max_count - 1)
   local live = true
-  if up.flow then live = rcall('HGET', K.flow(prefix, up.flow), 'state') ~= 'canceled' end
-  local tally = {satisfied = 0, impossible = 0, already = 0}
-  for _, child in ipairs(children) do
-    local outcome = resolve_edge(prefix, up, child, now, out, live)
-    tally[outcome] = tally[outcome] + 1
+  if up.flow then
+    local fstate = rcall('HGET', K.flow(prefix, up.flow), 'state')
+    live = fstate ~= 'canceled'
+    out.fstates = {[up.flow] = fstate}
   end
+  local tally = {satisfied = 0, impossible = 0, already = 0}
+  local ups = {up}
+  for _, child in ipairs(children) do resolve_edges(prefix, ups, child, now, out, live, tally) end
   pos = pos + #children
   rcall('HSET', keys[1], 'dispatch_pos', pos)
   local done = 0
@@ -494,6 +561,102 @@ local function flow_resolve(keys, args)
     {tally.satisfied, tally.impossible, tally.already, out.skipped_count or 0}, out.sent or 0}
 end
 register('flow_resolve', flow_resolve)
+
+-- Record the successes of checked flow steps and do the dispatcher's first
+-- round and the next claim for them (flow_complete, flow_complete_many).
+-- `steps`: {f (complete_fields, the lease checked), result} each, distinct,
+-- none succeeded yet; `c`: the caller's max_edges, claim_count, lease_ms,
+-- worker and lanes (a set). A step with at most max_edges outgoing edges in a
+-- live flow has them all resolved here, grouped by child (a child fed by
+-- several of the steps is read, counted and settled once); a child made ready
+-- on one of the caller's lanes while its flow runs is leased to the caller, up
+-- to claim_count in all, the others are hinted. Returns each step's dispatch
+-- flag (1: the dispatcher resolves its edges), the `out` of the resolution
+-- (ready, skipped, sent) and the claimed entries and their lanes.
+local function steps_succeeded(prefix, leases_key, steps, now, c)
+  local fstates = {}  -- the flows' states, read once per call (before any write)
+  local children_of = {}
+  for i, s in ipairs(steps) do
+    local f = s.f
+    local children = {}
+    if f.flow and c.max_edges > 0 then
+      local fstate = fstates[f.flow]
+      if fstate == nil then
+        fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') or false
+        fstates[f.flow] = fstate
+      end
+      f.fstate = fstate or nil
+      -- (a canceled flow's steps have nothing to dispatch: finish() records no intent)
+      if fstate and fstate ~= 'canceled' then
+        children = rcall('LRANGE', K.edges_out(prefix, f.id), 0, c.max_edges)  -- one more: is there more?
+        if #children > c.max_edges then children = {} end
+      end
+    end
+    children_of[i] = children
+  end
+  local dispatch, ended = {}, {}
+  local feeds, order = {}, {}  -- child id -> the steps resolving an edge into it; children in order
+  for i, s in ipairs(steps) do
+    local f, children = s.f, children_of[i]
+    local inline = #children > 0
+    local fields = {'result', s.result, 'finished_ms', now}
+    if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
+    move(prefix, f, 'succeeded', fields)
+    dispatch[i] = finish(prefix, f, now, true, inline, ended)
+    if inline then dispatch[i] = 0 end  -- resolved below, not by the dispatcher
+    f.result = s.result
+    for _, child in ipairs(children) do
+      local ups = feeds[child]
+      if not ups then
+        ups = {}
+        feeds[child] = ups
+        order[#order + 1] = child
+      end
+      ups[#ups + 1] = f
+    end
+  end
+  local out = {ready = {}, skipped = {}, fstates = fstates}
+  local claimed, claimed_lanes, lease_args = {}, {}, {}
+  local inputs_left = CLAIM_INPUTS
+  if c.claim_count > 0 then
+    out.lease = function(e)
+      if #claimed >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then return false end
+      local more = hash_fields(K.execution(prefix, e.id), {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
+      local deadline = tonumber(more.deadline_ms or 0)
+      if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
+      for name, value in pairs(more) do e[name] = value end
+      local entry
+      local edges = tonumber(e.req_total or 0) + tonumber(e.soft_total or 0)
+      if edges == 1 and #e.written / 2 <= inputs_left then
+        -- its one edge was resolved just now: its inputs are what that wrote, no read
+        entry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, 0)
+        entry[8] = e.written
+        inputs_left = inputs_left - #e.written / 2
+      else
+        entry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, edges)
+      end
+      claimed[#claimed + 1] = entry
+      claimed_lanes[#claimed_lanes + 1] = e.lane
+      lease_args[#lease_args + 1] = entry[7]
+      lease_args[#lease_args + 1] = e.id
+      return true
+    end
+  end
+  for _, child in ipairs(order) do resolve_edges(prefix, feeds[child], child, now, out, true) end
+  end_leases(prefix, leases_key, ended, now)
+  if #lease_args > 0 then rcall('ZADD', leases_key, unpack(lease_args)) end
+  return dispatch, out, claimed, claimed_lanes
+end
+
+-- The shared arguments of flow_complete and flow_complete_many, from args[first].
+local function step_claim_args(args, first)
+  local c = {max_edges = int_arg(args[first], 'max_edges', 0, MAX_BATCH),
+    claim_count = int_arg(args[first + 1], 'claim_count', 0, MAX_BATCH),
+    lease_ms = int_arg(args[first + 2], 'lease_ms', 100, 86400000),
+    worker = str_arg(args[first + 3], 'worker_id', 200), lanes = {}}
+  for lane in string.gmatch(args[first + 4] or '', '%S+') do c.lanes[lane] = true end
+  return c
+end
 
 --[[ flow_complete: a flow step's exec_complete that also does the dispatcher's
   first round and the next claim: it records the success, resolves the step's
@@ -516,65 +679,66 @@ register('flow_resolve', flow_resolve)
 local function flow_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
-  local max_edges = int_arg(args[3], 'max_edges', 0, MAX_BATCH)
-  local claim_count = int_arg(args[4], 'claim_count', 0, MAX_BATCH)
-  local lease_ms = int_arg(args[5], 'lease_ms', 100, 86400000)
-  local worker = str_arg(args[6], 'worker_id', 200)
-  local lanes = {}
-  for lane in string.gmatch(args[7] or '', '%S+') do lanes[lane] = true end
+  local c = step_claim_args(args, 3)
   local f = leased_execution(keys[1], token, complete_fields)
   if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
-  local children, fstate = {}, nil
-  -- (a canceled flow's steps have nothing to dispatch: finish() records no intent)
-  if f.flow and max_edges > 0 then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
-  if fstate and fstate ~= 'canceled' then
-    children = rcall('LRANGE', K.edges_out(prefix, f.id), 0, max_edges)  -- one more: is there more?
-    if #children > max_edges then children = {} end
-  end
-  local inline = #children > 0
-  local now = now_ms()
-  local fields = {'result', result, 'finished_ms', now}
-  if inline then fields[5] = 'dispatch_pos'; fields[6] = #children end
-  move(prefix, f, 'succeeded', fields)
-  local dispatch = finish(prefix, f, now, true, inline)
-  if not inline then return {'succeeded', 1, dispatch, {}, {}, {}, {}, 0} end
-  -- Resolve every edge here; a child made ready on one of our lanes is leased
-  -- to us at once (while the flow runs and we have room), the others are hinted.
-  f.result = result
-  local out = {ready = {}, skipped = {}}
-  local claimed, claimed_lanes, lease_args = {}, {}, {}
-  local inputs_left = CLAIM_INPUTS
-  if fstate == 'running' and claim_count > 0 then
-    out.lease = function(e)
-      if #claimed >= claim_count or not lanes[e.lane] then return false end
-      local more = hash_fields(K.execution(prefix, e.id), {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
-      local deadline = tonumber(more.deadline_ms or 0)
-      if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
-      for name, value in pairs(more) do e[name] = value end
-      local entry
-      local edges = tonumber(e.req_total or 0) + tonumber(e.soft_total or 0)
-      if edges == 1 and #e.written / 2 <= inputs_left then
-        -- its one edge was resolved just now: its inputs are what that wrote, no read
-        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, 0)
-        entry[8] = e.written
-        inputs_left = inputs_left - #e.written / 2
-      else
-        entry, inputs_left = lease_one(prefix, e, now, lease_ms, worker, inputs_left, edges)
-      end
-      claimed[#claimed + 1] = entry
-      claimed_lanes[#claimed_lanes + 1] = e.lane
-      lease_args[#lease_args + 1] = entry[7]
-      lease_args[#lease_args + 1] = e.id
-      return true
-    end
-  end
-  for _, child in ipairs(children) do resolve_edge(prefix, f, child, now, out, true) end
-  if #lease_args > 0 then rcall('ZADD', K.leases(prefix), unpack(lease_args)) end
-  return {'succeeded', 1, 0, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
+  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, K.leases(prefix),
+    {{f = f, result = result}}, now_ms(), c)
+  return {'succeeded', 1, dispatch[1], out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
 end
 register('flow_complete', flow_complete)
+
+--[[ flow_complete_many: flow_complete for several flow steps of one partition
+  in one call, each recorded as flow_complete records it; one that
+  flow_complete would refuse is refused alone (its error in its place of the
+  reply) and the others are recorded. The call's clock, event entry, counter
+  and index writes, each flow's state read, tallies and outcome check are
+  shared, and so is each child's edge resolution: a join fed by several of the
+  steps is read, counted and settled once for all of them. claim_count bounds
+  the children leased to the caller by the whole call.
+  KEYS[1] leases   ZSET   lease expiries of the partition
+  ARGV[1] max_edges  ARGV[2] claim_count  ARGV[3] lease_ms  ARGV[4] worker_id
+  ARGV[5] lanes (space-separated, the caller's); then ARGV[6] id  ARGV[7] token
+    ARGV[8] result (JSON) and the next step's three, at most COMPLETE_MANY_MAX (100) steps
+  Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
+    execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
+    outbox, outbox_msgs, outbox_seq, build_waits, slice, slices
+  Reply:  {{state, first, dispatch, then the next step's three, ...} one flat triple
+           per step in ARGV order, as exec_complete_many's,
+           {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
+           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...}, sent}
+  Errors: BAD_ARGS ]]
+register('flow_complete_many', function(keys, args)
+  local c = step_claim_args(args, 1)
+  local items = {}
+  for i = 6, #args do items[i - 5] = args[i] end
+  local n = batch_count(items, 3, COMPLETE_MANY_MAX, '(id, token, result) triples')
+  local prefix = prefix_of(keys[1])
+  local triples, steps, places, seen = {}, {}, {}, {}
+  for i = 1, n do
+    local id = str_arg(items[3 * i - 2], 'id', 64)
+    local token = str_arg(items[3 * i - 1], 'token', 32)
+    local ok, f = pcall(completable, prefix, id, token)
+    local j = 3 * i - 2
+    if not ok then
+      if type(f) ~= 'table' or not f.fs then error(f) end
+      triples[j] = f.fs; triples[j + 1] = -1; triples[j + 2] = 0
+    elseif f.state == 'succeeded' or seen[id] then
+      triples[j] = 'succeeded'; triples[j + 1] = 0; triples[j + 2] = 0
+    else
+      seen[id] = 1
+      triples[j] = 'succeeded'; triples[j + 1] = 1
+      steps[#steps + 1] = {f = f, result = items[j + 2]}
+      places[#places + 1] = j
+    end
+  end
+  if #steps == 0 then return {triples, {}, {}, {}, {}, 0} end
+  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
+  for k, j in ipairs(places) do triples[j + 2] = dispatch[k] end
+  return {triples, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
+end)
 
 --[[ flow_cancel: cancel the flow, then up to max_count of its non-terminal
   steps per call (leased ones too: their workers learn it at renewal, their

@@ -1,7 +1,6 @@
 --[[ Retry: run again what did not succeed. A standalone execution goes back
   to ready with fresh attempts; a finished flow re-runs its failed, skipped,
   expired and canceled steps while every succeeded step keeps its result. ]]
-local function rcall(...) return redis.call(...) end
 
 local RETRYABLE = {failed = 1, skipped = 1, canceled = 1, expired = 1}
 

@@ -1,7 +1,6 @@
 --[[ The reconciler's functions: each reads a time-ordered index from its due
   end, so the cost of a pass depends on what is due, never on how many
   executions are stored; each is bounded by an ARGV batch size. ]]
-local function rcall(...) return redis.call(...) end
 
 --[[ rec_due: members of a time-scored index that came due at least age_ms ago.
   KEYS[1] index    ZSET   scored by time (pending_dispatch, unsealed, ...)
@@ -323,7 +322,7 @@ local function audit_pending_edge(a, e, up)
   local up_state = rcall('HGET', K.execution(p, up_id), 'state')
   if not TERMINAL[up_state] or rcall('ZSCORE', a.pending, up_id) then return 0 end
   local pos, result = unpack(rcall('HMGET', K.execution(p, up_id), 'dispatch_pos', 'result'))
-  resolve_edge(p, {step = up, state = up_state, result = result}, e.id, a.now, {ready = {}, skipped = {}}, false)
+  resolve_edges(p, {{step = up, state = up_state, result = result}}, e.id, a.now, {ready = {}, skipped = {}}, false)
   audit_note(a, 'edge', e.id, 'edge from ' .. up_state .. ' step ' .. up .. ' resolved')
   if tonumber(pos or 0) < rcall('LLEN', K.edges_out(p, up_id)) then
     audit_dispatch(a, up_id, up_state .. ', outgoing edges unresolved')

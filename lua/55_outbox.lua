@@ -5,7 +5,6 @@
   outbox_first, so applying twice changes nothing), then acknowledges them
   (outbox_ack). The target's inbox remembers applied ids for 24 hours
   (the reconciler's outbox_sweep drops older ones). ]]
-local function rcall(...) return redis.call(...) end
 
 -- Up to max_count messages of `outbox` recorded at least age_ms ago, oldest
 -- first, as {id, JSON}; an id without its message (never written so) comes

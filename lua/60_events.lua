@@ -7,7 +7,6 @@
   outbox (wait_register, wait_unregister) and is resumed in its own partition
   by a wait_resume message; an event that only a registration whose wait had
   ended took comes back (wait_return). See docs/architecture.md §8. ]]
-local function rcall(...) return redis.call(...) end
 
 local SEEN_VALUE = 'applied'
 local DEFAULT_BUFFER_TTL_MS = 3600 * 1000  -- engine/events.py DEFAULT_BUFFER_TTL_S

@@ -6,7 +6,6 @@
   (<ns>:secrets: current -> key id, secret:<id> -> hex secret, retired:<id>
   -> valid until, ms), created on first use by Python and rolled by
   secrets_rotate. ]]
-local function rcall(...) return redis.call(...) end
 
 -- The arguments every signal call shares (a wait name, the payload, the token's
 -- expiry and its key's grace deadline), checked on the server clock: returns

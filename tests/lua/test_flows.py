@@ -378,3 +378,21 @@ def test_a_succeeded_flow_has_nothing_to_retry(app):
     finish(app, run, "x", "succeeded")
     with pytest.raises(InvalidState, match="only failed or canceled flows"):
         run.retry()
+
+
+def test_a_flow_step_stores_only_fields_off_their_default_and_reads_back_whole(app):
+    from engine.handle import read_execution
+
+    flow = app.flow("stored")
+    up = flow.step("up", "t.up")
+    flow.step("child", "t.child", up.ref(), priority=5, optional=True)
+    run = flow.submit()
+    key = app.client.keys.execution(run.partition, run.step_execution("child"))
+    stored = app.client.run(Command(("HGETALL", key), key))
+    assert {"attempts", "epoch", "max_attempts", "policy", "quorum", "req_ok", "soft_total"}.isdisjoint(stored)
+    assert (stored["priority"], stored["optional"], stored["req_total"]) == ("5", "1", "1")
+    shown = read_execution(app.client, run.step_execution("child"))
+    assert {k: shown[k] for k in ("attempts", "epoch", "max_attempts", "policy", "quorum", "req_ok",
+                                  "soft_total", "priority", "optional")} == {
+        "attempts": "0", "epoch": "0", "max_attempts": "3", "policy": "all", "quorum": "0", "req_ok": "0",
+        "soft_total": "0", "priority": "5", "optional": "1"}

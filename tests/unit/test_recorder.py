@@ -8,6 +8,7 @@ import logging
 from engine import App
 from engine import executions as X
 from engine.context import TaskContext
+from engine.dispatcher import dispatch
 from engine.held import Held, HeldLeases
 from engine.recorder import Handoff, Outcome, Recorder, WorkerStats
 from engine.router import Command
@@ -230,3 +231,37 @@ def test_record_now_declines_while_outcomes_wait_or_another_thread_records(names
     with recorder._recording:  # the recorder thread is recording a batch
         assert not recorder.record_now(Outcome(second, "default", True, result="1"))
     assert state(client, second.execution_id) == "leased"
+
+
+class Recording:
+    """A client that notes the functions of every pipelined round it runs."""
+
+    def __init__(self, client) -> None:
+        self.client, self.keys, self.rounds = client, client.keys, []
+
+    def run_many(self, calls):
+        self.rounds.append([getattr(c, "function", None) for c in calls])
+        return self.client.run_many(calls)
+
+
+def test_flow_steps_finished_together_are_recorded_in_one_call_that_starts_their_join(namespace):
+    client = fake_client(namespace)
+    follow, slots = Follow(), Slots(free=4)
+    flow = App(client=client).flow("fan")
+    root = flow.step("root", "t.a")
+    middles = [flow.step(f"m{i}", "t.b", root.ref()) for i in range(3)]
+    flow.step("join", "t.c", [m.ref() for m in middles])
+    run = flow.submit()
+    [root_claim] = client.run(X.claim(client.keys, run.partition, "default", 10, 30_000, "w")).claimed
+    client.run(X.complete(client.keys, root_claim.execution_id, root_claim.token, "1"))
+    dispatch(client, [root_claim.execution_id])
+    claims = client.run(X.claim(client.keys, run.partition, "default", 10, 30_000, "w")).claimed
+    assert sorted(c.step for c in claims) == ["m0", "m1", "m2"]
+    recording = Recording(client)
+    recorder = Recorder(recording, HeldLeases(), WorkerStats(), follow.schedule, follow.dispatch,
+                        handoff=Handoff("w", ["default"], 30_000, slots.reserve, slots.start, slots.unreserve))
+    recorder.record([Outcome(c, "default", True, result="2") for c in claims])
+    assert recording.rounds == [["flow_complete_many"]]
+    assert slots.started == [("join", "default")]
+    assert slots.free == 3  # the join holds one slot, the others came back
+    assert recorder.stats.succeeded == 3 and follow.dispatched == []
