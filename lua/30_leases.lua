@@ -89,11 +89,12 @@ end
 -- constructor (a table grown field by field is rehashed each time it outgrows its size).
 local function claim_fields(key, id)
   local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
-    'task', 'payload', 'attempts', 'deadline_ms', 'slice')
+    'task', 'payload', 'attempts', 'deadline_ms', 'slice', 'req_total', 'soft_total')
   -- (`or nil`: a missing field comes back false; readers test for nil)
   return {id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
     step = v[5] or nil, optional = v[6] or nil, priority = v[7] or nil, task = v[8] or nil,
-    payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil}
+    payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil,
+    req_total = v[13] or nil, soft_total = v[14] or nil}
 end
 
 -- The inputs of a claimed execution that has none (shared: never written).
@@ -169,11 +170,18 @@ local function exec_claim(keys, args)
   local popped = rcall('ZPOPMIN', keys[1], max_count)
   local claimed, expired, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
+  local fstates = {}  -- flow id -> state, read once per call
   for i = 1, #popped, 2 do
     local id = popped[i]
     local f = claim_fields(K.execution(prefix, id), id)
     local fstate = nil
-    if f.flow then fstate = rcall('HGET', K.flow(prefix, f.flow), 'state') end
+    if f.flow then
+      fstate = fstates[f.flow]
+      if fstate == nil then
+        fstate = rcall('HGET', K.flow(prefix, f.flow), 'state')
+        fstates[f.flow] = fstate
+      end
+    end
     if f.state ~= 'ready' then
       -- index drift: nothing to lease
     elseif fstate == 'paused' or fstate == 'pausing' then
@@ -189,7 +197,10 @@ local function exec_claim(keys, args)
         expired[#expired + 1] = id  -- the caller dispatches these
       else
         local entry
-        entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left)
+        -- a step's inputs are at most its edges: no HLEN to know whether they fit
+        local edges = nil
+        if f.flow then edges = int_of(f.req_total or 0) + int_of(f.soft_total or 0) end
+        entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left, edges)
         flatten_entry(claimed, entry)
         lease_args[#lease_args + 1] = entry[7]
         lease_args[#lease_args + 1] = id
