@@ -155,6 +155,24 @@ local function str_arg(value, name, max_len)
   return value
 end
 
+-- rcall(cmd, key, ...values) for a list of any length, in slices of at most
+-- 1,000 values (an even number: field/value pairs stay whole), so unpack()
+-- never meets its limit; returns the slices' replies concatenated when they
+-- are lists (HMGET), else the last reply.
+local function rcall_sliced(cmd, key, values)
+  local n = #values
+  if n <= 1000 then return rcall(cmd, key, unpack(values)) end
+  local all, last = {}, nil
+  for first = 1, n, 1000 do
+    last = rcall(cmd, key, unpack(values, first, math.min(first + 999, n)))
+    if type(last) == 'table' then
+      for _, v in ipairs(last) do all[#all + 1] = v end
+    end
+  end
+  if type(last) == 'table' then return all end
+  return last
+end
+
 -- HGETALL reply -> table
 local function hash_table(flat)
   local t = {}

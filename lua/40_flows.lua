@@ -211,12 +211,23 @@ local function check_step(s, index)
   end
 end
 
+-- Push the children add_edges queued on their upstreams' out lists, in order.
+local function flush_pushes(prefix, ids)
+  for _, up_id in ipairs(ids.pushes) do
+    rcall_sliced('RPUSH', K.edges_out(prefix, up_id), ids.pushes[up_id])
+  end
+  ids.pushes = {}
+end
+
 -- Write the incoming edges of step `id`. Edges from upstream steps that are
 -- already terminal are resolved on the spot; an edge already written (a
 -- repeated call) is left as it is. `fresh`: the step is created by this call,
 -- so it has no edge yet. `ids`: step id -> execution id of the steps this call
 -- created (`ids.created`, never terminal) and of those it looked up
--- (`ids.known`), and the states it read (`ids.states`, by execution id). Returns how many edges it wrote pending,
+-- (`ids.known`), and the states it read (`ids.states`, by execution id; none
+-- when `ids.none_terminal`: the flow has no terminal step). A pending edge's
+-- child is queued in `ids.pushes` for its upstream's out list: the caller
+-- pushes each upstream's children with one RPUSH (flush_pushes). Returns how many edges it wrote pending,
 -- and how many it resolved.
 local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
   local in_key = K.edges_in(prefix, id)
@@ -224,7 +235,7 @@ local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
   if not fresh and #edges > 0 then
     local names = {}
     for i, edge in ipairs(edges) do names[i] = edge[1] end
-    local values = rcall('HMGET', in_key, unpack(names))
+    local values = rcall_sliced('HMGET', in_key, names)
     for i, edge in ipairs(edges) do
       if values[i] then had[edge[1]] = true end
     end
@@ -240,7 +251,7 @@ local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
     end
   end
   if #new == 0 then return 0, 0 end
-  rcall('HSET', in_key, unpack(marks))
+  rcall_sliced('HSET', in_key, marks)
   local pending, resolved = 0, 0
   for _, edge in ipairs(new) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
@@ -253,14 +264,22 @@ local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
     if not up_id then
       up_id = ids.known[up_step] or rcall('HGET', steps_key, up_step)
       ids.known[up_step] = up_id
-      up_state = ids.states[up_id] or rcall('HGET', K.execution(prefix, up_id), 'state')
-      ids.states[up_id] = up_state
+      if not ids.none_terminal then  -- (a flow with no terminal step has nothing to read)
+        up_state = ids.states[up_id] or rcall('HGET', K.execution(prefix, up_id), 'state')
+        ids.states[up_id] = up_state
+      end
     end
     if up_state and TERMINAL[up_state] then
       resolve_edges(prefix, {hash_table(rcall('HGETALL', K.execution(prefix, up_id)))}, id, now, out, false)
       resolved = resolved + 1
     else
-      rcall('RPUSH', K.edges_out(prefix, up_id), id)
+      local children = ids.pushes[up_id]  -- pushed on out:<up> once per call (flush_pushes)
+      if not children then
+        children = {}
+        ids.pushes[up_id] = children
+        ids.pushes[#ids.pushes + 1] = up_id
+      end
+      children[#children + 1] = id
       pending = pending + 1
     end
   end
@@ -369,7 +388,7 @@ local function flow_submit(keys, args)
   if #steps > MAX_BATCH then raise('BAD_ARGS', 'more than ' .. MAX_BATCH .. ' steps in one call') end
   local prefix = prefix_of(keys[1])
   local steps_key = K.flow_steps(prefix, fid)
-  local fstate, sealed = unpack(rcall('HMGET', keys[1], 'state', 'sealed'))
+  local fstate, sealed, terminal = unpack(rcall('HMGET', keys[1], 'state', 'sealed', 'terminal'))
   local out = {ready = {}, skipped = {}}
 
   if parent ~= '' then
@@ -384,7 +403,8 @@ local function flow_submit(keys, args)
 
   -- Validate the whole batch before the first write.
   local fresh, appends, seen = {}, {}, {}
-  local ids = {created = {}, known = {}, states = {}}  -- see add_edges
+  local ids = {created = {}, known = {}, states = {}, pushes = {},  -- see add_edges
+    none_terminal = not fstate or tonumber(terminal or 0) == 0}
   for i, s in ipairs(steps) do
     check_step(s, i)
     local existing = nil  -- a flow not created yet has no steps
@@ -452,6 +472,7 @@ local function flow_submit(keys, args)
     add_edges(prefix, ids.created[s.step] or rcall('HGET', steps_key, s.step), s.edges, steps_key, now,
       out, ids, false)
   end
+  flush_pushes(prefix, ids)
   if sealed ~= '1' and not final then
     -- Held until the final batch; the reconciler cancels it if that never comes.
     if created == 1 then rcall('ZADD', K.unsealed(prefix), now, fid) end

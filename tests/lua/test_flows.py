@@ -396,3 +396,38 @@ def test_a_flow_step_stores_only_fields_off_their_default_and_reads_back_whole(a
                                   "soft_total", "priority", "optional")} == {
         "attempts": "0", "epoch": "0", "max_attempts": "3", "policy": "all", "quorum": "0", "req_ok": "0",
         "soft_total": "0", "priority": "5", "optional": "1"}
+
+
+def test_a_dynamic_step_on_an_upstream_that_already_finished_has_that_edge_resolved_at_once(app):
+    from engine.flows import add_dynamic_step
+
+    flow = app.flow("late-edge")
+    flow.step("a", "t.a")
+    flow.step("b", "t.b")
+    run = flow.submit()
+    a = claim_step(app, run, "a")
+    app.client.run(X.complete(app.client.keys, a.execution_id, a.token, "1"))
+    b = claim_step(app, run, "b")
+    add_dynamic_step(app, run.id, b.execution_id, "b", "extra", "t.c", [1], None, ["a"], (), {})
+    key = app.client.keys.edges_in(run.partition, run.step_execution("extra"))
+    assert app.client.run(Command(("HGETALL", key), key)) == {"a": "after|satisfied", "b": "after|pending"}
+    app.client.run(X.complete(app.client.keys, b.execution_id, b.token, "2"))
+    dispatch(app.client, [b.execution_id])
+    assert state(run, "extra") == "ready"
+
+
+def test_a_fan_in_submitted_in_many_calls_has_every_edge_once_and_each_out_list_in_order(app):
+    flow = app.flow("wide")
+    root = flow.step("root", "t.a")
+    middles = [flow.step(f"m{i}", "t.b", root.ref()) for i in range(60)]
+    flow.step("join", "t.c", [m.ref() for m in middles])
+    run = flow.submit(budget=40)  # many calls; the join's edges are split into appends
+    ks, p = app.client.keys, run.partition
+    out = ks.edges_out(p, run.step_execution("root"))
+    assert app.client.run(Command(("LRANGE", out, 0, -1), out)) == [run.step_execution(f"m{i}") for i in range(60)]
+    join = ks.edges_in(p, run.step_execution("join"))
+    assert app.client.run(Command(("HGETALL", join), join)) == {f"m{i}": "ref|pending" for i in range(60)}
+    for i in range(60):
+        m_out = ks.edges_out(p, run.step_execution(f"m{i}"))
+        assert app.client.run(Command(("LRANGE", m_out, 0, -1), m_out)) == [run.step_execution("join")]
+    assert run.status()["counts"] == {"ready": 1, "blocked": 61}
