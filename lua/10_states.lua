@@ -245,9 +245,10 @@ local function maybe_finish_flow(prefix, fid, now)
   local st, total, terminal, bad, sealed = unpack(rcall('HMGET', fkey, 'state', 'total', 'terminal',
     'bad', 'sealed'))
   if st == nil or FLOW_TERMINAL[st] or sealed ~= '1' then return end
-  if tonumber(terminal or 0) < tonumber(total or 0) then return end
+  -- (with what this call counted and has not written yet: finish() with `ended`)
+  if tonumber(terminal or 0) + noted_count(fkey, 'terminal') < tonumber(total or 0) then return end
   local outcome = 'succeeded'
-  if tonumber(bad or 0) > 0 then outcome = 'failed' end
+  if tonumber(bad or 0) + noted_count(fkey, 'bad') > 0 then outcome = 'failed' end
   set_flow_state(prefix, fid, st, outcome, now, 'every step is terminal')
 end
 
@@ -297,11 +298,11 @@ end
 -- `resolving_here`: the caller found outgoing edges in a live flow and
 -- resolves every one in this same call (flow_complete): no dispatch intent.
 -- `ended`: a list the id is appended to instead of leaving `leases` and
--- entering `terminal` here, and whose `flows` table counts a flow step's end
--- instead of its flow's tallies and outcome check; end_leases() then writes all
--- of it at once (exec_complete_many, flow_complete_many: one ZREM and one ZADD
--- per call, and per flow one count and one check, not per execution). Until
--- then the flow's `terminal` counts too few, so no check in between finishes it.
+-- entering `terminal` here; the flow's `terminal` and `bad` tallies are then
+-- counted with note_count (written once at the call's end) and its outcome
+-- check left to end_leases(), which writes all of it at once
+-- (exec_complete_many, flow_complete_many: one ZREM and one ZADD per call, and
+-- per flow one write of each tally and one check, not per execution).
 -- `e.fstate`, when the caller read the flow's state in this call, spares the read here.
 local function finish(prefix, e, now, from_lease, resolving_here, ended)
   local id = e.id
@@ -327,16 +328,15 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
     -- expired, or canceled on its own (a canceled flow is canceled already).
     local bad = e.optional ~= '1' and e.state ~= 'succeeded'
     if ended then
-      local flows = ended.flows or {}  -- fid -> {terminal, bad}, and the fids in order
+      -- counted like move()'s counters, written at the call's end (after an error too)
+      note_count(fkey, 'terminal', 1)
+      if bad then note_count(fkey, 'bad', 1) end
+      local flows = ended.flows or {}  -- the flows to check at the end, in order (a set too)
       ended.flows = flows
-      local tally = flows[e.flow]
-      if not tally then
-        tally = {0, 0}
-        flows[e.flow] = tally
+      if not flows[e.flow] then
+        flows[e.flow] = true
         flows[#flows + 1] = e.flow
       end
-      tally[1] = tally[1] + 1
-      if bad then tally[2] = tally[2] + 1 end
     else
       rcall('HINCRBY', fkey, 'terminal', 1)
       if bad then rcall('HINCRBY', fkey, 'bad', 1) end
@@ -360,8 +360,8 @@ local function finish(prefix, e, now, from_lease, resolving_here, ended)
 end
 
 -- Write what finish() left in `ended` for the whole call: the ids leave the
--- lease index `leases_key` and enter `terminal`; each flow gets its steps'
--- terminal and bad counts, then its outcome check.
+-- lease index `leases_key` and enter `terminal`, and each flow gets its
+-- outcome check.
 local function end_leases(prefix, leases_key, ended, now)
   if #ended > 0 then
     local scored = {}
@@ -372,14 +372,7 @@ local function end_leases(prefix, leases_key, ended, now)
     rcall('ZREM', leases_key, unpack(ended))
     rcall('ZADD', K.terminal(prefix), unpack(scored))
   end
-  local flows = ended.flows or {}
-  for _, fid in ipairs(flows) do
-    local tally = flows[fid]
-    local fkey = K.flow(prefix, fid)
-    rcall('HINCRBY', fkey, 'terminal', tally[1])
-    if tally[2] > 0 then rcall('HINCRBY', fkey, 'bad', tally[2]) end
-    maybe_finish_flow(prefix, fid, now)
-  end
+  for _, fid in ipairs(ended.flows or {}) do maybe_finish_flow(prefix, fid, now) end
 end
 
 -- Waits (steps that wait for an event by correlation). A waiting step is a

@@ -89,12 +89,11 @@ end
 -- constructor (a table grown field by field is rehashed each time it outgrows its size).
 local function claim_fields(key, id)
   local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
-    'task', 'payload', 'attempts', 'deadline_ms', 'slice', 'req_total', 'soft_total')
+    'task', 'payload', 'attempts', 'deadline_ms', 'slice')
   -- (`or nil`: a missing field comes back false; readers test for nil)
   return {id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
     step = v[5] or nil, optional = v[6] or nil, priority = v[7] or nil, task = v[8] or nil,
-    payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil,
-    req_total = v[13] or nil, soft_total = v[14] or nil}
+    payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil}
 end
 
 -- The inputs of a claimed execution that has none (shared: never written).
@@ -197,10 +196,7 @@ local function exec_claim(keys, args)
         expired[#expired + 1] = id  -- the caller dispatches these
       else
         local entry
-        -- a step's inputs are at most its edges: no HLEN to know whether they fit
-        local edges = nil
-        if f.flow then edges = int_of(f.req_total or 0) + int_of(f.soft_total or 0) end
-        entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left, edges)
+        entry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left)
         flatten_entry(claimed, entry)
         lease_args[#lease_args + 1] = entry[7]
         lease_args[#lease_args + 1] = id

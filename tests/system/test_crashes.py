@@ -8,6 +8,8 @@ import pytest
 
 from engine import executions as X
 from engine.errors import StaleLease
+from engine.handle import read_execution
+from engine.router import Command
 from keys import partition_of_key, partition_slot
 from reconciler import Reconciler
 from tests.conftest import TEST_PARTITIONS
@@ -78,3 +80,32 @@ def test_work_continues_while_a_slot_migrates_between_nodes(cluster, namespace, 
     results = [h.result(timeout=30) for h in before + after]
     assert results == [i + 1 for i in range(len(keys))]
     assert app.client.router.node_for_slot(slot).endswith(f":{target}")
+
+
+def test_a_worker_killed_mid_fan_out_leaves_a_flow_another_worker_finishes_exactly(
+        server_url, namespace, make_app, spawn_worker):
+    """Middle steps finish together (several recorded in one flow_complete_many) while the
+    worker that runs them is killed: the others' leases expire, another worker runs them,
+    and the join receives every middle's result once."""
+    app = make_app(server_url, namespace)
+    first = spawn_worker(server_url, namespace, lease_ms=800, concurrency=8)
+    flow = app.flow("fan-crash")
+    root = flow.step("root", "flow.echo", 0)
+    middles = [flow.step(f"m{i}", "basic.sleep", 0.15, after=[root]) for i in range(40)]
+    flow.step("join", "flow.echo", [m.ref() for m in middles])
+    run = flow.submit()
+    wait_until(lambda: run.status()["counts"].get("succeeded", 0) >= 9, what="some middle steps to finish")
+    first.kill()
+    spawn_worker(server_url, namespace, lease_ms=800, concurrency=8)
+    reconciler = Reconciler(app.client, interval_s=0.2).start()
+    try:
+        assert run.wait(timeout=60).value == "succeeded"
+    finally:
+        reconciler.stop()
+    assert run.result("join", timeout=5) == ["slept"] * 40
+    status = run.status()
+    assert status["counts"] == {"succeeded": 42}
+    attempts = [read_execution(app.client, run.step_execution(f"m{i}"))["attempts"] for i in range(40)]
+    assert "2" in attempts  # the kill took leased middle steps with it; they ran again
+    key = app.client.keys.flow(run.partition, run.id)
+    assert app.client.run(Command(("HMGET", key, "terminal", "bad", "total"), key)) == ["42", "0", "42"]
