@@ -32,6 +32,14 @@ from keys import partition_of
 log = logging.getLogger("flowslot.worker")
 
 BATCH_MAX = 256  # outcomes recorded per pipelined round
+HINT_WAIT_S = 0.005  # how long a hint waits for an outcome whose round it can ride (else it goes alone)
+
+
+class _Wake:
+    """What ``hint_soon`` puts on the outcome queue so an idle recorder sees its hints."""
+
+
+_WAKE = _Wake()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -137,36 +145,75 @@ class Recorder:
         self.schedule = schedule  # (partition, delay_ms): promote that partition when a retry is due
         self.dispatch = dispatch  # execution ids whose outgoing edges need resolving
         self.keeper = keeper  # a claim_locally for builds that missing slices made ready at once
-        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()  # C: cheap put
+        self._outcomes: queue.SimpleQueue[Outcome | _Wake | None] = queue.SimpleQueue()  # C: cheap put
         self._recording = threading.Lock()  # one record() at a time: stats, reservations
+        self._hints: list[tuple[int, str]] = []  # hint_soon's, for the next round
+        self._hints_lock = threading.Lock()
 
     def put(self, outcome: Outcome) -> None:
         self._outcomes.put(outcome)
 
     def close(self) -> None:
-        """``run`` records what is queued, then returns."""
+        """``run`` records what is queued and sends the hints held, then returns."""
         self._outcomes.put(None)
+
+    def hint_soon(self, targets: Sequence[tuple[int, str]]) -> None:
+        """Hint (partition, lane) targets whose ready work exists already (a claim left it):
+        sent in the pipelined round of the next batch recorded, so the caller makes no round
+        trip for them, or alone once no outcome came for ``HINT_WAIT_S``. Only while ``run``
+        runs (a worker that started)."""
+        with self._hints_lock:
+            first = not self._hints
+            self._hints.extend(targets)
+        if first:
+            self._outcomes.put(_WAKE)
+
+    def _take_hints(self) -> list[tuple[int, str]]:
+        with self._hints_lock:
+            hints, self._hints = self._hints, []
+        return hints
+
+    def _send_hints(self) -> None:
+        hints = self._take_hints()
+        if hints:
+            self.client.run_many(hint_commands(self.client.keys, hints))
 
     def run(self) -> None:
         """Record outcomes in batches until ``close``."""
         closing = False
         while not closing:
-            batch: list[Outcome] = []
-            item = self._outcomes.get()
-            while True:
-                if item is None:
-                    closing = True
-                else:
-                    batch.append(item)
-                if len(batch) >= BATCH_MAX:
-                    break
+            batch, closing, woken = self._gather(self._outcomes.get())
+            if woken and not batch and not closing:  # hints only: wait a little for an outcome
                 try:
-                    item = self._outcomes.get_nowait()
+                    batch, closing, _ = self._gather(self._outcomes.get(timeout=HINT_WAIT_S))
                 except queue.Empty:
-                    break
+                    pass
             if batch:
                 with self._recording:
                     self.record(batch)
+            else:
+                self._send_hints()
+        self._send_hints()
+
+    def _gather(self, item: Outcome | _Wake | None) -> tuple[list[Outcome], bool, bool]:
+        """The batch starting at ``item`` and whatever else is queued, up to ``BATCH_MAX``; then
+        whether ``close`` was called and whether ``hint_soon`` woke the recorder."""
+        batch: list[Outcome] = []
+        closing = woken = False
+        while True:
+            if item is None:
+                closing = True
+            elif isinstance(item, _Wake):
+                woken = True
+            else:
+                batch.append(item)
+            if len(batch) >= BATCH_MAX:
+                break
+            try:
+                item = self._outcomes.get_nowait()
+            except queue.Empty:
+                break
+        return batch, closing, woken
 
     def record_now(self, outcome: Outcome) -> bool:
         """Record one outcome on the caller's thread when nothing is queued and nobody is
@@ -185,10 +232,12 @@ class Recorder:
         keys = self.client.keys
         rooms = self._rooms(batch)
         calls, places = self._calls(batch, rooms)
+        held_hints = self._take_hints()  # their work exists: they go in the same round
         try:
-            results = self.client.run_many(calls)
+            results = self.client.run_many([*calls, *hint_commands(keys, held_hints)])
         except BaseException:
             self._give_back(sum(rooms))
+            self.hint_soon(held_hints)
             raise
         replies = [results[call] if pos < 0 else _item(results[call], pos) for call, pos in places]
         hints: list[tuple[int, str]] = []

@@ -353,6 +353,8 @@ class Worker:
         if reply.remaining > 0:
             if self._free() > 0:
                 self._wakeups.wake(partition, lane)
+            elif self._record_inline:  # the recorder sends it with its next round
+                self._recorder.hint_soon([(partition, lane)])
             else:
                 self.client.run_many(hint_commands(self.keys, [(partition, lane)]))
 

@@ -117,8 +117,9 @@ end
 --[[ exec_submit_many: create several executions of one partition, each as exec_submit
   would without an idempotency key. Every item is checked before the first write (the
   error names the execution); the call's clock, event entry, counter writes and one
-  ZADD per lane's ready set (and of the delayed set) are shared; per execution remain
-  its existence check and its HSET.
+  ZADD per lane's ready set (and of the delayed set) are shared, and so is the existence
+  check of fresh ids (one EXISTS of every key; each is checked alone only when one of them
+  exists); per execution remains its HSET.
   KEYS[1] delayed  ZSET   delayed executions of the partition, by due time
   ARGV[1] id  ARGV[2] task  ARGV[3] lane  ARGV[4] payload  ARGV[5] priority
   ARGV[6] delay_ms  ARGV[7] max_attempts  ARGV[8] backoff_ms  ARGV[9] backoff_max_ms
@@ -132,13 +133,18 @@ local function exec_submit_many(keys, args)
   check_submit_items(args, n)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
-  local out, ready, lanes, delayed, deadlines = {}, {}, {}, {}, {}
+  local out, ready, lanes, delayed, deadlines, xkeys, made = {}, {}, {}, {}, {}, {}, {}
+  for i = 1, n do xkeys[i] = K.execution(prefix, args[10 * i - 9]) end
+  -- One EXISTS for the whole batch (its keys share the partition's slot): fresh ids, the
+  -- usual case, cost one command, not one each. Only when one of them exists is each
+  -- checked; an id repeated in the batch is found in `made`.
+  local any_exists = rcall('EXISTS', unpack(xkeys)) > 0
   for i = 1, n do
     local base = 10 * (i - 1)
     local id, lane = args[base + 1], args[base + 3]
-    local key = K.execution(prefix, id)
+    local key = xkeys[i]
     local j = 3 * i - 2
-    if rcall('EXISTS', key) == 1 then
+    if made[id] or (any_exists and rcall('EXISTS', key) == 1) then
       out[j] = id; out[j + 1] = rcall('HGET', key, 'state'); out[j + 2] = 0
     else
       local priority, delay_ms, deadline_in_ms = int_of(args[base + 5]), int_of(args[base + 6]),
@@ -159,6 +165,7 @@ local function exec_submit_many(keys, args)
       end
       move(prefix, {id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane, args[base + 4] or '',
         priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+      made[id] = 1
       out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end
   end

@@ -122,3 +122,28 @@ def test_submit_many_with_an_idempotency_key_goes_through_exec_submit_and_create
     handles = app.submit_many("t.echo", [(1,), (2,)], idempotency_key="same")
     assert handles[0].id == handles[1].id
     assert json.loads(handles[0].info()["payload"])["args"] == [1]
+
+
+@pytest.mark.server
+def test_a_batch_of_new_executions_checks_their_existence_with_one_exists_for_the_whole_batch(
+        standalone_server, namespace):
+    import redis
+
+    from engine.client import Client
+    from tests.conftest import TEST_PARTITIONS
+
+    client = Client(standalone_server.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    raw = redis.Redis.from_url(standalone_server.url)
+
+    def exists_calls() -> int:
+        return int(raw.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+
+    try:
+        client.run(X.submit_many(client.keys, P, [spec()]))  # the library is loaded before counting
+        before = exists_calls()
+        replies = client.run(X.submit_many(client.keys, P, [spec() for _ in range(20)]))
+        assert all(r.created for r in replies)
+        assert exists_calls() - before == 2  # the slot probe, and one EXISTS of the twenty keys
+    finally:
+        client.close()
+        raw.close()

@@ -4,6 +4,7 @@ worker's stats, hints, promotions and dispatch (fakeredis with the real Lua libr
 from __future__ import annotations
 
 import logging
+import threading
 
 from engine import App
 from engine import executions as X
@@ -14,6 +15,7 @@ from engine.recorder import Handoff, Outcome, Recorder, WorkerStats
 from engine.router import Command
 from keys import new_id
 from tests.conftest import fake_client
+from tests.waiting import wait_until
 
 P = 4
 
@@ -265,3 +267,63 @@ def test_flow_steps_finished_together_are_recorded_in_one_call_that_starts_their
     assert slots.started == [("join", "default")]
     assert slots.free == 3  # the join holds one slot, the others came back
     assert recorder.stats.succeeded == 3 and follow.dispatched == []
+
+
+def count_rounds(client):
+    """The pipelined rounds the client sends from now on, each as its commands' names."""
+    rounds: list[list[str]] = []
+    execute_many = client.router.execute_many
+
+    def recorded(calls):
+        rounds.append([str(c.command()[0]) for c in calls])
+        return execute_many(calls)
+
+    client.router.execute_many = recorded
+    return rounds
+
+
+def test_a_hint_held_for_the_next_batch_goes_out_in_that_batchs_round(namespace):
+    client = fake_client(namespace)
+    recorder, _ = recorder_for(client)
+    claimed = leased(client)
+    rounds = count_rounds(client)
+    recorder.hint_soon([(P, "default")])
+    recorder.put(Outcome(claimed, "default", True, result="1"))
+    recorder.close()
+    recorder.run()
+    assert rounds == [["FCALL", "LPUSH", "LTRIM"]]  # the completion and the hint: one round
+    assert hinted(client, "default") == [P]
+    assert state(client, claimed.execution_id) == "succeeded"
+
+
+def test_a_held_hint_with_no_outcome_to_ride_goes_out_alone(namespace):
+    client = fake_client(namespace)
+    recorder, _ = recorder_for(client)
+    thread = threading.Thread(target=recorder.run)
+    thread.start()
+    try:
+        recorder.hint_soon([(P, "default")])
+        wait_until(lambda: hinted(client, "default") == [P], timeout_s=10)
+    finally:
+        recorder.close()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_worker_that_is_full_leaves_the_hint_for_work_its_claim_left_to_the_recorders_round(namespace):
+    client = fake_client(namespace)
+    app = App(client=client, namespace=namespace, partitions=client.keys.partitions)
+    app.task(name="t.task")(lambda: None)
+    from engine.worker import Worker
+    worker = Worker(app, concurrency=1, promote_interval_s=None)
+    for _ in range(2):
+        leased_spec = X.SubmitSpec(new_id("e", P), "t.task", "default", "{}")
+        client.run(X.submit(client.keys, leased_spec, P))
+    held: list[tuple[int, str]] = []
+    worker._recorder.hint_soon = held.extend  # type: ignore[method-assign]
+    worker._record_inline = True  # as start() sets it: the recorder thread sends held hints
+    worker._launch_many = lambda claimed, lane: None  # type: ignore[method-assign]
+    rounds = count_rounds(client)
+    worker._claim(P, "default")
+    assert held == [(P, "default")]  # one execution left, no free slot: hinted by the recorder
+    assert rounds == [["FCALL"]]  # the claim's own round carries nothing else, and none follows
