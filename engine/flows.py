@@ -88,6 +88,13 @@ def _check_options(step_id: str, lane: Any, priority: Any, retry: Any, deadline_
         raise ContractError(f"step {step_id!r}: {e}") from e
 
 
+# What flow_submit takes for a step option its spec leaves out (lua/40_flows.lua check_step,
+# create_step; EXEC_DEFAULTS for the retry policy, a unit test compares).
+STEP_SPEC_DEFAULTS: dict[str, Any] = {"priority": 0, "max_attempts": 3, "backoff_ms": 1000,
+                                      "backoff_max_ms": 300000, "deadline_in_ms": 0, "optional": False,
+                                      "policy": "all", "quorum": 0}
+
+
 class FlowBuilder:
     """Collects steps; ``submit()`` validates them and writes the flow."""
 
@@ -246,12 +253,19 @@ class FlowBuilder:
                                                      what=f"default of step {step.id!r} for {upstream!r}")])
             else:
                 edges.append([upstream, kind])
-        return {"step": step.id, "id": step.execution_id, "task": spec.task, "lane": spec.lane,
-                "payload": spec.payload, "priority": spec.priority, "max_attempts": spec.max_attempts,
-                "backoff_ms": spec.backoff_ms, "backoff_max_ms": spec.backoff_max_ms,
-                "deadline_in_ms": spec.deadline_in_ms, "optional": o["optional"],
-                "policy": o["policy"], "quorum": o["quorum"], "edges": edges,
-                **({"wait": self._placed_wait(o["wait"], partition)} if "wait" in o else {})}
+        encoded: dict[str, Any] = {"step": step.id, "id": step.execution_id, "task": spec.task,
+                                   "lane": spec.lane, "payload": spec.payload, "edges": edges}
+        # An option at its default is left out: flow_submit takes a missing one as the default
+        # (a shorter spec to encode, send and decode per step).
+        for name, value in (("priority", spec.priority), ("max_attempts", spec.max_attempts),
+                            ("backoff_ms", spec.backoff_ms), ("backoff_max_ms", spec.backoff_max_ms),
+                            ("deadline_in_ms", spec.deadline_in_ms), ("optional", o["optional"]),
+                            ("policy", o["policy"]), ("quorum", o["quorum"])):
+            if value != STEP_SPEC_DEFAULTS[name]:
+                encoded[name] = value
+        if "wait" in o:
+            encoded["wait"] = self._placed_wait(o["wait"], partition)
+        return encoded
 
     def _placed_wait(self, spec: dict[str, Any], partition: int) -> dict[str, Any]:
         """A wait spec for a flow in ``partition``: a wait whose correlation lives in another

@@ -213,12 +213,15 @@ local function check_step(s, index)
   if type(s.task) ~= 'string' or s.task == '' then raise('BAD_ARGS', where .. ': bad task') end
   if type(s.lane) ~= 'string' or s.lane == '' then raise('BAD_ARGS', where .. ': bad lane') end
   if type(s.payload) ~= 'string' then raise('BAD_ARGS', where .. ': bad payload') end
-  int_arg(s.priority, where .. ' priority', 0, 255)
-  int_arg(s.max_attempts, where .. ' max_attempts', 1, 1000)
-  int_arg(s.backoff_ms, where .. ' backoff_ms', 0, 1e10)
-  int_arg(s.backoff_max_ms, where .. ' backoff_max_ms', 0, 1e10)
-  int_arg(s.deadline_in_ms, where .. ' deadline_in_ms', 0, 1e13)
-  if not POLICIES[s.policy] then raise('BAD_ARGS', where .. ': unknown group policy ' .. tostring(s.policy)) end
+  -- (an option left out is at its default: EXEC_DEFAULTS, 0, no deadline, policy all)
+  if s.priority ~= nil then int_arg(s.priority, where .. ' priority', 0, 255) end
+  if s.max_attempts ~= nil then int_arg(s.max_attempts, where .. ' max_attempts', 1, 1000) end
+  if s.backoff_ms ~= nil then int_arg(s.backoff_ms, where .. ' backoff_ms', 0, 1e10) end
+  if s.backoff_max_ms ~= nil then int_arg(s.backoff_max_ms, where .. ' backoff_max_ms', 0, 1e10) end
+  if s.deadline_in_ms ~= nil then int_arg(s.deadline_in_ms, where .. ' deadline_in_ms', 0, 1e13) end
+  if s.policy ~= nil and not POLICIES[s.policy] then
+    raise('BAD_ARGS', where .. ': unknown group policy ' .. tostring(s.policy))
+  end
   if s.edge_counts ~= nil then
     if type(s.edge_counts) ~= 'table' then raise('BAD_ARGS', where .. ': edge_counts must be a list') end
     required = int_arg(s.edge_counts[1], where .. ' required edge count', required, 1e7)
@@ -351,7 +354,7 @@ end
 local function create_step(prefix, fid, s, steps_key, now, out, ids)
   local key = K.execution(prefix, s.id)
   local deadline = 0
-  if s.deadline_in_ms > 0 then deadline = now + s.deadline_in_ms end
+  if (s.deadline_in_ms or 0) > 0 then deadline = now + s.deadline_in_ms end
   local req_total, soft_total = 0, 0
   for _, edge in ipairs(s.edges) do
     if REQUIRED_EDGE[edge[2]] then req_total = req_total + 1 else soft_total = soft_total + 1 end

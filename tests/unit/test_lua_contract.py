@@ -319,3 +319,14 @@ def test_the_defaults_submit_leaves_unstored_are_the_same_in_lua_python_and_the_
     assert lua == {k: SUBMIT_DEFAULTS[k] for k in lua}
     spec = SubmitSpec("e", "t", "default", "null")
     assert {k: str(getattr(spec, k)) for k in lua} == lua
+
+
+def test_the_step_options_a_flow_spec_leaves_out_are_the_defaults_lua_and_submit_assume():
+    from engine.flows import STEP_SPEC_DEFAULTS
+    from engine.handle import STEP_DEFAULTS, SUBMIT_DEFAULTS
+
+    for name in ("priority", "max_attempts", "backoff_ms", "backoff_max_ms"):
+        assert str(STEP_SPEC_DEFAULTS[name]) == SUBMIT_DEFAULTS[name]
+    assert (STEP_SPEC_DEFAULTS["policy"], str(STEP_SPEC_DEFAULTS["quorum"])) == (
+        STEP_DEFAULTS["policy"], STEP_DEFAULTS["quorum"])
+    assert (STEP_SPEC_DEFAULTS["optional"], STEP_SPEC_DEFAULTS["deadline_in_ms"]) == (False, 0)
