@@ -147,3 +147,44 @@ def test_more_than_the_bound_is_a_contract_error_naming_it(app):
 
     with pytest.raises(ContractError, match="1..100 steps"):
         X.complete_steps(app.client.keys, 0, [("e", "1", "1")] * 101, 150, 0, 30_000, "w", ["default"])
+
+
+def test_steps_of_two_flows_in_one_partition_are_recorded_together_each_flow_on_its_own(app):
+    runs = []
+    for name in ("first", "second"):
+        flow = app.flow(name, correlate={"order": "same"})  # both in this correlation's partition
+        a = flow.step("a", "t.root")
+        flow.step("b", "t.join", a.ref())
+        runs.append(flow.submit())
+    assert runs[0].partition == runs[1].partition
+    first, second = runs
+    reply = app.client.run(X.claim(app.client.keys, first.partition, "default", 10, 30_000, "w"))
+    roots = sorted(reply.claimed, key=lambda c: c.execution_id != first.step_execution("a"))
+    items = [(c.execution_id, c.token, json.dumps(n)) for n, c in enumerate(roots, 1)]
+    replies = app.client.run(X.complete_steps(app.client.keys, first.partition, items, 150, 2, 30_000, "w2",
+                                              ["default"]))
+    children = {c.execution_id: dict(c.inputs) for c in replies[0].claimed}
+    assert children == {first.step_execution("b"): {"a": "1"}, second.step_execution("b"): {"a": "2"}}
+    for run in runs:
+        assert run.status()["counts"] == {"succeeded": 1, "leased": 1}
+    leased = [(c.execution_id, c.token, "0") for c in replies[0].claimed]
+    app.client.run(X.complete_steps(app.client.keys, first.partition, leased, 150, 0, 30_000, "w2", ["default"]))
+    assert [run.state().value for run in runs] == ["succeeded", "succeeded"]
+
+
+def test_a_paused_flow_holds_the_child_its_last_running_steps_made_ready(app):
+    flow = app.flow("paused")
+    a = flow.step("a", "t.root")
+    b = flow.step("b", "t.mid")
+    flow.step("c", "t.join", a.ref(), b.ref())
+    run = flow.submit()
+    claims = claim_all(app, run)
+    assert run.pause() == "pausing"  # a and b still run
+    replies = complete_many(app, run, [claims["a"], claims["b"]], room=1)
+    assert all(r.claimed == [] and r.ready == [] for r in replies)
+    assert run.state().value == "paused"
+    assert execution(app, run, "c", "state") == ["ready"]
+    ready = app.client.keys.ready(run.partition, "default")
+    assert run.step_execution("c") not in app.client.run(Command(("ZRANGE", ready, 0, -1), ready))
+    run.resume()
+    assert run.step_execution("c") in app.client.run(Command(("ZRANGE", ready, 0, -1), ready))
