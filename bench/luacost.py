@@ -17,6 +17,7 @@ use ``submit-claim-complete`` for the CPU time of a real run.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -62,7 +64,11 @@ def dump_total(path_prefix: str) -> int:
     raise click.ClickException(f"{newest} holds no instruction total")
 
 
-def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def _server(rev: str | None, port: int) -> Iterator[tuple[Any, Callable[[str], int]]]:
+    """A standalone server under callgrind with the library loaded: a client, and
+    ``measure(name)`` that dumps the counters and returns the instructions since the last zeroing
+    (``zero()`` is ``measure`` with no dump: the counters start again)."""
     import redis
 
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -85,6 +91,24 @@ def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
                     raise click.ClickException("the server under valgrind did not start") from None
                 time.sleep(0.2)
         r.function_load(library_source(rev), replace=True)
+
+        def measure(name: str) -> int:
+            """Dump the counters as ``name`` and return their total; zero them for what follows."""
+            subprocess.run(["callgrind_control", "-d", name, str(server.pid)], capture_output=True, check=True)
+            total = dump_total(prefix)
+            subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
+            return total
+
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
+        yield r, measure
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
+    with _server(rev, port) as (r, measure):
         ks = KeySpace("luacost", 16)
         ids = [new_id("e", 0) for _ in range(jobs)]
         claimed: list[tuple[str, str]] = []
@@ -116,11 +140,10 @@ def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
             pipe.execute()
 
         per_job: dict[str, float] = {}
+        measure("setup")
         for name, phase in zip(PHASES, (submit, claim, complete), strict=True):
-            subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
             phase()
-            subprocess.run(["callgrind_control", "-d", name, str(server.pid)], capture_output=True, check=True)
-            per_job[name] = dump_total(prefix) / jobs
+            per_job[name] = measure(name) / jobs
         if len(claimed) != jobs:
             raise click.ClickException(f"claimed {len(claimed)} of {jobs} executions")
         states = {r.hget(ks.execution(0, eid), "state") for eid in ids[:100]}
@@ -129,10 +152,90 @@ def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
         return {"scenario": "lua-cost", "jobs": jobs, "batch": batch, "rev": rev or "checkout",
                 "instructions_per_job": {k: round(v) for k, v in per_job.items()},
                 "total_per_job": round(sum(per_job.values()))}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+FANOUT_PHASES = ("submit", "resolve", "claim", "complete")
+CLAIM_BATCH, COMPLETE_BATCH = 16, 8  # as one worker at concurrency 16 claims and records a fan-out
+
+
+def _step_spec(step: str, edges: list[list[str]]) -> dict[str, Any]:
+    """A flow_submit step spec with every option written out (every revision's library reads it)."""
+    return {"step": step, "id": new_id("e", 0), "task": "step", "lane": "default", "payload": PAYLOAD,
+            "priority": 0, "max_attempts": 3, "backoff_ms": 1000, "backoff_max_ms": 300000,
+            "deadline_in_ms": 0, "optional": False, "policy": "all", "quorum": 0, "edges": edges}
+
+
+def _fanout(width: int, rev: str | None, port: int) -> dict[str, Any]:
+    """One flow root -> ``width`` steps -> join, driven through the functions as a worker drives
+    it: submitted in work-bounded calls, the root completed and its edges resolved by
+    ``flow_resolve``, the middle steps claimed 16 at a time and recorded 8 per
+    ``flow_complete_many`` (one ``flow_complete`` each where the library has no such function),
+    the join leased in the last of those replies and completed."""
+    from engine.flowbatches import plan_batches
+
+    specs = [_step_spec("root", [])]
+    specs += [_step_spec(f"m{i}", [["root", "ref"]]) for i in range(width)]
+    specs.append(_step_spec("join", [[f"m{i}", "ref"] for i in range(width)]))
+    ks = KeySpace("luacost", 16)
+    fid = new_id("f", 0)
+    lanes_args = (60_000, "luacost", "default")
+    with _server(rev, port) as (r, measure):
+        def claim(count: int) -> list[replies.Claimed]:
+            return replies.exec_claim(r.fcall("exec_claim", 1, ks.ready(0, "default"), count, 60_000,
+                                              "luacost")).claimed
+
+        def submit() -> None:
+            chunks = plan_batches(specs)
+            pipe = r.pipeline(transaction=False)
+            for chunk in chunks[:-1]:
+                pipe.fcall("flow_submit", 1, ks.flow(0, fid), fid, "fanout", "{}", json.dumps(chunk), 0, "")
+            pipe.execute()
+            left = r.fcall("flow_submit", 1, ks.flow(0, fid), fid, "fanout", "{}", json.dumps(chunks[-1]), 1, "")[4]
+            while left:
+                left = r.fcall("flow_seal", 1, ks.flow(0, fid), 200)[1]
+
+        def resolve() -> None:
+            (root,) = claim(1)
+            key = ks.execution(0, root.execution_id)
+            r.fcall("flow_complete", 1, key, root.token, "1", 150, 0, *lanes_args)
+            while not r.fcall("flow_resolve", 1, key, 150)[0]:
+                pass
+
+        claimed: list[replies.Claimed] = []
+
+        def claims() -> None:
+            while got := claim(CLAIM_BATCH):
+                claimed.extend(got)
+
+        def complete() -> None:
+            join: list[replies.Claimed] = []
+            for i in range(0, len(claimed), COMPLETE_BATCH):
+                chunk = claimed[i:i + COMPLETE_BATCH]
+                try:
+                    reply = r.fcall("flow_complete_many", 1, ks.leases(0), 150, 1, *lanes_args,
+                                    *(v for c in chunk for v in (c.execution_id, c.token, "2")))
+                    join += replies.flow_complete_many(reply)[0].claimed  # type: ignore[union-attr]
+                except Exception as e:  # noqa: BLE001 - a revision before flow_complete_many
+                    if "flow_complete_many" not in str(e) and "not found" not in str(e).lower():
+                        raise
+                    for c in chunk:
+                        join += replies.flow_complete(r.fcall(
+                            "flow_complete", 1, ks.execution(0, c.execution_id), c.token, "2", 150, 1,
+                            *lanes_args)).claimed
+            for c in join:
+                r.fcall("flow_complete", 1, ks.execution(0, c.execution_id), c.token, "3", 150, 0, *lanes_args)
+
+        measure("setup")
+        per_step: dict[str, float] = {}
+        for name, phase in zip(FANOUT_PHASES, (submit, resolve, claims, complete), strict=True):
+            phase()
+            per_step[name] = measure(name) / (width + 2)
+        state = r.hget(ks.flow(0, fid), "state")
+        if len(claimed) != width or state != "succeeded":
+            raise click.ClickException(f"claimed {len(claimed)} of {width} middle steps; the flow is {state}")
+    return {"scenario": "lua-cost", "flow": "fanout", "width": width, "rev": rev or "checkout",
+            "instructions_per_step": {k: round(v) for k, v in per_step.items()},
+            "total_per_step": round(sum(per_step.values()))}
 
 
 @click.command("lua-cost")
@@ -142,10 +245,25 @@ def _run(jobs: int, batch: int, rev: str | None, port: int) -> dict[str, Any]:
 @click.option("--rev", multiple=True, help="Git revisions to measure (each its own server); default: "
                                            "this checkout's library.")
 @click.option("--port", type=int, default=23990, show_default=True)
+@click.option("--flow", type=click.Choice(["fanout"]), default=None,
+              help="Instead of no-op jobs: one flow root -> --width steps -> join, per step in submit, "
+                   "resolve, claim and complete.")
+@click.option("--width", type=click.IntRange(2, 9_000), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per revision.")
-def lua_cost(jobs: int, batch: int, rev: tuple[str, ...], port: int, as_json: bool) -> None:
-    """Server instructions per no-op job in submit, claim and complete (callgrind; needs valgrind)."""
+def lua_cost(jobs: int, batch: int, rev: tuple[str, ...], port: int, flow: str | None, width: int,
+             as_json: bool) -> None:
+    """Server instructions per no-op job in submit, claim and complete, or per step of a fan-out
+    flow (callgrind; needs valgrind)."""
     for one in rev or (None,):
+        if flow:
+            result = _fanout(width, one, port)
+            if as_json:
+                click.echo(json.dumps(result))
+                continue
+            phases = "  ".join(f"{k} {v:,}" for k, v in result["instructions_per_step"].items())
+            click.echo(f"{result['rev']}: {phases}  total {result['total_per_step']:,} instructions per step "
+                       f"(1 -> {width} -> 1)")
+            continue
         result = _run(jobs, batch, one, port)
         if as_json:
             click.echo(json.dumps(result))

@@ -42,3 +42,15 @@ def test_a_run_counts_every_phase_of_executions_that_all_succeed():
     counts = json.loads(result.output)["instructions_per_job"]
     assert set(counts) == {"submit", "claim", "complete"}
     assert all(v > 10_000 for v in counts.values())  # a job cannot cost less than its commands
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_a_fan_out_run_counts_every_phase_of_a_flow_that_succeeds():
+    result = CliRunner().invoke(bench, ["lua-cost", "--flow", "fanout", "--width", "20", "--json",
+                                        "--port", "23988"])
+    assert result.exit_code == 0, result.output  # (a flow that did not succeed is an error)
+    import json
+
+    counts = json.loads(result.output)["instructions_per_step"]
+    assert set(counts) == {"submit", "resolve", "claim", "complete"}
+    assert all(v > 10_000 for v in counts.values())
