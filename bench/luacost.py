@@ -238,6 +238,50 @@ def _fanout(width: int, rev: str | None, port: int) -> dict[str, Any]:
             "total_per_step": round(sum(per_step.values()))}
 
 
+def _chain(flows: int, rev: str | None, port: int) -> dict[str, Any]:
+    """``flows`` 10-step chains driven as a worker with a handoff drives them: submitted one call
+    each, each root claimed, then every step recorded with ``flow_complete``, which leases the
+    next step to the caller in its reply."""
+    steps = 10
+    ks = KeySpace("luacost", 16)
+    chains = []
+    for _ in range(flows):
+        specs = [_step_spec("s0", [])] + [_step_spec(f"s{i}", [[f"s{i - 1}", "ref"]]) for i in range(1, steps)]
+        chains.append((new_id("f", 0), specs))
+    lanes_args = (60_000, "luacost", "default")
+    with _server(rev, port) as (r, measure):
+        def submit() -> None:
+            for fid, specs in chains:
+                r.fcall("flow_submit", 1, ks.flow(0, fid), fid, "chain", "{}", json.dumps(specs), 1, "")
+
+        roots: list[replies.Claimed] = []
+
+        def claim() -> None:
+            while got := replies.exec_claim(r.fcall("exec_claim", 1, ks.ready(0, "default"), 50, 60_000,
+                                                    "luacost")).claimed:
+                roots.extend(got)
+
+        def record() -> None:
+            for root in roots:
+                step: replies.Claimed | None = root
+                while step is not None:
+                    reply = replies.flow_complete(r.fcall("flow_complete", 1, ks.execution(0, step.execution_id),
+                                                          step.token, "1", 150, 1, *lanes_args))
+                    step = reply.claimed[0] if reply.claimed else None
+
+        measure("setup")
+        per_step: dict[str, float] = {}
+        for name, phase in zip(("submit", "claim", "complete"), (submit, claim, record), strict=True):
+            phase()
+            per_step[name] = measure(name) / (flows * steps)
+        states = {r.hget(ks.flow(0, fid), "state") for fid, _ in chains}
+        if len(roots) != flows or states != {"succeeded"}:
+            raise click.ClickException(f"claimed {len(roots)} of {flows} roots; the flows are {sorted(states)}")
+    return {"scenario": "lua-cost", "flow": "chain", "flows": flows, "rev": rev or "checkout",
+            "instructions_per_step": {k: round(v) for k, v in per_step.items()},
+            "total_per_step": round(sum(per_step.values()))}
+
+
 @click.command("lua-cost")
 @click.option("--jobs", type=click.IntRange(10, 100_000), default=2000, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 100), default=50, show_default=True,
@@ -245,9 +289,10 @@ def _fanout(width: int, rev: str | None, port: int) -> dict[str, Any]:
 @click.option("--rev", multiple=True, help="Git revisions to measure (each its own server); default: "
                                            "this checkout's library.")
 @click.option("--port", type=int, default=23990, show_default=True)
-@click.option("--flow", type=click.Choice(["fanout"]), default=None,
+@click.option("--flow", type=click.Choice(["fanout", "chain"]), default=None,
               help="Instead of no-op jobs: one flow root -> --width steps -> join, per step in submit, "
-                   "resolve, claim and complete.")
+                   "resolve, claim and complete; or 100 10-step chains, per step in submit, the roots' "
+                   "claim, and complete (each step's flow_complete leasing the next).")
 @click.option("--width", type=click.IntRange(2, 9_000), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per revision.")
 def lua_cost(jobs: int, batch: int, rev: tuple[str, ...], port: int, flow: str | None, width: int,
@@ -256,13 +301,14 @@ def lua_cost(jobs: int, batch: int, rev: tuple[str, ...], port: int, flow: str |
     flow (callgrind; needs valgrind)."""
     for one in rev or (None,):
         if flow:
-            result = _fanout(width, one, port)
+            result = _fanout(width, one, port) if flow == "fanout" else _chain(100, one, port)
             if as_json:
                 click.echo(json.dumps(result))
                 continue
+            shape = f"1 -> {width} -> 1" if flow == "fanout" else "100 10-step chains"
             phases = "  ".join(f"{k} {v:,}" for k, v in result["instructions_per_step"].items())
             click.echo(f"{result['rev']}: {phases}  total {result['total_per_step']:,} instructions per step "
-                       f"(1 -> {width} -> 1)")
+                       f"({shape})")
             continue
         result = _run(jobs, batch, one, port)
         if as_json:

@@ -54,3 +54,14 @@ def test_a_fan_out_run_counts_every_phase_of_a_flow_that_succeeds():
     counts = json.loads(result.output)["instructions_per_step"]
     assert set(counts) == {"submit", "resolve", "claim", "complete"}
     assert all(v > 10_000 for v in counts.values())
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_a_chain_run_counts_every_phase_of_chains_that_all_succeed():
+    result = CliRunner().invoke(bench, ["lua-cost", "--flow", "chain", "--json", "--port", "23987"])
+    assert result.exit_code == 0, result.output  # (a chain that did not succeed is an error)
+    import json
+
+    counts = json.loads(result.output)["instructions_per_step"]
+    assert set(counts) == {"submit", "claim", "complete"}
+    assert counts["complete"] > counts["claim"]  # a step's record also resolves and leases the next
