@@ -130,12 +130,14 @@ local function int_arg(value, name, min, max)
   return n
 end
 
--- How many items of `width` ARGV each `args` holds, 1..max; BAD_ARGS otherwise
--- (`what` names an item in the message: "executions of 10 values").
-local function batch_count(args, width, max, what)
-  local n = #args / width
+-- How many items of `width` ARGV each `args` holds after its first `skip` (0 when
+-- nil), 1..max; BAD_ARGS otherwise (`what` names an item in the message:
+-- "executions of 10 values").
+local function batch_count(args, width, max, what, skip)
+  local values = #args - (skip or 0)
+  local n = values / width
   if n < 1 or n ~= math.floor(n) or n > max then
-    raise('BAD_ARGS', 'expected 1..' .. max .. ' ' .. what .. ', got ' .. #args .. ' values')
+    raise('BAD_ARGS', 'expected 1..' .. max .. ' ' .. what .. ', got ' .. values .. ' values')
   end
   return n
 end

@@ -263,6 +263,34 @@ local function completable(prefix, id, token)
   return f
 end
 
+-- The n (id, token, result) triples of `args` from position `first`, checked as
+-- exec_complete would, read-only (exec_complete_many, flow_complete_many). Returns
+-- the reply's flat triples with each refused execution's ("CODE detail", -1, 0) and
+-- each repeat's ('succeeded', 0, 0, also one earlier in this call) filled in, and
+-- a flat list of (j, fields) for the others: their reply starts at out[j], their
+-- result is args[first + j + 1], and out[j + 2] is left for the caller.
+local function completable_items(prefix, args, first, n)
+  local out, todo, seen = {}, {}, {}
+  for i = 1, n do
+    local a, j = first + 3 * (i - 1), 3 * i - 2
+    local id = str_arg(args[a], 'id', 64)
+    local token = str_arg(args[a + 1], 'token', 32)
+    local ok, f = pcall(completable, prefix, id, token)
+    if not ok then
+      if type(f) ~= 'table' or not f.fs then error(f) end
+      out[j] = f.fs; out[j + 1] = -1; out[j + 2] = 0
+    elseif f.state == 'succeeded' or seen[id] then
+      out[j] = 'succeeded'; out[j + 1] = 0; out[j + 2] = 0
+    else
+      seen[id] = 1
+      out[j] = 'succeeded'; out[j + 1] = 1
+      todo[#todo + 1] = j
+      todo[#todo + 1] = f
+    end
+  end
+  return out, todo
+end
+
 --[[ exec_complete_many: record the success of several executions of one partition
   in one call, each as exec_complete would; one that exec_complete would refuse is
   refused alone (its error in its place of the reply) and the others are recorded.
@@ -280,25 +308,7 @@ end
 local function exec_complete_many(keys, args)
   local n = batch_count(args, 3, COMPLETE_MANY_MAX, '(id, token, result) triples')
   local prefix = prefix_of(keys[1])
-  local out, todo, seen = {}, {}, {}
-  for i = 1, n do
-    local id = str_arg(args[3 * i - 2], 'id', 64)
-    local token = str_arg(args[3 * i - 1], 'token', 32)
-    local ok, f = pcall(completable, prefix, id, token)
-    local j = 3 * i - 2
-    if not ok then
-      if type(f) ~= 'table' or not f.fs then error(f) end
-      out[j] = f.fs; out[j + 1] = -1; out[j + 2] = 0
-    elseif f.state == 'succeeded' or seen[id] then
-      -- a repeat (in an earlier call, or earlier in this one)
-      out[j] = 'succeeded'; out[j + 1] = 0; out[j + 2] = 0
-    else
-      seen[id] = 1
-      out[j] = 'succeeded'; out[j + 1] = 1
-      todo[#todo + 1] = j
-      todo[#todo + 1] = f
-    end
-  end
+  local out, todo = completable_items(prefix, args, 1, n)
   if #todo == 0 then return out end
   local now = now_ms()
   local ended = {}

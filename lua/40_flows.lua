@@ -771,29 +771,16 @@ register('flow_complete', flow_complete)
   Errors: BAD_ARGS ]]
 register('flow_complete_many', function(keys, args)
   local c = step_claim_args(args, 1)
-  local items = {}
-  for i = 6, #args do items[i - 5] = args[i] end
-  local n = batch_count(items, 3, COMPLETE_MANY_MAX, '(id, token, result) triples')
+  local n = batch_count(args, 3, COMPLETE_MANY_MAX, '(id, token, result) triples', 5)
   local prefix = prefix_of(keys[1])
-  local triples, steps, places, seen = {}, {}, {}, {}
-  for i = 1, n do
-    local id = str_arg(items[3 * i - 2], 'id', 64)
-    local token = str_arg(items[3 * i - 1], 'token', 32)
-    local ok, f = pcall(completable, prefix, id, token)
-    local j = 3 * i - 2
-    if not ok then
-      if type(f) ~= 'table' or not f.fs then error(f) end
-      triples[j] = f.fs; triples[j + 1] = -1; triples[j + 2] = 0
-    elseif f.state == 'succeeded' or seen[id] then
-      triples[j] = 'succeeded'; triples[j + 1] = 0; triples[j + 2] = 0
-    else
-      seen[id] = 1
-      triples[j] = 'succeeded'; triples[j + 1] = 1
-      steps[#steps + 1] = {f = f, result = items[j + 2]}
-      places[#places + 1] = j
-    end
+  local triples, todo = completable_items(prefix, args, 6, n)
+  if #todo == 0 then return {triples, {}, {}, {}, {}, 0} end
+  local steps, places = {}, {}
+  for k = 1, #todo, 2 do
+    local j = todo[k]
+    steps[#steps + 1] = {f = todo[k + 1], result = args[j + 7]}
+    places[#places + 1] = j
   end
-  if #steps == 0 then return {triples, {}, {}, {}, {}, 0} end
   local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
   for k, j in ipairs(places) do triples[j + 2] = dispatch[k] end
   return {triples, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}

@@ -84,9 +84,9 @@ def test_work_continues_while_a_slot_migrates_between_nodes(cluster, namespace, 
 
 def test_a_worker_killed_mid_fan_out_leaves_a_flow_another_worker_finishes_exactly(
         server_url, namespace, make_app, spawn_worker):
-    """Middle steps finish together (several recorded in one flow_complete_many) while the
-    worker that runs them is killed: the others' leases expire, another worker runs them,
-    and the join receives every middle's result once."""
+    """Middle steps finish together (the recorder may take several in one flow_complete_many)
+    while the worker that runs them is killed: the leases it held expire, another worker runs
+    those steps again, and the join receives every middle's result once."""
     app = make_app(server_url, namespace)
     first = spawn_worker(server_url, namespace, lease_ms=800, concurrency=8)
     flow = app.flow("fan-crash")
