@@ -175,6 +175,20 @@ local function rcall_sliced(cmd, key, values)
   return last
 end
 
+-- Append `a` (and `b` when given) to the list groups[key], made when `key` is new
+-- and then also listed in `groups`' array part: the keys in the order first seen,
+-- for a caller that writes each group once (one command per key, not per value).
+local function group_add(groups, key, a, b)
+  local list = groups[key]
+  if not list then
+    list = {}
+    groups[key] = list
+    groups[#groups + 1] = key
+  end
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
+end
+
 -- HGETALL reply -> table
 local function hash_table(flat)
   local t = {}

@@ -238,14 +238,7 @@ local function enqueue_ready(prefix, e, now, batch)
     end
   end
   if batch then
-    local scored = batch[e.lane]
-    if not scored then
-      scored = {}
-      batch[e.lane] = scored
-      batch[#batch + 1] = e.lane
-    end
-    scored[#scored + 1] = score
-    scored[#scored + 1] = e.id
+    group_add(batch, e.lane, score, e.id)
     return true
   end
   rcall('ZADD', K.ready(prefix, e.lane), score, e.id)

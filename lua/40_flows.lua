@@ -299,13 +299,7 @@ local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
       resolve_edges(prefix, {hash_table(rcall('HGETALL', K.execution(prefix, up_id)))}, id, now, out, false)
       resolved = resolved + 1
     else
-      local children = ids.pushes[up_id]  -- pushed on out:<up> once per call (flush_pushes)
-      if not children then
-        children = {}
-        ids.pushes[up_id] = children
-        ids.pushes[#ids.pushes + 1] = up_id
-      end
-      children[#children + 1] = id
+      group_add(ids.pushes, up_id, id)  -- pushed on out:<up> once per call (flush_pushes)
       pending = pending + 1
     end
   end
@@ -648,7 +642,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
     children_of[i] = children
   end
   local dispatch, ended = {}, {}
-  local feeds, order = {}, {}  -- child id -> the steps resolving an edge into it; children in order
+  local feeds = {}  -- child id -> the steps resolving an edge into it, the children in order (group_add)
   for i, s in ipairs(steps) do
     local f, children = s.f, children_of[i]
     local inline = #children > 0
@@ -662,15 +656,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
     dispatch[i] = finish(prefix, f, now, true, inline, ended)
     if inline then dispatch[i] = 0 end  -- resolved below, not by the dispatcher
     f.result = s.result
-    for _, child in ipairs(children) do
-      local ups = feeds[child]
-      if not ups then
-        ups = {}
-        feeds[child] = ups
-        order[#order + 1] = child
-      end
-      ups[#ups + 1] = f
-    end
+    for _, child in ipairs(children) do group_add(feeds, child, f) end
   end
   local out = {ready = {}, skipped = {}, fstates = fstates}
   local claimed, claimed_lanes, lease_args = {}, {}, {}
@@ -700,7 +686,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
     end
   end
   out.ready_z = {}  -- the children made ready and not leased, added to their ready sets at once
-  for _, child in ipairs(order) do resolve_edges(prefix, feeds[child], child, now, out, true) end
+  for _, child in ipairs(feeds) do resolve_edges(prefix, feeds[child], child, now, out, true) end
   flush_ready(prefix, out.ready_z)
   end_leases(prefix, leases_key, ended, now)
   if #lease_args > 0 then rcall('ZADD', leases_key, unpack(lease_args)) end
