@@ -161,18 +161,6 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
   if e.counts then rcall('HSET', K.execution(prefix, child_id), unpack(e.counts)) end
 end
 
-local function check_edges(s, where)
-  if type(s.edges) ~= 'table' then raise('BAD_ARGS', where .. ': edges must be a list') end
-  local required = 0
-  for _, edge in ipairs(s.edges) do
-    if type(edge) ~= 'table' or type(edge[1]) ~= 'string' or not EDGE_KINDS[edge[2]] then
-      raise('BAD_ARGS', where .. ': malformed edge')
-    end
-    if REQUIRED_EDGE[edge[2]] then required = required + 1 end
-  end
-  return required
-end
-
 local ON_TIMEOUT = {expire = 1, fail = 1}
 
 -- A wait step's spec: {event, key (names its waits set and buffer: 22 base64url
@@ -202,37 +190,63 @@ end
 -- step created earlier in the same unsealed submit (a step with more edges
 -- than one call may carry). A new step whose edges continue in later calls
 -- says how many it will have in all: edge_counts = {required, soft}.
-local function check_step(s, index)
-  local where = 'step #' .. index
-  if type(s) ~= 'table' then raise('BAD_ARGS', where .. ' is not an object') end
-  if type(s.step) ~= 'string' or s.step == '' or #s.step > 200 then raise('BAD_ARGS', where .. ': bad step id') end
-  where = 'step ' .. s.step
-  local required = check_edges(s, where)
-  if s.append then return end
-  if type(s.id) ~= 'string' or #s.id > 64 then raise('BAD_ARGS', where .. ': bad execution id') end
-  if type(s.task) ~= 'string' or s.task == '' then raise('BAD_ARGS', where .. ': bad task') end
-  if type(s.lane) ~= 'string' or s.lane == '' then raise('BAD_ARGS', where .. ': bad lane') end
-  if type(s.payload) ~= 'string' then raise('BAD_ARGS', where .. ': bad payload') end
-  -- (an option left out is at its default: EXEC_DEFAULTS, 0, no deadline, policy all)
-  if s.priority ~= nil then int_arg(s.priority, where .. ' priority', 0, 255) end
-  if s.max_attempts ~= nil then int_arg(s.max_attempts, where .. ' max_attempts', 1, 1000) end
-  if s.backoff_ms ~= nil then int_arg(s.backoff_ms, where .. ' backoff_ms', 0, 1e10) end
-  if s.backoff_max_ms ~= nil then int_arg(s.backoff_max_ms, where .. ' backoff_max_ms', 0, 1e10) end
-  if s.deadline_in_ms ~= nil then int_arg(s.deadline_in_ms, where .. ' deadline_in_ms', 0, 1e13) end
-  if s.policy ~= nil and not POLICIES[s.policy] then
-    raise('BAD_ARGS', where .. ': unknown group policy ' .. tostring(s.policy))
+-- A refusal's message is built only when it is raised: a concatenation per
+-- checked field cost more than all the checks.
+local check_step
+do
+  local function refuse(s, text) raise('BAD_ARGS', 'step ' .. s.step .. text) end
+
+  -- The integer option `name` of `s` in min..max (nil when left out).
+  local function option(s, name, min, max)
+    local v = s[name]
+    if v == nil then return nil end
+    local n = int_of(v)
+    if n == nil or n < min or n > max then int_arg(v, 'step ' .. s.step .. ' ' .. name, min, max) end
+    return n
   end
-  if s.edge_counts ~= nil then
-    if type(s.edge_counts) ~= 'table' then raise('BAD_ARGS', where .. ': edge_counts must be a list') end
-    required = int_arg(s.edge_counts[1], where .. ' required edge count', required, 1e7)
-    int_arg(s.edge_counts[2], where .. ' soft edge count', #s.edges - required, 1e7)
+
+  local function check_edges(s)
+    if type(s.edges) ~= 'table' then refuse(s, ': edges must be a list') end
+    local required = 0
+    for _, edge in ipairs(s.edges) do
+      if type(edge) ~= 'table' or type(edge[1]) ~= 'string' or not EDGE_KINDS[edge[2]] then
+        refuse(s, ': malformed edge')
+      end
+      if REQUIRED_EDGE[edge[2]] then required = required + 1 end
+    end
+    return required
   end
-  if s.wait ~= nil then check_wait(s.wait, where) end
-  if s.policy == 'quorum' then
-    int_arg(s.quorum, where .. ' quorum', 1, 1e7)
-    if s.quorum > required then
-      raise('BAD_ARGS', where .. ': quorum ' .. s.quorum .. ' exceeds its ' .. required ..
-        ' required dependencies')
+
+  check_step = function(s, index)
+    if type(s) ~= 'table' then raise('BAD_ARGS', 'step #' .. index .. ' is not an object') end
+    if type(s.step) ~= 'string' or s.step == '' or #s.step > 200 then
+      raise('BAD_ARGS', 'step #' .. index .. ': bad step id')
+    end
+    local required = check_edges(s)
+    if s.append then return end
+    if type(s.id) ~= 'string' or #s.id > 64 then refuse(s, ': bad execution id') end
+    if type(s.task) ~= 'string' or s.task == '' then refuse(s, ': bad task') end
+    if type(s.lane) ~= 'string' or s.lane == '' then refuse(s, ': bad lane') end
+    if type(s.payload) ~= 'string' then refuse(s, ': bad payload') end
+    -- (an option left out is at its default: EXEC_DEFAULTS, 0, no deadline, policy all)
+    option(s, 'priority', 0, 255)
+    option(s, 'max_attempts', 1, 1000)
+    option(s, 'backoff_ms', 0, 1e10)
+    option(s, 'backoff_max_ms', 0, 1e10)
+    option(s, 'deadline_in_ms', 0, 1e13)
+    if s.policy ~= nil and not POLICIES[s.policy] then refuse(s, ': unknown group policy ' .. tostring(s.policy)) end
+    if s.edge_counts ~= nil then
+      if type(s.edge_counts) ~= 'table' then refuse(s, ': edge_counts must be a list') end
+      local where = 'step ' .. s.step
+      required = int_arg(s.edge_counts[1], where .. ' required edge count', required, 1e7)
+      int_arg(s.edge_counts[2], where .. ' soft edge count', #s.edges - required, 1e7)
+    end
+    if s.wait ~= nil then check_wait(s.wait, 'step ' .. s.step) end
+    if s.policy == 'quorum' then
+      int_arg(s.quorum, 'step ' .. s.step .. ' quorum', 1, 1e7)
+      if s.quorum > required then
+        refuse(s, ': quorum ' .. s.quorum .. ' exceeds its ' .. required .. ' required dependencies')
+      end
     end
   end
 end

@@ -85,6 +85,45 @@ def test_the_lua_library_refuses_a_quorum_larger_than_the_required_edges_and_wri
     assert snapshot(app.client) == before
 
 
+_BAD_SPECS = [
+    ({"priority": 256}, "step j priority must be an integer in 0..255, got 256"),
+    ({"max_attempts": 0}, "step j max_attempts must be an integer in 1..1000, got 0"),
+    ({"deadline_in_ms": -1}, "step j deadline_in_ms must be an integer in 0..10000000000000, got -1"),
+    ({"edges": 5}, "step j: edges must be a list"),
+    ({"edges": [["p"]]}, "step j: malformed edge"),
+    ({"id": 5}, "step j: bad execution id"),
+    ({"task": ""}, "step j: bad task"),
+    ({"lane": 7}, "step j: bad lane"),
+    ({"payload": None}, "step j: bad payload"),
+    ({"policy": "most"}, "step j: unknown group policy most"),
+    ({"edge_counts": [0, 0]}, "step j required edge count must be an integer in 1..10000000, got 0"),
+    ({"step": ""}, "step #2: bad step id"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), _BAD_SPECS)
+def test_a_malformed_step_spec_is_refused_naming_the_step_and_writes_nothing(app, change, message):
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    parent = {"step": "p", "id": f"e_{0:04x}_1700000000000aaaaaa", "task": "t.a", "lane": "default",
+              "payload": "{}", "edges": []}
+    child = {"step": "j", "id": f"e_{0:04x}_1700000000000bbbbbb", "task": "t.b", "lane": "default",
+             "payload": "{}", "edges": [["p", "ref"]], **change}
+    before = snapshot(app.client)
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "bad", "{}", json.dumps([parent, child]), 1, ""))
+    with pytest.raises(BadArguments, match=message):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+
+
+def test_a_step_spec_that_is_not_an_object_is_refused_by_its_position(app):
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "bad", "{}", json.dumps([5]), 1, ""))
+    with pytest.raises(BadArguments, match="step #1 is not an object"):
+        app.client.run(call)
+
+
 def test_a_transition_outside_the_table_is_refused_as_a_bug(app):
     """move() checks the table: a corrupted state can never be moved on silently."""
     handle = app.submit("t.a", deadline_s=60)
