@@ -163,8 +163,8 @@ local function exec_submit_many(keys, args)
       else
         delayed[#delayed + 1] = now + delay_ms; delayed[#delayed + 1] = id
       end
-      move(prefix, {id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane, args[base + 4] or '',
-        priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+      move(prefix, {key = key, id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane,
+        args[base + 4] or '', priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
       made[id] = 1
       out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end

@@ -27,7 +27,7 @@ local function complete_fields(key)
   local v = rcall('HMGET', key, 'id', 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms',
     'slice', 'watched')
   -- (`or nil`: a missing field comes back false; readers test for nil)
-  return {id = v[1] or nil, state = v[2] or nil, epoch = v[3] or nil, lane = v[4] or nil, flow = v[5] or nil,
+  return {key = key, id = v[1] or nil, state = v[2] or nil, epoch = v[3] or nil, lane = v[4] or nil, flow = v[5] or nil,
     step = v[6] or nil, optional = v[7] or nil, deadline_ms = v[8] or nil, slice = v[9] or nil,
     watched = v[10] or nil}
 end
@@ -91,7 +91,7 @@ local function claim_fields(key, id)
   local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'priority',
     'task', 'payload', 'attempts', 'deadline_ms', 'slice')
   -- (`or nil`: a missing field comes back false; readers test for nil)
-  return {id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
+  return {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
     step = v[5] or nil, optional = v[6] or nil, priority = v[7] or nil, task = v[8] or nil,
     payload = v[9] or nil, attempts = v[10] or nil, deadline_ms = v[11] or nil, slice = v[12] or nil}
 end

@@ -30,7 +30,7 @@ local function gate_fields(prefix, id)
   local v = rcall('HMGET', key, 'state', 'lane', 'flow', 'step', 'optional', 'priority', 'req_total',
     'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event')
   -- (`or nil`: a missing field comes back false; readers test for nil)
-  local e = {id = v[1] and id or nil, state = v[1] or nil, lane = v[2] or nil, flow = v[3] or nil,
+  local e = {key = key, id = v[1] and id or nil, state = v[1] or nil, lane = v[2] or nil, flow = v[3] or nil,
     step = v[4] or nil, optional = v[5] or nil, priority = v[6] or nil, req_total = v[7] or nil,
     req_ok = v[8] or nil, req_bad = v[9] or nil, soft_total = v[10] or nil, soft_done = v[11] or nil,
     policy = v[12] or nil, quorum = v[13] or nil, wait_event = v[14] or nil}
@@ -158,7 +158,7 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
   if settle_child then
     settle(prefix, e, now, out, why or ('upstream ' .. ups[n].step .. ' ' .. ups[n].state))
   end
-  if e.counts then rcall('HSET', K.execution(prefix, child_id), unpack(e.counts)) end
+  if e.counts then rcall('HSET', e.key, unpack(e.counts)) end
 end
 
 local ON_TIMEOUT = {expire = 1, fail = 1}
@@ -389,7 +389,7 @@ local function create_step(prefix, fid, s, steps_key, now, out, ids)
     put_unless(fields, 'policy', s.policy, 'all')
     put_unless(fields, 'quorum', s.quorum or 0, 0)
   end
-  move(prefix, {id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
+  move(prefix, {key = key, id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
   local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, ids, true)
   return pending > 0 and resolved == 0 and s.edge_counts == nil
@@ -678,7 +678,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
   if c.claim_count > 0 then
     out.lease = function(e)
       if #claimed >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then return false end
-      local more = hash_fields(K.execution(prefix, e.id), {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
+      local more = hash_fields(e.key, {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
       local deadline = tonumber(more.deadline_ms or 0)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
       for name, value in pairs(more) do e[name] = value end
