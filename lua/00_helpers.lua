@@ -227,7 +227,9 @@ end
 local EVENT_RECORDS_PER_ENTRY = 200  -- a record is at most 10 values: unpack() stays small
 local COUNTS_HELD = 16  -- distinct counters summed per call; further ones are written at once
 local ev_key, ev_flat, ev_n, ev_records = nil, {}, 0, 0
-local c_keys, c_fields, c_deltas, c_n = {}, {}, {}, 0
+-- c_slot[key][field]: the counter's index in c_keys/c_fields/c_deltas (the
+-- per-key tables are dropped at the flush: a call touches one or two keys).
+local c_keys, c_fields, c_deltas, c_n, c_slot = {}, {}, {}, 0, {}
 
 local function flush_events()
   local key, n = ev_key, ev_n
@@ -271,11 +273,11 @@ end
 
 -- Add `delta` to `field` of the counters hash `key`, written at the call's end.
 local function note_count(key, field, delta)
-  for i = 1, c_n do
-    if c_fields[i] == field and c_keys[i] == key then
-      c_deltas[i] = c_deltas[i] + delta
-      return
-    end
+  local slots = c_slot[key]
+  local i = slots and slots[field]
+  if i then
+    c_deltas[i] = c_deltas[i] + delta
+    return
   end
   if c_n >= COUNTS_HELD then
     rcall('HINCRBY', key, field, delta)
@@ -283,19 +285,25 @@ local function note_count(key, field, delta)
   end
   c_n = c_n + 1
   c_keys[c_n], c_fields[c_n], c_deltas[c_n] = key, field, delta
+  if not slots then
+    slots = {}
+    c_slot[key] = slots
+  end
+  slots[field] = c_n
 end
 
 -- What this call has added to `field` of `key` and not yet written.
 local function noted_count(key, field)
-  for i = 1, c_n do
-    if c_fields[i] == field and c_keys[i] == key then return c_deltas[i] end
-  end
+  local slots = c_slot[key]
+  local i = slots and slots[field]
+  if i then return c_deltas[i] end
   return 0
 end
 
 local function flush_pending()
   local n = c_n
   c_n = 0  -- taken first: a write that fails here leaves nothing for the next call
+  for i = 1, n do c_slot[c_keys[i]] = nil end
   flush_events()
   for i = 1, n do
     if c_deltas[i] ~= 0 then rcall('HINCRBY', c_keys[i], c_fields[i], c_deltas[i]) end
