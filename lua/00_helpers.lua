@@ -175,6 +175,30 @@ local function rcall_sliced(cmd, key, values)
   return last
 end
 
+-- Hashes that grow large: a flow's steps (f:F:steps) in a batched submit, and the
+-- edges (in:E) and inputs (inp:E) of a step with more than WIDE_ENTRIES edges.
+-- The server keeps a hash of up to hash-max-listpack-entries entries (512 by
+-- default) as a listpack, which every lookup and every insert walks from its
+-- start: filling one entry by entry costs comparisons growing with the square of
+-- its size (a fifth of the server's work in a 1 -> 1,000 -> 1 flow's submit).
+-- hset_wide writes the flat field/value list `values` into the hash at `key`
+-- with one field longer than hash-max-listpack-value (64 bytes by default) first,
+-- which turns the hash into a hash table for good, and deletes that field at once:
+-- the hash holds the same fields, only its encoding differs (a server configured
+-- with longer listpack values keeps a listpack, as before). The field is longer
+-- than any step id (200 bytes at most), so it never names an entry.
+local WIDE_ENTRIES = 512
+local hset_wide
+do
+  local wide_field = nil  -- (string.rep cannot run at FUNCTION LOAD)
+  hset_wide = function(key, values)
+    wide_field = wide_field or string.rep('~', 256)
+    rcall('HSET', key, wide_field, 1)
+    rcall_sliced('HSET', key, values)
+    rcall('HDEL', key, wide_field)
+  end
+end
+
 -- Append `a` (and `b` when given) to the list groups[key], made when `key` is new
 -- and then also listed in `groups`' array part: the keys in the order first seen,
 -- for a caller that writes each group once (one command per key, not per value).

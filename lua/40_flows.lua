@@ -18,8 +18,6 @@
 ]]
 
 local REQUIRED_EDGE = {ref = 1, after = 1}
-local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
-local POLICIES = {all = 1, any = 1, quorum = 1}
 local WAIT_FIELDS = {'wait_key', 'timeout_ms', 'wait_home', 'wait_here', 'wait_gen'}
 
 -- What settling, starting a wait and canceling read of a step (nil fields absent); a
@@ -137,9 +135,18 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
     if tally then tally[outcome] = tally[outcome] + 1 end
   end
   if #marks == 0 then return end
-  rcall('HSET', in_key, unpack(marks))
-  if #written > 0 then rcall('HSET', K.inputs(prefix, child_id), unpack(written)) end
   local e = gate_fields(prefix, child_id)
+  rcall('HSET', in_key, unpack(marks))
+  if #written == 0 then
+  elseif (e.req_total and #e.req_total > 2 or e.soft_total and #e.soft_total > 2)
+      and not e.req_ok and not e.req_bad and not e.soft_done
+      and int_of(e.req_total or 0) + int_of(e.soft_total or 0) > WIDE_ENTRIES then
+    -- the first inputs of a wide step (no edge resolved yet: the length tests spare
+    -- the common narrow step two conversions)
+    hset_wide(K.inputs(prefix, child_id), written)
+  else
+    rcall('HSET', K.inputs(prefix, child_id), unpack(written))
+  end
   e.written = written
   if out.fstates and e.flow then e.fstate = out.fstates[e.flow] end  -- read in this call
   -- The new counter values, written with the step's move when settling moves it
@@ -161,39 +168,44 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
   if e.counts then rcall('HSET', e.key, unpack(e.counts)) end
 end
 
-local ON_TIMEOUT = {expire = 1, fail = 1}
-
--- A wait step's spec: {event, key (names its waits set and buffer: 22 base64url
--- characters of a digest of event and correlation, engine/events.py wait_key),
--- correlate (the canonical JSON, for people; '' for a signal-only wait),
--- timeout_ms, on_timeout}.
-local function check_wait(w, where)
-  if type(w) ~= 'table' then raise('BAD_ARGS', where .. ': wait must be an object') end
-  if type(w.event) ~= 'string' or not string.match(w.event, '^[%w_.:%-]+$') or #w.event > 128 then
-    raise('BAD_ARGS', where .. ': bad wait event name')
-  end
-  if type(w.key) ~= 'string' or not string.match(w.key, '^[%w_%-]+$') or #w.key ~= 22 then
-    raise('BAD_ARGS', where .. ': wait key must be 22 base64url characters')
-  end
-  if type(w.correlate) ~= 'string' or #w.correlate > 8192 then raise('BAD_ARGS', where .. ': bad wait correlation') end
-  int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
-  if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
-  if w.home ~= nil or w.here ~= nil then  -- a remote wait: its correlation's partition, and its flow's
-    int_arg(w.home, where .. ' wait home', 0, 16383)
-    int_arg(w.here, where .. ' wait here', 0, 16383)
-    if w.home == w.here then raise('BAD_ARGS', where .. ': a remote wait lives in another partition') end
-  end
-end
-
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
 -- a new step, or {step, append = 1, edges} adding further incoming edges to a
 -- step created earlier in the same unsealed submit (a step with more edges
 -- than one call may carry). A new step whose edges continue in later calls
 -- says how many it will have in all: edge_counts = {required, soft}.
 -- A refusal's message is built only when it is raised: a concatenation per
--- checked field cost more than all the checks.
+-- checked field cost more than all the checks. (The tables and helpers of the
+-- checks are local to the block: a Lua chunk holds at most 200 top-level locals.)
 local check_step
 do
+  local EDGE_KINDS = {ref = 1, after = 1, ref_or_default = 1, after_any = 1}
+  local POLICIES = {all = 1, any = 1, quorum = 1}
+  local ON_TIMEOUT = {expire = 1, fail = 1}
+
+  -- A wait step's spec: {event, key (names its waits set and buffer: 22 base64url
+  -- characters of a digest of event and correlation, engine/events.py wait_key),
+  -- correlate (the canonical JSON, for people; '' for a signal-only wait),
+  -- timeout_ms, on_timeout}.
+  local function check_wait(w, where)
+    if type(w) ~= 'table' then raise('BAD_ARGS', where .. ': wait must be an object') end
+    if type(w.event) ~= 'string' or not string.match(w.event, '^[%w_.:%-]+$') or #w.event > 128 then
+      raise('BAD_ARGS', where .. ': bad wait event name')
+    end
+    if type(w.key) ~= 'string' or not string.match(w.key, '^[%w_%-]+$') or #w.key ~= 22 then
+      raise('BAD_ARGS', where .. ': wait key must be 22 base64url characters')
+    end
+    if type(w.correlate) ~= 'string' or #w.correlate > 8192 then
+      raise('BAD_ARGS', where .. ': bad wait correlation')
+    end
+    int_arg(w.timeout_ms, where .. ' timeout_ms', 0, 1e13)
+    if not ON_TIMEOUT[w.on_timeout] then raise('BAD_ARGS', where .. ': on_timeout must be expire or fail') end
+    if w.home ~= nil or w.here ~= nil then  -- a remote wait: its correlation's partition, and its flow's
+      int_arg(w.home, where .. ' wait home', 0, 16383)
+      int_arg(w.here, where .. ' wait here', 0, 16383)
+      if w.home == w.here then raise('BAD_ARGS', where .. ': a remote wait lives in another partition') end
+    end
+  end
+
   local function refuse(s, text) raise('BAD_ARGS', 'step ' .. s.step .. text) end
 
   -- The integer option `name` of `s` in min..max (nil when left out).
@@ -267,9 +279,10 @@ end
 -- (`ids.known`), and the states it read (`ids.states`, by execution id; none
 -- when `ids.none_terminal`: the flow has no terminal step). A pending edge's
 -- child is queued in `ids.pushes` for its upstream's out list: the caller
--- pushes each upstream's children with one RPUSH (flush_pushes). Returns how many edges it wrote pending,
--- and how many it resolved.
-local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
+-- pushes each upstream's children with one RPUSH (flush_pushes). `wide`: a new
+-- step with more than WIDE_ENTRIES edges (its in: hash is written by hset_wide).
+-- Returns how many edges it wrote pending, and how many it resolved.
+local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh, wide)
   local in_key = K.edges_in(prefix, id)
   local had = {}  -- the edges written already, by upstream step
   if not fresh and #edges > 0 then
@@ -291,7 +304,7 @@ local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh)
     end
   end
   if #new == 0 then return 0, 0 end
-  rcall_sliced('HSET', in_key, marks)
+  if wide then hset_wide(in_key, marks) else rcall_sliced('HSET', in_key, marks) end
   local pending, resolved = 0, 0
   for _, edge in ipairs(new) do
     local up_step, kind, default = edge[1], edge[2], edge[3]
@@ -391,7 +404,8 @@ local function create_step(prefix, fid, s, steps_key, now, out, ids)
   end
   move(prefix, {key = key, id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
-  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, ids, true)
+  local pending, resolved = add_edges(prefix, s.id, s.edges, steps_key, now, out, ids, true,
+    req_total + soft_total > WIDE_ENTRIES)
   return pending > 0 and resolved == 0 and s.edge_counts == nil
 end
 
@@ -498,7 +512,11 @@ local function flow_submit(keys, args)
     order[#order + 1] = s.id
   end
   if #fresh > 0 then  -- the whole batch's entries at once (MAX_BATCH bounds the unpack)
-    rcall('HSET', steps_key, unpack(step_ids))
+    if created == 1 and not final then
+      hset_wide(steps_key, step_ids)  -- the first of several calls: a large flow
+    else
+      rcall('HSET', steps_key, unpack(step_ids))
+    end
     rcall('RPUSH', K.flow_order(prefix, fid), unpack(order))
     rcall('HINCRBY', keys[1], 'total', #fresh)
   end
