@@ -21,12 +21,19 @@
     all); the slot probe that register() reads for every writing function is
     not repeated there. A unit test derives that list from the code and
     compares.
-  * rcall looks redis.call up at call time: during FUNCTION LOAD the `redis`
-    table has no `call` (fakeredis enforces this too). It is defined once,
-    here, for every file after this one: the library is one Lua chunk, and a
-    chunk holds at most 200 top-level locals.
+  * rcall is redis.call, looked up at the first call: during FUNCTION LOAD the
+    `redis` table has no `call` (fakeredis enforces this too). That first call
+    rebinds rcall, an upvalue every function of the library shares, to
+    redis.call itself, so no later command pays a Lua call of its own (about
+    600 instructions each). It is defined once, here, for every file after
+    this one: the library is one Lua chunk, and a chunk holds at most 200
+    top-level locals.
 ]]
-local function rcall(...) return redis.call(...) end
+local rcall
+rcall = function(...)
+  rcall = redis.call
+  return rcall(...)
+end
 
 local EVENTS_MAXLEN = 10000
 local DONE_TTL_MS = 7 * 24 * 3600 * 1000
