@@ -228,7 +228,7 @@ end
 -- score/id list the caller writes with one ZADD per lane (flush_ready) before
 -- its call ends, instead of a ZADD here.
 local function enqueue_ready(prefix, e, now, batch)
-  local score = ready_score(tonumber(e.priority), now)
+  local score = ready_score(int_of(e.priority), now)
   if e.flow then
     local fstate = e.fstate
     if fstate ~= 'running' then fstate = rcall('HGET', K.flow(prefix, e.flow), 'state') end
@@ -257,9 +257,9 @@ local function maybe_finish_flow(prefix, fid, now)
     'bad', 'sealed'))
   if st == nil or FLOW_TERMINAL[st] or sealed ~= '1' then return end
   -- (with what this call counted and has not written yet: finish() with `ended`)
-  if tonumber(terminal or 0) + noted_count(fkey, 'terminal') < tonumber(total or 0) then return end
+  if int_of(terminal or 0) + noted_count(fkey, 'terminal') < int_of(total or 0) then return end
   local outcome = 'succeeded'
-  if tonumber(bad or 0) + noted_count(fkey, 'bad') > 0 then outcome = 'failed' end
+  if int_of(bad or 0) + noted_count(fkey, 'bad') > 0 then outcome = 'failed' end
   set_flow_state(prefix, fid, st, outcome, now, 'every step is terminal')
 end
 

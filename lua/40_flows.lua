@@ -41,13 +41,13 @@ end
 
 -- 'ready', 'skip' or 'wait' for a blocked step, from its edge counters.
 local function gate(e)
-  local total = tonumber(e.req_total or 0)
-  local ok, bad = tonumber(e.req_ok or 0), tonumber(e.req_bad or 0)
+  local total = int_of(e.req_total or 0)  -- (int_of: a table lookup for a value seen before)
+  local ok, bad = int_of(e.req_ok or 0), int_of(e.req_bad or 0)
   local need = total
   if e.policy == 'any' then need = math.min(1, total)
-  elseif e.policy == 'quorum' then need = tonumber(e.quorum) end
+  elseif e.policy == 'quorum' then need = int_of(e.quorum) end
   if total - bad < need then return 'skip' end
-  if ok >= need and tonumber(e.soft_done or 0) >= tonumber(e.soft_total or 0) then return 'ready' end
+  if ok >= need and int_of(e.soft_done or 0) >= int_of(e.soft_total or 0) then return 'ready' end
   return 'wait'
 end
 
@@ -152,13 +152,13 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
   -- The new counter values, written with the step's move when settling moves it
   -- (with_counts), else by themselves: one write either way, no HINCRBY.
   local counts = {}
-  if ok > 0 then e.req_ok = (tonumber(e.req_ok) or 0) + ok; counts[1] = 'req_ok'; counts[2] = e.req_ok end
+  if ok > 0 then e.req_ok = int_of(e.req_ok or 0) + ok; counts[1] = 'req_ok'; counts[2] = e.req_ok end
   if bad > 0 then
-    e.req_bad = (tonumber(e.req_bad) or 0) + bad
+    e.req_bad = int_of(e.req_bad or 0) + bad
     counts[#counts + 1] = 'req_bad'; counts[#counts + 1] = e.req_bad
   end
   if soft > 0 then
-    e.soft_done = (tonumber(e.soft_done) or 0) + soft
+    e.soft_done = int_of(e.soft_done or 0) + soft
     counts[#counts + 1] = 'soft_done'; counts[#counts + 1] = e.soft_done
   end
   e.counts = counts
@@ -697,11 +697,11 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
     out.lease = function(e)
       if #claimed >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then return false end
       local more = hash_fields(e.key, {'task', 'payload', 'attempts', 'deadline_ms', 'epoch'})
-      local deadline = tonumber(more.deadline_ms or 0)
+      local deadline = int_of(more.deadline_ms or 0)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
       for name, value in pairs(more) do e[name] = value end
       local entry
-      local edges = tonumber(e.req_total or 0) + tonumber(e.soft_total or 0)
+      local edges = int_of(e.req_total or 0) + int_of(e.soft_total or 0)
       if edges == 1 and #e.written / 2 <= inputs_left then
         -- its one edge was resolved just now: its inputs are what that wrote, no read
         entry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, 0)
