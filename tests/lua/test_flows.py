@@ -291,6 +291,32 @@ def test_pause_holds_ready_steps_and_resume_releases_them(app):
     assert len(other) == 1 and other[0].execution_id != running.execution_id
 
 
+def test_a_step_held_at_claim_by_a_pausing_flow_keeps_its_priority(app):
+    flow = app.flow("held-priority")
+    flow.step("a", "t.a", priority=200)
+    flow.step("b", "t.b", priority=100)
+    run = flow.submit()
+    ks = app.client.keys
+    running = app.client.run(X.claim(ks, run.partition, "default", 1, 30_000, "w")).claimed[0]
+    assert running.execution_id == run.step_execution("a")
+    assert run.pause() == "pausing"
+    assert app.client.run(X.claim(ks, run.partition, "default", 10, 30_000, "w")).claimed == []
+    held = ks.flow_held(run.partition, run.id)
+    score = app.client.run(Command(("ZSCORE", held, run.step_execution("b")), held))
+    assert int(float(score)) // 2**41 == 255 - 100  # the ready score's priority band
+
+
+def test_an_optional_step_that_expires_at_claim_does_not_fail_its_flow(app):
+    flow = app.flow("optional-expired")
+    a = flow.step("a", "t.a", optional=True)
+    flow.step("b", "t.b", after_any=[a])
+    run = flow.submit()
+    finish(app, run, "a", "expired")
+    assert state(run, "a") == "expired"
+    finish(app, run, "b", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
 def _unchanged(app, build):
     before = snapshot(app.client)
     with pytest.raises(ContractError) as error:
