@@ -145,7 +145,7 @@ register('flow_retry', function(keys, args)
           finished, read = retry_edges(prefix, fid, id, math.max(budget, 10))
           budget = budget - read
         else
-          settle(prefix, gate_fields(prefix, id), now, out, 'upstream failed again')
+          settle(prefix, gate_fields(prefix, id, fid), now, out, 'upstream failed again')
         end
       end
       if not finished then break end

@@ -254,7 +254,7 @@ local function audit_fields(prefix, id)
     'deadline_ms'))
   if not state then return nil end
   local e = {id = id, state = state, lane = lane, deadline_ms = deadline}
-  if state == 'blocked' then e = gate_fields(prefix, id) end
+  if state == 'blocked' then e = gate_fields(prefix, id, flow) end
   if flow then e.flow = flow else e.flow = nil end
   e.deadline_ms = deadline
   return e
@@ -373,7 +373,7 @@ local function audit_blocked(a, e)
   local resolved = 0
   for _, up in ipairs(pending) do resolved = resolved + audit_pending_edge(a, e, up) end
   local g = e
-  if resolved > 0 then g = gate_fields(p, e.id) end
+  if resolved > 0 then g = gate_fields(p, e.id, e.flow) end
   if gate(g) == 'wait' then return end
   local out = {ready = {}, skipped = {}}
   settle(p, g, a.now, out)
