@@ -362,7 +362,9 @@ class FlowRetryReply(NamedTuple):
 
 
 def _ready(r: Any) -> list[ReadyStep]:
-    return [ReadyStep(i, lane) for i, lane in r]
+    """The flat ``id, lane, id, lane, ...`` list of steps a call made ready (a list of pairs
+    would cost the server a table per step)."""
+    return [ReadyStep(r[i], r[i + 1]) for i in range(0, len(r), 2)]
 
 
 def flow_submit(r: Any) -> FlowSubmitReply:

@@ -27,7 +27,7 @@
   build fails for good with that slice named.
 
   Applying functions take an `out` table: out.sent (messages written),
-  out.ready ({id, lane} to hint), out.dispatch (execution ids whose terminal
+  out.ready (id, lane, id, lane, ... to hint), out.dispatch (execution ids whose terminal
   transition the dispatcher must settle), and optionally out.lease(e): a build
   this call makes ready that the hook leases at once to the calling worker
   (slice_missing, slice_complete in lua/32_missing.lua) goes into no ready set
@@ -162,7 +162,10 @@ local function resume_build(prefix, e, now, out)
   move(prefix, e, 'ready', {'ready_ms', now}, 'every missing slice is live')
   rcall('HDEL', K.execution(prefix, e.id), 'suspend_on')
   if out.lease and out.lease(e) then return end  -- leased at once to the caller (slice_complete)
-  if enqueue_ready(prefix, e, now) then out.ready[#out.ready + 1] = {e.id, e.lane} end
+  if enqueue_ready(prefix, e, now) then
+    out.ready[#out.ready + 1] = e.id
+    out.ready[#out.ready + 1] = e.lane
+  end
 end
 
 -- What an upstream want's end does to the build that spawned it (in the build's partition).
@@ -236,7 +239,10 @@ local function apply_request(prefix, body, now, out)
     slice_move(prefix, name, state, 'building', {'name', name, 'build', e.id, 'task', spec.task,
       'partition', here},
       now, 'build ' .. e.id .. ' for want ' .. body.want)
-    if e.state == 'ready' then out.ready[#out.ready + 1] = {e.id, e.lane} end
+    if e.state == 'ready' then
+      out.ready[#out.ready + 1] = e.id
+      out.ready[#out.ready + 1] = e.lane
+    end
     rcall('SADD', K.slice_wants(prefix, name), body.want)
   end
   deliver(prefix, here, home, 'want_news', news, now, out)
@@ -337,7 +343,7 @@ end
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
     want_counts, want_due, want_slices, wants, wants_done
-  Reply:  {state (or 'duplicate'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {state (or 'duplicate'), messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_create', function(keys, args)
   local body = decode_body(args[2])
@@ -354,7 +360,7 @@ end)
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
     want_counts, want_due, want_slices, wants, wants_done
-  Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {outcome, messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_request', function(keys, args)
   return apply_message('want_request', keys, args)
@@ -367,7 +373,7 @@ end)
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
     want_counts, want_due, want_slices, wants, wants_done
-  Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {outcome, messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('want_news', function(keys, args)
   return apply_message('want_news', keys, args)
@@ -381,7 +387,7 @@ end)
     flow_held, flows_done, inbox, leases, missing, outbox, outbox_msgs, outbox_seq,
     pending_dispatch, ready, slice, slice_wants, slices, terminal, waiting, waits, want,
     want_counts, want_due, want_slices, wants, wants_done
-  Reply:  {outcome, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {outcome, messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('build_news', function(keys, args)
   return apply_message('build_news', keys, args)
@@ -394,7 +400,7 @@ end)
     flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
     want_slices, wants, wants_done
-  Reply:  {previous_state, messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {previous_state, messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: NOT_FOUND, INVALID_STATE ]]
 register('want_cancel', function(keys, args)
   local w = hash_table(rcall('HGETALL', keys[1]))
@@ -432,7 +438,7 @@ end)
     flow_held, flows_done, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
     want_slices, wants, wants_breached, wants_done
-  Reply:  {{breached want id...}, {expired want id...}, messages sent, {{id, lane} to hint...},
+  Reply:  {{breached want id...}, {expired want id...}, messages sent, {id, lane, ... to hint},
            {id to dispatch...}, entries read}
   Errors: BAD_ARGS ]]
 register('want_due', function(keys, args)
@@ -458,7 +464,8 @@ register('want_due', function(keys, args)
           .. string.sub((string.gsub(id, '-', '')), -8)
         local e = create_execution(prefix, eid, spec, now, {'want', id})
         rcall('HSET', K.want(prefix, id), 'breach_execution', eid)
-        out.ready[#out.ready + 1] = {e.id, e.lane}
+        out.ready[#out.ready + 1] = e.id
+        out.ready[#out.ready + 1] = e.lane
       end
     elseif w.state and not WANT_TERMINAL[w.state] and kind == 'ttl' then
       want_move(prefix, w, 'expired', now, 'TTL passed (data_timestamp + ttl_s) before it was satisfied',

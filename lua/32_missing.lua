@@ -79,7 +79,7 @@ end
     flow_held, flows_done, inputs, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
     want_slices, wants, wants_done
-  Reply:  {state ('waiting'|'ready'|'failed'), messages sent, {{id, lane} to hint...},
+  Reply:  {state ('waiting'|'ready'|'failed'), messages sent, {id, lane, ... to hint},
            {id to dispatch...}, {claimed entry as in exec_claim...}, {lane of each claimed entry...}}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 register('slice_missing', function(keys, args)
@@ -141,7 +141,7 @@ end)
     flow_held, flows_done, inputs, leases, missing, outbox, outbox_msgs, outbox_seq, pending_dispatch,
     ready, slice, slice_wants, slices, terminal, waiting, waits, want, want_counts, want_due,
     want_slices, wants, wants_done
-  Reply:  {state, messages sent, {{id, lane} to hint...}, {id to dispatch...},
+  Reply:  {state, messages sent, {id, lane, ... to hint}, {id to dispatch...},
            {claimed entry as in exec_claim...}, {lane of each claimed entry...}}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 register('slice_complete', function(keys, args)
@@ -181,7 +181,7 @@ end)
   Derived: build_waits, counts, deadlines, done, edges_out, events, execution, flow, flow_done,
     flows_done, leases, pending_dispatch, slice, slices, terminal, waiting, waits,
     outbox, outbox_msgs, outbox_seq
-  Reply:  {outcome ('failed'|'ignored'), messages sent, {{id, lane} to hint...}, {id to dispatch...}}
+  Reply:  {outcome ('failed'|'ignored'), messages sent, {id, lane, ... to hint}, {id to dispatch...}}
   Errors: BAD_ARGS ]]
 register('slice_cycle', function(keys, args)
   local cycle = str_arg(args[1], 'cycle', 4000)

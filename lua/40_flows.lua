@@ -86,7 +86,11 @@ local function settle(prefix, e, now, out, why)
   elseif verdict == 'ready' then
     move(prefix, e, 'ready', with_counts(e, {'ready_ms', now}))
     if out.lease and out.lease(e) then return end  -- leased at once to the caller (flow_complete)
-    if enqueue_ready(prefix, e, now, out.ready_z) then out.ready[#out.ready + 1] = {e.id, e.lane} end
+    if enqueue_ready(prefix, e, now, out.ready_z) then
+      local ready = out.ready  -- (flat: id, lane, id, lane, ...; a table a step costs its reply ~8,000)
+      ready[#ready + 1] = e.id
+      ready[#ready + 1] = e.lane
+    end
   elseif verdict == 'skip' then
     if type(why) == 'table' then why = 'upstream ' .. why.step .. ' ' .. why.state end
     move(prefix, e, 'skipped', with_counts(e, {'finished_ms', now, 'error_kind', 'upstream_failed',
@@ -447,7 +451,7 @@ end
     flow_steps, flow_order, flow_roots, flow_held, flow_done (flow_ops: "seal:<flow>" while roots
     are still held after the final batch), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, slice, slices
-  Reply:  {flow_state, created (1|0), {{id, lane} ready...}, {skipped id...}, roots_left}
+  Reply:  {flow_state, created (1|0), {id, lane, ... ready}, {skipped id...}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE, ALREADY_EXISTS ]]
 local function flow_submit(keys, args)
   local fid = str_arg(args[1], 'flow_id', 64)
@@ -581,7 +585,7 @@ register('flow_submit', flow_submit)
     flow_ops, execution, done, edges_out, flow, flow_roots, flow_held, flow_done (flow_ops:
     "seal:<flow>" removed with the last root), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, slice, slices
-  Reply:  {{{id, lane} ready...}, roots_left}
+  Reply:  {{id, lane, ... ready}, roots_left}
   Errors: BAD_ARGS, NOT_FOUND ]]
 local function flow_seal(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -623,7 +627,7 @@ end
   Derived: ready, leases, deadlines, terminal, pending_dispatch, counts, events, flows_done,
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, missing, slice, slice_wants, slices, want, want_counts, want_due, want_slices, wants, wants_done
-  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id with children (to cascade)...},
+  Reply:  {done (1|0), {id, lane, ... ready}, {skipped id with children (to cascade)...},
            {satisfied_count, impossible_count, already_resolved_count, skipped_count},
            sent (outbox messages recorded: remote waits that started, or a slice's news; the
            caller flushes)}
@@ -773,7 +777,7 @@ end
     execution, done, edges_in, edges_out, inputs, defaults, flow, flow_held, flow_done, event_buffer, waits, waiting,
     outbox, outbox_msgs, outbox_seq, build_waits, slice, slices
   Reply:  {state, first (1|0), dispatch (1: the dispatcher resolves this step's edges),
-           {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
+           {id, lane, ... ready, not leased (to hint)}, {skipped id with children (to cascade)...},
            {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...},
            sent (outbox messages recorded: remote waits that started; the caller flushes)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
@@ -808,7 +812,7 @@ register('flow_complete', flow_complete)
     outbox, outbox_msgs, outbox_seq, build_waits, slice, slices
   Reply:  {{state, first, dispatch, then the next step's three, ...} one flat triple
            per step in ARGV order, as exec_complete_many's,
-           {{id, lane} ready, not leased (to hint)...}, {skipped id with children (to cascade)...},
+           {id, lane, ... ready, not leased (to hint)}, {skipped id with children (to cascade)...},
            {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...}, sent}
   Errors: BAD_ARGS ]]
 register('flow_complete_many', function(keys, args)

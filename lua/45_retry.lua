@@ -103,7 +103,7 @@ end
     flow_held, flow_done, flow_retry (flow_retry: steps being re-run; flow_ops: "retry:<flow>"
     until done; drops an unfinished "cancel:<flow>"), event_buffer, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, slice, slices
-  Reply:  {done (1|0), {{id, lane} ready...}, {skipped id...}}
+  Reply:  {done (1|0), {id, lane, ... ready}, {skipped id...}}
   Errors: BAD_ARGS, NOT_FOUND, INVALID_STATE ]]
 register('flow_retry', function(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)

@@ -378,7 +378,7 @@ local function audit_blocked(a, e)
   local out = {ready = {}, skipped = {}}
   settle(p, g, a.now, out)
   audit_note(a, 'settled', e.id, 'blocked with its edges resolved, now ' .. g.state)
-  for _, r in ipairs(out.ready) do audit_hint(a, r[2]) end
+  for i = 2, #out.ready, 2 do audit_hint(a, out.ready[i]) end
   for _, id in ipairs(out.skipped) do a.dispatch[#a.dispatch + 1] = id end
 end
 
