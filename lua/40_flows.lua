@@ -401,7 +401,7 @@ end
 -- surely waits (an edge written pending, none resolved, so every counter is 0):
 -- settling it would find nothing to do.
 local function create_step(prefix, fid, s, steps_key, now, out, ids)
-  local key = K.execution(prefix, s.id)
+  local key = s.key or K.execution(prefix, s.id)
   local deadline = 0
   if (s.deadline_in_ms or 0) > 0 then deadline = now + s.deadline_in_ms end
   local req_total, soft_total = 0, 0
@@ -477,14 +477,42 @@ local function flow_submit(keys, args)
     return {fstate, 0, {}, {}, rcall('LLEN', K.flow_roots(prefix, fid))}
   end
 
-  -- Validate the whole batch before the first write.
+  -- Validate the whole batch before the first write: every spec's shape, then
+  -- what the specs need read. The entries of the steps hash they need when the
+  -- flow exists (each step id: a repeat or a collision; each upstream an edge
+  -- names) come from one HMGET (`stored`: name -> execution id or false), and
+  -- the new execution ids from one EXISTS (each is checked alone only when one
+  -- of them exists): a command per call, not two or three per step.
+  for i, s in ipairs(steps) do check_step(s, i) end
+  local stored = {}
+  if fstate then
+    local names = {}
+    for _, s in ipairs(steps) do
+      if stored[s.step] == nil then stored[s.step] = false; names[#names + 1] = s.step end
+      for _, edge in ipairs(s.edges) do
+        local up = edge[1]
+        if stored[up] == nil then stored[up] = false; names[#names + 1] = up end
+      end
+    end
+    local values = rcall_sliced('HMGET', steps_key, names)
+    for i = 1, #names do stored[names[i]] = values[i] end
+  end
+  local any_exists = false
+  do
+    local xkeys = {}
+    for _, s in ipairs(steps) do
+      if not s.append and not stored[s.step] then
+        s.key = K.execution(prefix, s.id)  -- (create_step writes it)
+        xkeys[#xkeys + 1] = s.key
+      end
+    end
+    if #xkeys > 0 then any_exists = rcall('EXISTS', unpack(xkeys)) > 0 end  -- (MAX_BATCH bounds it)
+  end
   local fresh, appends, seen = {}, {}, {}
   local ids = {created = {}, known = {}, states = {}, pushes = {},  -- see add_edges
     none_terminal = not fstate or tonumber(terminal or 0) == 0}
-  for i, s in ipairs(steps) do
-    check_step(s, i)
-    local existing = nil  -- a flow not created yet has no steps
-    if fstate then existing = rcall('HGET', steps_key, s.step) end
+  for _, s in ipairs(steps) do
+    local existing = stored[s.step] or nil  -- (a flow not created yet has no steps)
     if s.append then
       if parent ~= '' or sealed == '1' then
         raise('BAD_ARGS', 'step ' .. s.step .. ': edges can be appended only during a batched submit')
@@ -501,7 +529,7 @@ local function flow_submit(keys, args)
       end
     elseif seen[s.step] then
       raise('BAD_ARGS', 'duplicate step id ' .. s.step)
-    elseif rcall('EXISTS', K.execution(prefix, s.id)) == 1 then
+    elseif any_exists and rcall('EXISTS', s.key) == 1 then
       raise('ALREADY_EXISTS', 'execution ' .. s.id .. ' exists')
     end
     if s.append or not existing then
@@ -509,7 +537,9 @@ local function flow_submit(keys, args)
         local up = edge[1]
         if up == s.step then raise('BAD_ARGS', 'step ' .. s.step .. ' depends on itself') end
         if not seen[up] and not ids.known[up] then
-          ids.known[up] = rcall('HGET', steps_key, up)  -- (add_edges takes the id from here)
+          local up_id = stored[up]
+          if up_id == nil then up_id = rcall('HGET', steps_key, up) end  -- (not fetched: a new flow)
+          ids.known[up] = up_id or nil  -- (add_edges takes the id from here)
           if not ids.known[up] then raise('BAD_ARGS', 'step ' .. s.step .. ' references unknown step ' .. up) end
         end
       end

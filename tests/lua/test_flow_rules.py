@@ -13,7 +13,7 @@ import pytest
 from engine import BadArguments, ContractError
 from engine import executions as X
 from engine.calls import FCall
-from engine.errors import InternalError
+from engine.errors import AlreadyExists, InternalError
 from engine.flowbatches import plan_batches, step_cost
 from engine.router import Command
 from keys import new_id
@@ -122,6 +122,65 @@ def test_a_step_spec_that_is_not_an_object_is_refused_by_its_position(app):
     call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "bad", "{}", json.dumps([5]), 1, ""))
     with pytest.raises(BadArguments, match="step #1 is not an object"):
         app.client.run(call)
+
+
+def test_every_spec_of_a_batch_is_checked_before_anything_is_read(app):
+    """A batch whose first step names an unknown upstream and whose second is malformed is
+    refused for the malformed spec: shapes are checked first, then one read serves the batch."""
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    first = {"step": "a", "id": f"e_{0:04x}_1700000000000aaaaaa", "task": "t.a", "lane": "default",
+             "payload": "{}", "edges": [["nowhere", "ref"]]}
+    second = {"step": "b", "id": f"e_{0:04x}_1700000000000bbbbbb", "task": "", "lane": "default",
+              "payload": "{}", "edges": []}
+    before = snapshot(app.client)
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "bad", "{}", json.dumps([first, second]), 1, ""))
+    with pytest.raises(BadArguments, match="step b: bad task"):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "bad", "{}", json.dumps([first]), 1, ""))
+    with pytest.raises(BadArguments, match="step a references unknown step nowhere"):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+
+
+def _spec(step, eid, edges=()):
+    return {"step": step, "id": f"e_{0:04x}_1700000000000{eid}", "task": "t.a", "lane": "default",
+            "payload": "{}", "edges": [list(e) for e in edges]}
+
+
+def test_a_new_step_whose_execution_id_exists_is_refused_and_writes_nothing(app):
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    taken = ks.execution(0, _spec("x", "cccccc")["id"])
+    app.client.run(Command(("HSET", taken, "state", "ready"), taken))
+    before = snapshot(app.client)
+    steps = [_spec("a", "aaaaaa"), _spec("b", "cccccc", [("a", "ref")])]
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "taken", "{}", json.dumps(steps), 1, ""))
+    with pytest.raises(AlreadyExists, match="execution e_0000_1700000000000cccccc exists"):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+
+
+def test_a_later_batch_naming_a_step_the_flow_has_under_another_id_is_refused(app):
+    ks = app.client.keys
+    fid = f"f_{0:04x}_1700000000000abcdef"
+    first = [_spec("a", "aaaaaa"), _spec("b", "bbbbbb", [("a", "ref")])]
+    app.client.run(FCall("flow_submit", (ks.flow(0, fid),), (fid, "f", "{}", json.dumps(first), 0, "")))
+    before = snapshot(app.client)
+    again = [_spec("c", "cccccc", [("b", "ref")]), _spec("b", "dddddd", [("a", "ref")])]
+    call = FCall("flow_submit", (ks.flow(0, fid),), (fid, "f", "{}", json.dumps(again), 1, ""))
+    with pytest.raises(AlreadyExists, match="already has a step b"):
+        app.client.run(call)
+    assert snapshot(app.client) == before
+    # the same batch repeated (same ids) adds nothing, and the flow seals with the next
+    app.client.run(FCall("flow_submit", (ks.flow(0, fid),), (fid, "f", "{}", json.dumps(first), 0, "")))
+    assert snapshot(app.client) == before
+    last = [_spec("c", "cccccc", [("b", "ref")])]
+    reply = app.client.run(FCall("flow_submit", (ks.flow(0, fid),), (fid, "f", "{}", json.dumps(last), 1, "")))
+    assert reply[0] == "running"
+    steps = ks.flow_steps(0, fid)
+    assert app.client.run(Command(("HLEN", steps), steps)) == 3
 
 
 def test_a_transition_outside_the_table_is_refused_as_a_bug(app):
