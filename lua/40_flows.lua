@@ -312,26 +312,31 @@ end
 -- Returns how many edges it wrote pending, and how many it resolved.
 local function add_edges(prefix, id, edges, steps_key, now, out, ids, fresh, wide)
   local in_key = K.edges_in(prefix, id)
-  local had = {}  -- the edges written already, by upstream step
-  if not fresh and #edges > 0 then
-    local names = {}
-    for i, edge in ipairs(edges) do names[i] = edge[1] end
-    local values = rcall_sliced('HMGET', in_key, names)
-    for i, edge in ipairs(edges) do
-      if values[i] then had[edge[1]] = true end
+  local new, marks
+  if fresh and #edges == 1 then  -- (the common case: one edge, none written yet)
+    new, marks = edges, {edges[1][1], edges[1][2] .. '|pending'}
+  else
+    local had = {}  -- the edges written already, by upstream step
+    if not fresh and #edges > 0 then
+      local names = {}
+      for i, edge in ipairs(edges) do names[i] = edge[1] end
+      local values = rcall_sliced('HMGET', in_key, names)
+      for i, edge in ipairs(edges) do
+        if values[i] then had[edge[1]] = true end
+      end
     end
-  end
-  local new, marks = {}, {}
-  for _, edge in ipairs(edges) do
-    local up_step, kind = edge[1], edge[2]
-    if not had[up_step] then
-      had[up_step] = true  -- (an upstream named twice: its first edge counts)
-      new[#new + 1] = edge
-      marks[#marks + 1] = up_step
-      marks[#marks + 1] = kind .. '|pending'
+    new, marks = {}, {}
+    for _, edge in ipairs(edges) do
+      local up_step, kind = edge[1], edge[2]
+      if not had[up_step] then
+        had[up_step] = true  -- (an upstream named twice: its first edge counts)
+        new[#new + 1] = edge
+        marks[#marks + 1] = up_step
+        marks[#marks + 1] = kind .. '|pending'
+      end
     end
+    if #new == 0 then return 0, 0 end
   end
-  if #new == 0 then return 0, 0 end
   if wide then hset_wide(in_key, marks) else rcall_sliced('HSET', in_key, marks) end
   local pending, resolved = 0, 0
   for _, edge in ipairs(new) do
@@ -421,14 +426,26 @@ local function create_step(prefix, fid, s, steps_key, now, out, ids)
       'flow', fid, 'step', s.step}
     put_unless(fields, 'req_total', req_total, 0)
     put_unless(fields, 'soft_total', soft_total, 0)
-    put_unless(fields, 'priority', s.priority, EXEC_DEFAULTS.priority)
-    put_unless(fields, 'max_attempts', s.max_attempts, EXEC_DEFAULTS.max_attempts)
-    put_unless(fields, 'backoff_ms', s.backoff_ms, EXEC_DEFAULTS.backoff_ms)
-    put_unless(fields, 'backoff_max_ms', s.backoff_max_ms, EXEC_DEFAULTS.backoff_max_ms)
-    put_unless(fields, 'deadline_ms', deadline, 0)
-    put_unless(fields, 'optional', s.optional and 1 or 0, 0)
-    put_unless(fields, 'policy', s.policy, 'all')
-    put_unless(fields, 'quorum', s.quorum or 0, 0)
+    -- (tested inline, not with put_unless: a call per option cost more than its test)
+    local n = #fields
+    local v = s.priority
+    if v ~= nil and v ~= EXEC_DEFAULTS.priority then fields[n + 1] = 'priority'; fields[n + 2] = v; n = n + 2 end
+    v = s.max_attempts
+    if v ~= nil and v ~= EXEC_DEFAULTS.max_attempts then
+      fields[n + 1] = 'max_attempts'; fields[n + 2] = v; n = n + 2
+    end
+    v = s.backoff_ms
+    if v ~= nil and v ~= EXEC_DEFAULTS.backoff_ms then fields[n + 1] = 'backoff_ms'; fields[n + 2] = v; n = n + 2 end
+    v = s.backoff_max_ms
+    if v ~= nil and v ~= EXEC_DEFAULTS.backoff_max_ms then
+      fields[n + 1] = 'backoff_max_ms'; fields[n + 2] = v; n = n + 2
+    end
+    if deadline ~= 0 then fields[n + 1] = 'deadline_ms'; fields[n + 2] = deadline; n = n + 2 end
+    if s.optional then fields[n + 1] = 'optional'; fields[n + 2] = 1; n = n + 2 end
+    v = s.policy
+    if v ~= nil and v ~= 'all' then fields[n + 1] = 'policy'; fields[n + 2] = v; n = n + 2 end
+    v = s.quorum
+    if v ~= nil and v ~= 0 then fields[n + 1] = 'quorum'; fields[n + 2] = v end
   end
   move(prefix, {key = key, id = s.id, lane = s.lane, flow = fid}, 'blocked', fields)  -- one HSET: state and fields
   if deadline > 0 then rcall('ZADD', K.deadlines(prefix), deadline, s.id) end
