@@ -344,3 +344,23 @@ def test_an_id_with_a_space_is_recorded_in_the_long_form(lua_client):
     _, flat = lua_client.run(Command(("XRANGE", key, "-", "+"), key))[-1]
     assert flat == ["id", spaced, "from", "", "to", "ready"]
     assert stream_entries(lua_client)[-1] == [{"id": spaced, "from": "", "to": "ready"}]
+
+
+def test_a_flow_id_with_a_space_is_recorded_in_the_long_form_after_a_plain_flow(lua_client):
+    """note_event keeps the flow ids it found free of spaces; one with a space is never taken for one."""
+    import json
+
+    from engine.calls import FCall
+
+    ks = lua_client.keys
+    for fid, eid in (("f_0003_plain", "e_0003_one"), ("f_0003 spaced", "e_0003_two")):
+        spec = {"step": "s", "id": eid, "task": "t", "lane": "default", "payload": "{}", "edges": []}
+        lua_client.run(FCall("flow_submit", (ks.flow(P, fid),), (fid, "f", "{}", json.dumps([spec]), 1, "")))
+    key = ks.events(P)
+    fields = [field for _, flat in lua_client.run(Command(("XRANGE", key, "-", "+"), key)) for field in flat]
+    assert "e_0003_one  blocked f_0003_plain " in fields  # the short form
+    assert not [f for f in fields if f.startswith("e_0003_two ")]
+    assert fields.count("e_0003_two") == 2  # the long form: ``id, e_0003_two, ...`` per transition
+    records = [r for entry in stream_entries(lua_client) for r in entry if r.get("id") == "e_0003_two"]
+    assert [(r["from"], r["to"], r["flow"]) for r in records] == [("", "blocked", "f_0003 spaced"),
+                                                                    ("blocked", "ready", "f_0003 spaced")]
