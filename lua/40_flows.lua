@@ -718,8 +718,8 @@ register('flow_resolve', flow_resolve)
 
 -- Record the successes of checked flow steps and do the dispatcher's first
 -- round and the next claim for them (flow_complete, flow_complete_many).
--- `steps`: {f (complete_fields, the lease checked), result} each, distinct,
--- none succeeded yet; `c`: the caller's max_edges, claim_count, lease_ms,
+-- `steps`: each step's fields (complete_fields, the lease checked) with its
+-- `result` set, distinct, none succeeded yet; `c`: the caller's max_edges, claim_count, lease_ms,
 -- worker and lanes (a set). A step with at most max_edges outgoing edges in a
 -- live flow has them all resolved here, grouped by child (a child fed by
 -- several of the steps is read, counted and settled once); a child made ready
@@ -729,10 +729,9 @@ register('flow_resolve', flow_resolve)
 -- (ready, skipped, sent) and the claimed entries and their lanes.
 local function steps_succeeded(prefix, leases_key, steps, now, c)
   local fstates = {}  -- the flows' states, read once per call (before any write)
-  local children_of = {}
-  for i, s in ipairs(steps) do
-    local f = s.f
-    local children = {}
+  local children_of = {}  -- (false: none to resolve here)
+  for i, f in ipairs(steps) do
+    local children = false
     if f.flow and c.max_edges > 0 then
       local fstate = fstates[f.flow]
       if fstate == nil then
@@ -743,27 +742,27 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
       -- (a canceled flow's steps have nothing to dispatch: finish() records no intent)
       if fstate and fstate ~= 'canceled' then
         children = rcall('LRANGE', K.edges_out(prefix, f.id), 0, c.max_edges)  -- one more: is there more?
-        if #children > c.max_edges then children = {} end
+        if #children > c.max_edges or #children == 0 then children = false end
       end
     end
     children_of[i] = children
   end
   local dispatch, ended = {}, {}
   local feeds = {}  -- child id -> the steps resolving an edge into it, the children in order (group_add)
-  for i, s in ipairs(steps) do
-    local f, children = s.f, children_of[i]
-    local inline = #children > 0
+  for i, f in ipairs(steps) do
+    local children = children_of[i]
     local fields
-    if inline then
-      fields = {'result', s.result, 'finished_ms', now, 'dispatch_pos', #children}
+    if children then
+      fields = {'result', f.result, 'finished_ms', now, 'dispatch_pos', #children}
     else
-      fields = {'result', s.result, 'finished_ms', now}
+      fields = {'result', f.result, 'finished_ms', now}
     end
     move(prefix, f, 'succeeded', fields)
-    dispatch[i] = finish(prefix, f, now, true, inline, ended)
-    if inline then dispatch[i] = 0 end  -- resolved below, not by the dispatcher
-    f.result = s.result
-    for _, child in ipairs(children) do group_add(feeds, child, f) end
+    dispatch[i] = finish(prefix, f, now, true, children and true, ended)
+    if children then
+      dispatch[i] = 0  -- resolved below, not by the dispatcher
+      for _, child in ipairs(children) do group_add(feeds, child, f) end
+    end
   end
   local out = {ready = {}, skipped = {}, fstates = fstates}
   local claimed, claimed_lanes, lease_args = {}, {}, {}
@@ -836,8 +835,8 @@ local function flow_complete(keys, args)
   if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
-  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, K.leases(prefix),
-    {{f = f, result = result}}, now_ms(), c)
+  f.result = result
+  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, K.leases(prefix), {f}, now_ms(), c)
   return {'succeeded', 1, dispatch[1], out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
 end
 register('flow_complete', flow_complete)
@@ -870,8 +869,9 @@ register('flow_complete_many', function(keys, args)
   if #todo == 0 then return {triples, {}, {}, {}, {}, 0} end
   local steps, places = {}, {}
   for k = 1, #todo, 2 do
-    local j = todo[k]
-    steps[#steps + 1] = {f = todo[k + 1], result = args[j + 7]}
+    local j, f = todo[k], todo[k + 1]
+    f.result = args[j + 7]
+    steps[#steps + 1] = f
     places[#places + 1] = j
   end
   local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
