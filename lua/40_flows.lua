@@ -84,7 +84,13 @@ local function settle(prefix, e, now, out, why)
   if verdict == 'ready' and e.wait_event then
     start_wait(prefix, e, now, out)
   elseif verdict == 'ready' then
-    move(prefix, e, 'ready', with_counts(e, {'ready_ms', now}))
+    local counts, fields = e.counts, nil
+    if counts and #counts == 2 then  -- (one counter: made whole, not grown)
+      fields, e.counts = {'ready_ms', now, counts[1], counts[2]}, nil
+    else
+      fields = with_counts(e, {'ready_ms', now})
+    end
+    move(prefix, e, 'ready', fields)
     if out.lease and out.lease(e) then return end  -- leased at once to the caller (flow_complete)
     if enqueue_ready(prefix, e, now, out.ready_z) then
       local ready = out.ready  -- (flat: id, lane, id, lane, ...; a table a step costs its reply ~8,000)
