@@ -35,16 +35,18 @@ local WAIT_FIELDS = {'wait_key', 'timeout_ms', 'wait_home', 'wait_here', 'wait_g
 -- One table constructor (a table grown field by field is rehashed as it grows).
 -- `fid`: the step's flow, which the caller knows (an edge never leaves its flow),
 -- so it is not read; nor is `step`, which only a lease needs (flow_complete reads
--- it then): each field an HMGET reads costs the call about 2,000 instructions.
+-- it then), nor `optional`, which only ending the step needs (settle's skip and
+-- flow_cancel read it then): each field an HMGET reads costs the call about
+-- 2,000 instructions.
 local function gate_fields(prefix, id, fid)
   local key = K.execution(prefix, id)
-  local v = rcall('HMGET', key, 'state', 'lane', 'optional', 'priority', 'req_total',
+  local v = rcall('HMGET', key, 'state', 'lane', 'priority', 'req_total',
     'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event')
   -- (`or nil`: a missing field comes back false; readers test for nil)
   local e = {key = key, id = v[1] and id or nil, state = v[1] or nil, lane = v[2] or nil, flow = v[1] and fid or nil,
-    optional = v[3] or nil, priority = v[4] or nil, req_total = v[5] or nil,
-    req_ok = v[6] or nil, req_bad = v[7] or nil, soft_total = v[8] or nil, soft_done = v[9] or nil,
-    policy = v[10] or nil, quorum = v[11] or nil, wait_event = v[12] or nil}
+    priority = v[3] or nil, req_total = v[4] or nil,
+    req_ok = v[5] or nil, req_bad = v[6] or nil, soft_total = v[7] or nil, soft_done = v[8] or nil,
+    policy = v[9] or nil, quorum = v[10] or nil, wait_event = v[11] or nil}
   if e.wait_event then
     local values = rcall('HMGET', key, unpack(WAIT_FIELDS))
     for i, name in ipairs(WAIT_FIELDS) do e[name] = values[i] end
@@ -99,6 +101,7 @@ local function settle(prefix, e, now, out, why)
     end
   elseif verdict == 'skip' then
     if type(why) == 'table' then why = 'upstream ' .. why.step .. ' ' .. why.state end
+    e.optional = rcall('HGET', e.key, 'optional') or nil  -- (for finish(); gate_fields leaves it out)
     move(prefix, e, 'skipped', with_counts(e, {'finished_ms', now, 'error_kind', 'upstream_failed',
       'error_msg', why or 'a required upstream step did not succeed'}), why)
     out.skipped_count = (out.skipped_count or 0) + 1
@@ -933,7 +936,10 @@ local function flow_cancel(keys, args)
   local order = K.flow_order(prefix, fid)
   for _, id in ipairs(rcall('LRANGE', order, pos, pos + max_count - 1)) do
     local e = gate_fields(prefix, id, fid)
-    if not TERMINAL[e.state] then cancel_execution(prefix, e, reason, now) end
+    if not TERMINAL[e.state] then
+      e.optional = rcall('HGET', e.key, 'optional') or nil  -- (for finish(); gate_fields leaves it out)
+      cancel_execution(prefix, e, reason, now)
+    end
     pos = pos + 1
   end
   rcall('HSET', keys[1], 'cancel_pos', pos)

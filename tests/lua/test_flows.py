@@ -182,6 +182,33 @@ def test_an_optional_step_failing_does_not_fail_the_flow(app):
     assert run.status()["state"] == "succeeded"
 
 
+def test_an_optional_step_skipped_behind_a_failed_optional_upstream_does_not_fail_the_flow(app):
+    flow = app.flow("optional-skipped")
+    a = flow.step("a", "t.a", optional=True)
+    flow.step("b", "t.b", a.ref(), optional=True)
+    flow.step("c", "t.c", after_any=[a])
+    run = flow.submit()
+    finish(app, run, "a", "failed")
+    assert state(run, "b") == "skipped"
+    finish(app, run, "c", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
+def test_a_canceled_flow_with_an_optional_step_succeeds_once_retried(app):
+    """flow_cancel counts a canceled optional step as not failing the flow, so a retry that
+    re-runs every step can succeed."""
+    flow = app.flow("cancel-optional-retry")
+    flow.step("a", "t.a", optional=True)
+    flow.step("b", "t.b")
+    run = flow.submit()
+    run.cancel()
+    assert run.status()["state"] == "canceled"
+    run.retry()
+    finish(app, run, "a", "succeeded")
+    finish(app, run, "b", "succeeded")
+    assert run.status()["state"] == "succeeded"
+
+
 def test_a_required_step_failing_fails_the_flow_once_every_step_is_terminal(app):
     flow = app.flow("required")
     a = flow.step("a", "t.a")
