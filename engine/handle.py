@@ -35,15 +35,21 @@ SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0", "priority"
 STEP_DEFAULTS = {"optional": "0", "policy": "all", "quorum": "0", "req_total": "0", "req_ok": "0",
                  "req_bad": "0", "soft_total": "0", "soft_done": "0"}
 
+# What a wait step leaves unstored at its default besides STEP_DEFAULTS (lua/40_flows.lua
+# wait_step_fields); it holds no attempts nor retry policy at all: it runs no handler.
+WAIT_STEP_DEFAULTS = {**STEP_DEFAULTS, "deadline_ms": "0", "timeout_ms": "0", "on_timeout": "expire",
+                      "wait_correlate": ""}
+
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
-    """HGETALL of one execution; NotFound when it does not exist."""
+    """HGETALL of one execution with the fields stored only off their default filled in;
+    NotFound when it does not exist."""
     key = client.keys.execution(executions.execution_partition(client.keys, execution_id), execution_id)
     fields = client.run(Command(("HGETALL", key), key))
     if not fields:
         raise NotFound(f"no execution {execution_id}")
     if "wait_event" in fields:
-        return dict(fields)  # a wait step holds no attempts nor retry policy (lua/40_flows.lua)
+        return {**WAIT_STEP_DEFAULTS, **fields}
     if "flow" in fields:
         return {**SUBMIT_DEFAULTS, **STEP_DEFAULTS, **fields}
     return with_submit_defaults(fields)
