@@ -89,14 +89,20 @@ class Handle:
     def cancel(self, reason: str = "canceled") -> str:
         """Cancel (``exec_cancel``); returns the state it was in."""
         checks.reason(reason)
-        canceled = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        try:
+            canceled = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        except NotFound:
+            raise NotFound(f"no execution {self.id}") from None  # (the reply names its key)
         if canceled.dispatch:
             dispatch(self.client, [self.id])
         return str(canceled.previous)
 
     def retry(self) -> str:
         """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
-        retried = self.client.run(executions.retry(self.client.keys, self.id))
+        try:
+            retried = self.client.run(executions.retry(self.client.keys, self.id))
+        except NotFound:
+            raise NotFound(f"no execution {self.id}") from None  # (the reply names its key)
         partition = executions.execution_partition(self.client.keys, self.id)
         self.client.run_many(hint_commands(self.client.keys, [(partition, retried.lane)]))
         return str(retried.previous)

@@ -106,6 +106,11 @@ def test_an_id_with_a_trailing_newline_or_of_another_type_is_refused(app, bad_id
     refused(app, lambda: app.run(bad_id), "id")
 
 
+def test_a_malformed_flow_id_is_refused_with_the_shape_of_a_flow_id(app):
+    refused(app, lambda: app.run("nope"), r"expected like 'f_00a3_'")
+    refused(app, lambda: app.handle("nope"), r"expected like 'e_00a3_'")
+
+
 @pytest.mark.parametrize("options, match", [
     ({"namespace": "a{b}"}, "invalid namespace"),
     ({"namespace": "ns\n"}, "invalid namespace"),
