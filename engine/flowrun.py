@@ -32,6 +32,14 @@ if TYPE_CHECKING:
 
 TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
 
+# A flow's timeline reads its partition's event stream from the flow's creation on, less
+# this margin (a call's entry id and the created_ms it read from TIME may differ by its
+# run time), TIMELINE_PAGE entries a round; the stream holds about 10,000 entries, so
+# TIMELINE_MAX_PAGES bounds the rounds above what it can hold.
+TIMELINE_MARGIN_MS = 60_000
+TIMELINE_PAGE = 1_000
+TIMELINE_MAX_PAGES = 20
+
 
 class FlowRun:
     def __init__(self, app: App, flow_id: str, *, submitted: bool = False) -> None:
@@ -166,21 +174,32 @@ class FlowRun:
         for n, (step, eid) in enumerate(order):
             fields, edges = replies[2 * n], replies[2 * n + 1]
             described.append(_describe_step(step, eid, fields, edges, flow["state"], now_ms))
-        return {"flow": flow, "steps": described, "timeline": self.timeline(timeline_limit)}
+        return {"flow": flow, "steps": described, "timeline": self._timeline(timeline_limit, flow["created_ms"])}
 
     def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:
         """This flow's events (at most ``limit``), oldest first, from its partition's stream.
 
-        A stream entry holds every transition of one call; each is one event here.
+        A stream entry holds every transition of one call; each is one event here. The
+        stream is read from the flow's creation on (less a margin for the clock), a page
+        at a time, until ``limit`` events or its end: the entries of other work in the
+        partition, before or among the flow's, take nothing from ``limit``.
         """
         checks.integer(limit, "limit", minimum=1, maximum=10**9)
+        return self._timeline(limit, self.status()["created_ms"])
+
+    def _timeline(self, limit: int, created_ms: int) -> list[dict[str, Any]]:
         key = self.client.keys.events(self.partition)
-        entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
+        start = f"{max(created_ms - TIMELINE_MARGIN_MS, 0)}-0"
         out: list[dict[str, Any]] = []
-        for entry_id, flat in entries:
-            at_ms = int(entry_id.split("-")[0])
-            out.extend({"at_ms": at_ms, **fields} for fields in event_records(flat)
-                       if fields.get("flow") == self.id)
+        for _ in range(TIMELINE_MAX_PAGES):  # the stream is capped (lua/00_helpers.lua EVENTS_MAXLEN)
+            entries = self._get("XRANGE", key, start, "+", "COUNT", TIMELINE_PAGE, key=key)
+            for entry_id, flat in entries:
+                at_ms = int(entry_id.split("-")[0])
+                out.extend({"at_ms": at_ms, **fields} for fields in event_records(flat)
+                           if fields.get("flow") == self.id)
+            if len(out) >= limit or len(entries) < TIMELINE_PAGE:
+                break
+            start = "(" + entries[-1][0]
         return out[:limit]
 
 

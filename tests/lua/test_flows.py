@@ -431,3 +431,21 @@ def test_a_fan_in_submitted_in_many_calls_has_every_edge_once_and_each_out_list_
         m_out = ks.edges_out(p, run.step_execution(f"m{i}"))
         assert app.client.run(Command(("LRANGE", m_out, 0, -1), m_out)) == [run.step_execution("join")]
     assert run.status()["counts"] == {"ready": 1, "blocked": 61}
+
+
+def test_a_flows_timeline_limit_counts_its_own_events_not_the_entries_of_other_work_before_them(app):
+    from engine import events
+
+    correlate = {"order_id": "o-1"}
+    partition = events.correlation(correlate).partition(app.client.keys.partitions)
+    for _ in range(30):  # thirty calls of other work in the flow's partition, each its own entry
+        spec, _ = app.prepare("t.a", partition=partition)
+        app.client.run(X.submit(app.client.keys, spec, partition))
+    flow = app.flow("late", correlate=correlate)
+    flow.step("a", "t.a")
+    run = flow.submit()
+    assert run.partition == partition
+    first = [(e.get("id"), e["from"], e["to"]) for e in run.timeline(limit=3)]
+    a = run.step_execution("a")
+    assert first == [(None, "", "running"), (a, "", "blocked"), (a, "blocked", "ready")]
+    assert len(run.describe(timeline_limit=2)["timeline"]) == 2
