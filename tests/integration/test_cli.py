@@ -61,6 +61,12 @@ def test_flow_list_filters_by_state_and_label(cli, finished_flow):
     assert json.loads(cli("flow", "list", "--json", "--label", "team=other").output) == []
 
 
+def test_flow_list_refuses_a_state_no_flow_can_be_in_naming_the_states(cli):
+    refused = cli("flow", "list", "--state", "done", ok=False)
+    assert refused.exit_code == 2
+    assert "'done' is not one of 'running', 'pausing', 'paused', 'succeeded', 'failed', 'canceled'" in refused.output
+
+
 def test_flow_show_tree_and_timeline(cli, finished_flow):
     run, _ = finished_flow
     shown = cli("flow", "show", run.id).output
