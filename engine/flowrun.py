@@ -168,8 +168,11 @@ class FlowRun:
         for _, eid in order:
             calls.append(Command(("HGETALL", ks.execution(self.partition, eid)), self.key))
             calls.append(Command(("HGETALL", ks.edges_in(self.partition, eid)), self.key))
+        # Durations of live steps count to the server's clock, the one their times come from
+        # (the caller's may be skewed).
+        calls.append(Command(("TIME",), self.key))
         replies = self.client.run_many(calls)
-        now_ms = int(time.time() * 1000)
+        now_ms = server_ms(replies[-1])
         described = []
         for n, (step, eid) in enumerate(order):
             fields, edges = replies[2 * n], replies[2 * n + 1]
@@ -218,11 +221,12 @@ def _describe_step(step: str, eid: str, f: dict[str, str], edges: dict[str, str]
         "created_ms": ms("created_ms") or 0, "queued_ms": queued, "running_ms": running,
         "error": {"kind": f["error_kind"], "message": f.get("error_msg", "")} if f.get("error_kind") else None,
         "edges": {up: value.split("|")[0] + ":" + value.split("|")[1] for up, value in edges.items()},
-        "blockers": _blockers(state, f, edges, flow_state),
+        "blockers": _blockers(state, f, edges, flow_state, now_ms),
     }
 
 
-def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: str) -> list[str]:
+def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: str,
+              now_ms: int) -> list[str]:
     """Why a non-terminal step is not running (or not done) yet, in words."""
     if state == "blocked":
         waiting = [f"edge from {up} ({v.split('|')[0]}) is pending" for up, v in edges.items()
@@ -238,8 +242,16 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
     if state == "leased":
         return [f"running on {f.get('worker')}, lease until {f.get('lease_expiry_ms')}"]
     if state == "waiting":
-        return [_waiting_for(f, int(time.time() * 1000))]
+        return [_waiting_for(f, now_ms)]
     return []
+
+
+def server_ms(reply: Any) -> int:
+    """A ``TIME`` reply (seconds, microseconds) in milliseconds."""
+    if isinstance(reply, Exception):
+        raise reply
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _waiting_for(f: dict[str, str], now_ms: int) -> str:
