@@ -23,7 +23,7 @@ from engine.errors import (
 )
 from engine.events import SIGNAL_EVENT
 from engine.handle import Handle
-from engine.replies import event_records
+from engine.replies import event_records, server_ms
 from engine.router import BLOCK_MARGIN_S, Command
 from engine.states import ExecutionState, FlowState
 
@@ -244,14 +244,6 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
     if state == "waiting":
         return [_waiting_for(f, now_ms)]
     return []
-
-
-def server_ms(reply: Any) -> int:
-    """A ``TIME`` reply (seconds, microseconds) in milliseconds."""
-    if isinstance(reply, Exception):
-        raise reply
-    seconds, micros = reply
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _waiting_for(f: dict[str, str], now_ms: int) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 from engine import executions, outbox
 from engine.client import Client
 from engine.hints import hint_commands
-from engine.replies import PromoteReply
+from engine.replies import PromoteReply, server_ms
 from engine.router import Command, Routable
 from keys import KeySpace
 
@@ -148,11 +148,12 @@ class Promoter:
         same round reads each partition's due outbox messages, applied afterwards."""
         keys = self.client.keys
         calls: list[Routable] = [executions.promote(keys, p, self.batch) for p in partitions]
-        if outbox:
+        if outbox:  # the messages' ages count to the server's clock, which stamped them
             calls += [oldest_message(keys, p) for p in partitions]
+            calls.append(Command(("TIME",), keys.outbox(partitions[0])))
         replies = self.client.run_many(calls)
         if outbox:
-            self._apply_outbox(partitions, replies[len(partitions):])
+            self._apply_outbox(partitions, replies[len(partitions):-1], replies[-1])
             replies = replies[:len(partitions)]
         hints, failed = [], []
         for partition, reply in zip(partitions, replies, strict=True):
@@ -169,10 +170,12 @@ class Promoter:
         if hints:
             self.client.run_many(hint_commands(keys, hints))
 
-    def _apply_outbox(self, partitions: list[int], oldest: list[object]) -> None:
-        """Flush the partitions whose oldest outbox message is due (a failed read or flush waits
-        for the next pass, or the daemon's scanner)."""
-        due_before = time.time() * 1000 - outbox.WORKER_AGE_MS
+    def _apply_outbox(self, partitions: list[int], oldest: list[object], server_time: object) -> None:
+        """Flush the partitions whose oldest outbox message is due by the server's clock (a
+        failed read or flush waits for the next pass, or the daemon's scanner)."""
+        if isinstance(server_time, Exception):
+            return  # the node did not answer: the next pass reads again
+        due_before = server_ms(server_time) - outbox.WORKER_AGE_MS
         for partition, created_ms in zip(partitions, oldest, strict=True):
             if not isinstance(created_ms, float) or created_ms > due_before:
                 continue

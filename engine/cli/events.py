@@ -10,7 +10,8 @@ from engine import events
 from engine.cli.options import connection_options, emit_json, json_option, json_option_value, open_client, table
 from engine.client import Client
 from engine.errors import EngineError
-from engine.flowrun import duration_text, server_ms
+from engine.flowrun import duration_text
+from engine.replies import server_ms
 from engine.router import Command
 
 
