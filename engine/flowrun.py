@@ -150,7 +150,8 @@ class FlowRun:
         return flowops.resume(self.client, self.id)
 
     def retry(self) -> str:
-        """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases)."""
+        """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases), with
+        fresh attempts and no deadline (an expired step's has passed)."""
         flowops.retry(self.client, self.id)
         return self.state().value
 

@@ -98,7 +98,8 @@ class Handle:
         return str(canceled.previous)
 
     def retry(self) -> str:
-        """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
+        """Run a failed, canceled or expired execution again (``exec_retry``) with fresh attempts and
+        no deadline (an expired one's has passed); returns its old state."""
         try:
             retried = self.client.run(executions.retry(self.client.keys, self.id))
         except NotFound:

@@ -187,7 +187,8 @@ def _control(verb: str) -> Callable[..., None]:
     command.__doc__ = {"cancel": "Cancel the flow and every unfinished step (idempotent).",
                        "pause": "Hold ready steps; running steps finish (idempotent).",
                        "resume": "Release held steps (idempotent).",
-                       "retry": "Re-run the failed, skipped, expired and canceled steps of a finished flow."}[verb]
+                       "retry": "Re-run the failed, skipped, expired and canceled steps of a finished flow "
+                                "(fresh attempts, no deadline)."}[verb]
     return command
 
 
