@@ -35,11 +35,15 @@ class WakeQueue:
                 self._queue.append(target)
                 self._cv.notify()
 
-    def next(self) -> Target | None:
-        """The oldest target, waiting for one; None once stopped (queued targets are dropped)."""
+    def next(self, timeout: float | None = None) -> Target | None:
+        """The oldest target, waiting for one (at most ``timeout`` seconds when given); None on
+        that timeout, and once stopped (queued targets are dropped)."""
         with self._cv:
-            while not self._queue and not self._stopped:
-                self._cv.wait(timeout=self.poll_s)
+            if timeout is None:
+                while not self._queue and not self._stopped:
+                    self._cv.wait(timeout=self.poll_s)
+            elif not self._queue and not self._stopped:
+                self._cv.wait(timeout=timeout)
             if self._stopped or not self._queue:
                 return None
             target = self._queue.popleft()

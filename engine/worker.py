@@ -279,7 +279,8 @@ class Worker:
     def _wait_for_capacity(self) -> bool:
         with self._capacity:
             while self._free() <= 0 and not self._stopping.is_set():
-                self._capacity.wait(timeout=self.poll_s)
+                due = self._pool.spread_due()  # a full worker's slots may wait behind a slow handler
+                self._capacity.wait(timeout=self.poll_s if due is None else min(due, self.poll_s))
             return not self._stopping.is_set()
 
     def _release_capacity(self) -> None:
@@ -327,7 +328,9 @@ class Worker:
     # -- claiming --------------------------------------------------------
     def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            wakeup = self._wakeups.next()
+            # (the claim loop hands a claim's plain handlers over as one batch: it also spreads
+            # the batches that wait too long, HandlerThreads.spread_due, waking in time for them)
+            wakeup = self._wakeups.next(self._pool.spread_due())
             if wakeup is None or not self._wait_for_capacity():
                 continue
             partition, lane = wakeup
@@ -375,12 +378,24 @@ class Worker:
         self._launch_many([claimed], lane)
 
     def _launch_many(self, claimed: Sequence[Claimed], lane: str) -> None:
-        """Hold a batch's leases (one lock) and run their handlers."""
+        """Hold a batch's leases (one lock) and run their handlers: the plain ones as one batch
+        of the handler threads (``HandlerThreads.submit_batch``: one thread woken, not one each)."""
         held = [Held(c, lane, TaskContext(c.execution_id, c.attempt, c.deadline_ms, self, c.flow, c.step))
                 for c in claimed]
         self._held.add_many(held)
+        if len(held) == 1 or getattr(self._inline, "open", False):  # (_run keeps the first for this thread)
+            for h in held:
+                self._run(h)
+            return
+        plain: list[tuple[TaskDef, Held]] = []
         for h in held:
-            self._run(h)
+            definition = self.app.tasks.get(h.claimed.task)
+            if definition is None or definition.is_async:
+                self._run(h)
+            else:
+                plain.append((definition, h))
+        if plain:
+            self._pool.submit_batch(self._run_sync, plain)
 
     def _run(self, held: Held) -> None:
         claimed, lane = held.claimed, held.lane

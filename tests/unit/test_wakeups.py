@@ -64,3 +64,10 @@ def test_a_stopped_queue_serves_nothing_more():
     queue.wake(1, "a")
     queue.stop()
     assert queue.next() is None
+
+
+def test_next_with_a_timeout_returns_none_when_nothing_came_and_the_target_when_one_did():
+    q = WakeQueue(poll_s=60)
+    assert q.next(timeout=0.01) is None
+    q.wake(3, "default")
+    assert q.next(timeout=0.01) == (3, "default")
