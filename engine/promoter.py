@@ -41,7 +41,7 @@ from engine.client import Client
 from engine.hints import hint_commands
 from engine.replies import PromoteReply, server_ms
 from engine.router import Command, Routable
-from keys import KeySpace
+from keys import KeySpace, key_slot
 
 log = logging.getLogger("flowslot.worker")
 
@@ -148,12 +148,19 @@ class Promoter:
         same round reads each partition's due outbox messages, applied afterwards."""
         keys = self.client.keys
         calls: list[Routable] = [executions.promote(keys, p, self.batch) for p in partitions]
-        if outbox:  # the messages' ages count to the server's clock, which stamped them
+        node_of: list[str] = []
+        clocks: dict[str, int] = {}  # one TIME per node: a message's age counts by the clock that stamped it
+        if outbox:
+            router = self.client.router
+            node_of = [router.node_for_slot(key_slot(keys.outbox(p))) for p in partitions]
+            clocks = {node: p for node, p in zip(node_of, partitions, strict=True)}
             calls += [oldest_message(keys, p) for p in partitions]
-            calls.append(Command(("TIME",), keys.outbox(partitions[0])))
+            calls += [Command(("TIME",), keys.outbox(p)) for p in clocks.values()]
         replies = self.client.run_many(calls)
         if outbox:
-            self._apply_outbox(partitions, replies[len(partitions):-1], replies[-1])
+            times = dict(zip(clocks, replies[2 * len(partitions):], strict=True))
+            self._apply_outbox(partitions, replies[len(partitions):2 * len(partitions)],
+                               [times[node] for node in node_of])
             replies = replies[:len(partitions)]
         hints, failed = [], []
         for partition, reply in zip(partitions, replies, strict=True):
@@ -170,14 +177,13 @@ class Promoter:
         if hints:
             self.client.run_many(hint_commands(keys, hints))
 
-    def _apply_outbox(self, partitions: list[int], oldest: list[object], server_time: object) -> None:
-        """Flush the partitions whose oldest outbox message is due by the server's clock (a
-        failed read or flush waits for the next pass, or the daemon's scanner)."""
-        if isinstance(server_time, Exception):
-            return  # the node did not answer: the next pass reads again
-        due_before = server_ms(server_time) - outbox.WORKER_AGE_MS
-        for partition, created_ms in zip(partitions, oldest, strict=True):
-            if not isinstance(created_ms, float) or created_ms > due_before:
+    def _apply_outbox(self, partitions: list[int], oldest: list[object], server_times: list[object]) -> None:
+        """Flush the partitions whose oldest outbox message is due by its node's clock (a failed
+        read or flush waits for the next pass, or the daemon's scanner)."""
+        for partition, created_ms, server_time in zip(partitions, oldest, server_times, strict=True):
+            if not isinstance(created_ms, float) or isinstance(server_time, Exception):
+                continue
+            if created_ms > server_ms(server_time) - outbox.WORKER_AGE_MS:
                 continue
             try:
                 outbox.flush(self.client, partition, min_age_ms=outbox.WORKER_AGE_MS)
