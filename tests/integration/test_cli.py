@@ -137,6 +137,18 @@ def test_reconcile_once_and_functions(cli):
     assert "loaded" in cli("functions", "load").output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--primaries", "0"], "at least 1 primary"),
+    (["--replicas", "-1"], "at least 1 primary and >= 0 replicas"),
+    (["--standalone", "--replicas", "1"], "standalone mode runs one server"),
+])
+def test_cluster_up_with_a_shape_it_cannot_start_fails_with_one_line(monkeypatch, tmp_path, args, message):
+    monkeypatch.setenv("FLOWSLOT_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["cluster", "up", *args])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output
+    assert len(result.output.splitlines()) == 1 and not list(tmp_path.iterdir())  # nothing started
+
+
 def test_commands_without_a_server_fail_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("FLOWSLOT_HOME", str(tmp_path))
     monkeypatch.delenv("FLOWSLOT_URL", raising=False)
