@@ -149,6 +149,27 @@ def test_cluster_up_with_a_shape_it_cannot_start_fails_with_one_line(monkeypatch
     assert len(result.output.splitlines()) == 1 and not list(tmp_path.iterdir())  # nothing started
 
 
+@pytest.mark.parametrize("args, message", [
+    (["daemon", "--lease-ttl-s", "-1"], "'--lease-ttl-s': -1.0 is not in the range"),
+    (["daemon", "--metrics-port", "70000"], "'--metrics-port': 70000 is not in the range"),
+    (["daemon", "--scanner", "dependency=-1"], "an interval is a number of seconds in (0, 86400]"),
+    (["daemon", "--scanner", "dependency=nan"], "an interval is a number of seconds in (0, 86400]"),
+    (["daemon", "--retention-s", "-5"], "'--retention-s': -5.0 is not in the range"),
+    (["daemon", "--metrics-host", "192.0.2.1"], "cannot serve metrics on 192.0.2.1:9464"),  # not this host
+    (["worker", "{app}", "--metrics-port", "99999"], "'--metrics-port': 99999 is not in the range"),
+    (["worker", "{app}", "--lanes", ","], "lanes must name at least one lane"),
+    (["worker", "{app}", "--grace-s", "-1"], "'--grace-s': -1.0 is not in the range"),
+])
+def test_a_daemon_or_worker_option_it_cannot_use_fails_with_one_error_line(cli, monkeypatch, tmp_path, args,
+                                                                        message):
+    module = f"audit_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text("from engine import App\napp = App()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli(*[arg.replace("{app}", f"{module}:app") for arg in args], ok=False)
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
 def test_commands_without_a_server_fail_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("FLOWSLOT_HOME", str(tmp_path))
     monkeypatch.delenv("FLOWSLOT_URL", raising=False)
