@@ -38,7 +38,7 @@ from keys import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, new_id, partition_of_key
 
 DEFAULT_LANE = "default"
 MAX_IDEMPOTENCY_KEY = 200
-SUBMIT_GROUP = 20  # consecutive submit_many items placed in one partition (one exec_submit_many)
+SUBMIT_GROUP = 50  # consecutive submit_many items placed in one partition (one exec_submit_many)
 MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024  # lua/20_executions.lua refuses larger payloads
 
 

@@ -245,8 +245,9 @@ class Worker:
                             f" on {self._signal_name}" if self._signal_name else "", self._inflight,
                             deadline - now)
                 report_at = now + SHUTDOWN_REPORT_S
+            due = self._pool.spread_due()  # the claim loop has stopped: batches are spread from here
             with self._capacity:
-                self._capacity.wait(timeout=0.1)
+                self._capacity.wait(timeout=0.1 if due is None else min(due, 0.1))
 
     def _release_held(self) -> None:
         held = self._held.running()

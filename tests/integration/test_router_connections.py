@@ -97,3 +97,26 @@ def test_a_forked_child_makes_its_own_connections_and_leaves_the_parents_working
     assert child_id != parent_id
     assert client_id(router) == parent_id  # the child neither used nor shut down the parent's socket
     router.close()
+
+
+def test_new_connections_do_not_look_up_redis_py_s_version_each_and_still_name_the_client(
+        standalone_server, monkeypatch):
+    router = Router(standalone_server.url)
+    try:
+        lookups = []
+        real_version = redis.utils.metadata.version
+
+        def counted(name: str) -> str:
+            lookups.append(name)
+            return real_version(name)
+
+        monkeypatch.setattr(redis.utils.metadata, "version", counted)
+        connections = router.connections(router.node_for_slot(Command(("GET", KEY), KEY).slot))
+        made = [connections.take() for _ in range(5)]  # none idle: five new connections
+        for conn in made:
+            connections.give(conn)
+        assert lookups == []
+        info = router.execute(Command(("CLIENT", "INFO"), KEY))
+        assert f"lib-name=redis-py lib-ver={real_version('redis')}" in info
+    finally:
+        router.close()
