@@ -20,9 +20,10 @@ The same periodic pass reads the oldest entry of every partition's outbox
 pipelined round: about 0.1 us of server time each, against about 9 us for an
 ``outbox_due`` call) and flushes the partitions whose oldest message is older
 than ``outbox.WORKER_AGE_MS``, so a message whose sender did not flush it is
-applied with no daemon running. The age is judged on this process's clock;
-a skewed clock only delays or hastens a flush, and the flush itself takes
-only messages that old on the server's clock.
+applied with no daemon running. The age is judged on the clock of the node
+that holds the partition (one ``TIME`` per node in the same round), as the
+flush itself judges it, so a worker's skewed clock neither delays nor hastens
+a flush.
 """
 
 from __future__ import annotations
