@@ -298,7 +298,7 @@ def _chain(flows: int, rev: str | None, port: int) -> dict[str, Any]:
 def lua_cost(jobs: int, batch: int, rev: tuple[str, ...], port: int, flow: str | None, width: int,
              as_json: bool) -> None:
     """Server instructions per no-op job in submit, claim and complete, or per step of a fan-out
-    flow (callgrind; needs valgrind)."""
+    flow or of 10-step chains (--flow; callgrind, needs valgrind)."""
     for one in rev or (None,):
         if flow:
             result = _fanout(width, one, port) if flow == "fanout" else _chain(100, one, port)

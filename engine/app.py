@@ -270,7 +270,11 @@ class App:
 
     def submit_many(self, task: TaskDef | str | Callable[..., Any],
                     arg_list: Iterable[Sequence[Any]], **options: Any) -> list[Handle]:
-        """Submit many executions of one task, pipelined per node: two round trips in all."""
+        """Submit many executions of one task, pipelined per node: two round trips in all.
+
+        The items go out in several calls (one per partition group). When one fails (a node
+        that does not answer), the first error is raised, and the items of the calls that
+        succeeded stay written and run: the reconciler's hint repair wakes workers for them."""
         if isinstance(arg_list, (str, bytes, dict)) or not isinstance(arg_list, Iterable):
             raise ContractError(f"submit_many takes a list of argument tuples, got {arg_list!r}")
         prepared = []

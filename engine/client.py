@@ -46,7 +46,7 @@ class Client:
     """The engine's handle on one deployment."""
 
     def __init__(self, url: str | None = None, *, namespace: str = DEFAULT_NAMESPACE,
-                 partitions: int = DEFAULT_PARTITIONS, hint_lists: int = 4,
+                 partitions: int = DEFAULT_PARTITIONS, hint_lists: int = 0,
                  load_library: bool = True, redis_client: redis.Redis | None = None,
                  **client_kwargs: Any) -> None:
         try:

@@ -38,7 +38,8 @@ class LibraryError(EngineError):
 
 
 class TransitionRejected(EngineError):
-    """A Lua function refused a transition; nothing was written."""
+    """A Lua function refused a transition; nothing was written (but for ``InternalError``, a
+    flowslot bug, which may come after writes: the index check repairs what they leave)."""
 
     code = "REJECTED"
 

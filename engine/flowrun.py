@@ -23,7 +23,7 @@ from engine.errors import (
 )
 from engine.events import SIGNAL_EVENT
 from engine.handle import Handle
-from engine.replies import event_records
+from engine.replies import event_records, server_ms
 from engine.router import BLOCK_MARGIN_S, Command
 from engine.states import ExecutionState, FlowState
 
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from engine.app import App
 
 TERMINAL_FLOW = {FlowState.SUCCEEDED, FlowState.FAILED, FlowState.CANCELED}
+
+# A flow's timeline reads its partition's event stream from the flow's creation on, less
+# this margin (a call's entry id and the created_ms it read from TIME may differ by its
+# run time), TIMELINE_PAGE entries a round; the stream holds about 10,000 entries, so
+# TIMELINE_MAX_PAGES bounds the rounds above what it can hold.
+TIMELINE_MARGIN_MS = 60_000
+TIMELINE_PAGE = 1_000
+TIMELINE_MAX_PAGES = 20
 
 
 class FlowRun:
@@ -142,7 +150,8 @@ class FlowRun:
         return flowops.resume(self.client, self.id)
 
     def retry(self) -> str:
-        """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases)."""
+        """Re-run the failed, skipped, expired and canceled steps (``flow_retry`` in phases), with
+        fresh attempts and no deadline (an expired step's has passed)."""
         flowops.retry(self.client, self.id)
         return self.state().value
 
@@ -160,27 +169,41 @@ class FlowRun:
         for _, eid in order:
             calls.append(Command(("HGETALL", ks.execution(self.partition, eid)), self.key))
             calls.append(Command(("HGETALL", ks.edges_in(self.partition, eid)), self.key))
+        # Durations of live steps count to the server's clock, the one their times come from
+        # (the caller's may be skewed).
+        calls.append(Command(("TIME",), self.key))
         replies = self.client.run_many(calls)
-        now_ms = int(time.time() * 1000)
+        now_ms = server_ms(replies[-1])
         described = []
         for n, (step, eid) in enumerate(order):
             fields, edges = replies[2 * n], replies[2 * n + 1]
             described.append(_describe_step(step, eid, fields, edges, flow["state"], now_ms))
-        return {"flow": flow, "steps": described, "timeline": self.timeline(timeline_limit)}
+        return {"flow": flow, "steps": described, "timeline": self._timeline(timeline_limit, flow["created_ms"])}
 
     def timeline(self, limit: int = 10_000) -> list[dict[str, Any]]:
         """This flow's events (at most ``limit``), oldest first, from its partition's stream.
 
-        A stream entry holds every transition of one call; each is one event here.
+        A stream entry holds every transition of one call; each is one event here. The
+        stream is read from the flow's creation on (less a margin for the clock), a page
+        at a time, until ``limit`` events or its end: the entries of other work in the
+        partition, before or among the flow's, take nothing from ``limit``.
         """
         checks.integer(limit, "limit", minimum=1, maximum=10**9)
+        return self._timeline(limit, self.status()["created_ms"])
+
+    def _timeline(self, limit: int, created_ms: int) -> list[dict[str, Any]]:
         key = self.client.keys.events(self.partition)
-        entries = self._get("XRANGE", key, "-", "+", "COUNT", limit, key=key)
+        start = f"{max(created_ms - TIMELINE_MARGIN_MS, 0)}-0"
         out: list[dict[str, Any]] = []
-        for entry_id, flat in entries:
-            at_ms = int(entry_id.split("-")[0])
-            out.extend({"at_ms": at_ms, **fields} for fields in event_records(flat)
-                       if fields.get("flow") == self.id)
+        for _ in range(TIMELINE_MAX_PAGES):  # the stream is capped (lua/00_helpers.lua EVENTS_MAXLEN)
+            entries = self._get("XRANGE", key, start, "+", "COUNT", TIMELINE_PAGE, key=key)
+            for entry_id, flat in entries:
+                at_ms = int(entry_id.split("-")[0])
+                out.extend({"at_ms": at_ms, **fields} for fields in event_records(flat)
+                           if fields.get("flow") == self.id)
+            if len(out) >= limit or len(entries) < TIMELINE_PAGE:
+                break
+            start = "(" + entries[-1][0]
         return out[:limit]
 
 
@@ -199,11 +222,12 @@ def _describe_step(step: str, eid: str, f: dict[str, str], edges: dict[str, str]
         "created_ms": ms("created_ms") or 0, "queued_ms": queued, "running_ms": running,
         "error": {"kind": f["error_kind"], "message": f.get("error_msg", "")} if f.get("error_kind") else None,
         "edges": {up: value.split("|")[0] + ":" + value.split("|")[1] for up, value in edges.items()},
-        "blockers": _blockers(state, f, edges, flow_state),
+        "blockers": _blockers(state, f, edges, flow_state, now_ms),
     }
 
 
-def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: str) -> list[str]:
+def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: str,
+              now_ms: int) -> list[str]:
     """Why a non-terminal step is not running (or not done) yet, in words."""
     if state == "blocked":
         waiting = [f"edge from {up} ({v.split('|')[0]}) is pending" for up, v in edges.items()
@@ -219,7 +243,7 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
     if state == "leased":
         return [f"running on {f.get('worker')}, lease until {f.get('lease_expiry_ms')}"]
     if state == "waiting":
-        return [_waiting_for(f, int(time.time() * 1000))]
+        return [_waiting_for(f, now_ms)]
     return []
 
 

@@ -35,15 +35,21 @@ SUBMIT_DEFAULTS = {"attempts": "0", "epoch": "0", "deadline_ms": "0", "priority"
 STEP_DEFAULTS = {"optional": "0", "policy": "all", "quorum": "0", "req_total": "0", "req_ok": "0",
                  "req_bad": "0", "soft_total": "0", "soft_done": "0"}
 
+# What a wait step leaves unstored at its default besides STEP_DEFAULTS (lua/40_flows.lua
+# wait_step_fields); it holds no attempts nor retry policy at all: it runs no handler.
+WAIT_STEP_DEFAULTS = {**STEP_DEFAULTS, "deadline_ms": "0", "timeout_ms": "0", "on_timeout": "expire",
+                      "wait_correlate": ""}
+
 
 def read_execution(client: Client, execution_id: str) -> dict[str, str]:
-    """HGETALL of one execution; NotFound when it does not exist."""
+    """HGETALL of one execution with the fields stored only off their default filled in;
+    NotFound when it does not exist."""
     key = client.keys.execution(executions.execution_partition(client.keys, execution_id), execution_id)
     fields = client.run(Command(("HGETALL", key), key))
     if not fields:
         raise NotFound(f"no execution {execution_id}")
     if "wait_event" in fields:
-        return dict(fields)  # a wait step holds no attempts nor retry policy (lua/40_flows.lua)
+        return {**WAIT_STEP_DEFAULTS, **fields}
     if "flow" in fields:
         return {**SUBMIT_DEFAULTS, **STEP_DEFAULTS, **fields}
     return with_submit_defaults(fields)
@@ -83,14 +89,21 @@ class Handle:
     def cancel(self, reason: str = "canceled") -> str:
         """Cancel (``exec_cancel``); returns the state it was in."""
         checks.reason(reason)
-        canceled = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        try:
+            canceled = self.client.run(executions.cancel(self.client.keys, self.id, reason))
+        except NotFound:
+            raise NotFound(f"no execution {self.id}") from None  # (the reply names its key)
         if canceled.dispatch:
             dispatch(self.client, [self.id])
         return str(canceled.previous)
 
     def retry(self) -> str:
-        """Run a failed, canceled or expired execution again (``exec_retry``); returns its old state."""
-        retried = self.client.run(executions.retry(self.client.keys, self.id))
+        """Run a failed, canceled or expired execution again (``exec_retry``) with fresh attempts and
+        no deadline (an expired one's has passed); returns its old state."""
+        try:
+            retried = self.client.run(executions.retry(self.client.keys, self.id))
+        except NotFound:
+            raise NotFound(f"no execution {self.id}") from None  # (the reply names its key)
         partition = executions.execution_partition(self.client.keys, self.id)
         self.client.run_many(hint_commands(self.client.keys, [(partition, retried.lane)]))
         return str(retried.previous)

@@ -13,7 +13,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EXECUTIONS = Counter("flowslot_executions", "Execution transitions made by this process.",
                      ["event", "lane"], registry=REGISTRY)
-FLOWS = Counter("flowslot_flows", "Flows submitted, and flows finished by outcome, seen by this process.",
+FLOWS = Counter("flowslot_flows", "Flows submitted by this process.",
                 ["event"], registry=REGISTRY)
 DELIVERIES = Counter("flowslot_deliveries", "Events delivered by this process, by outcome "
                      "(resumed, forwarded, buffered, duplicate, refused).", ["outcome"], registry=REGISTRY)

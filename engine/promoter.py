@@ -20,9 +20,10 @@ The same periodic pass reads the oldest entry of every partition's outbox
 pipelined round: about 0.1 us of server time each, against about 9 us for an
 ``outbox_due`` call) and flushes the partitions whose oldest message is older
 than ``outbox.WORKER_AGE_MS``, so a message whose sender did not flush it is
-applied with no daemon running. The age is judged on this process's clock;
-a skewed clock only delays or hastens a flush, and the flush itself takes
-only messages that old on the server's clock.
+applied with no daemon running. The age is judged on the clock of the node
+that holds the partition (one ``TIME`` per node in the same round), as the
+flush itself judges it, so a worker's skewed clock neither delays nor hastens
+a flush.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ from typing import Any
 from engine import executions, outbox
 from engine.client import Client
 from engine.hints import hint_commands
-from engine.replies import PromoteReply
+from engine.replies import PromoteReply, server_ms
 from engine.router import Command, Routable
-from keys import KeySpace
+from keys import KeySpace, key_slot
 
 log = logging.getLogger("flowslot.worker")
 
@@ -148,11 +149,19 @@ class Promoter:
         same round reads each partition's due outbox messages, applied afterwards."""
         keys = self.client.keys
         calls: list[Routable] = [executions.promote(keys, p, self.batch) for p in partitions]
+        node_of: list[str] = []
+        clocks: dict[str, int] = {}  # one TIME per node: a message's age counts by the clock that stamped it
         if outbox:
+            router = self.client.router
+            node_of = [router.node_for_slot(key_slot(keys.outbox(p))) for p in partitions]
+            clocks = {node: p for node, p in zip(node_of, partitions, strict=True)}
             calls += [oldest_message(keys, p) for p in partitions]
+            calls += [Command(("TIME",), keys.outbox(p)) for p in clocks.values()]
         replies = self.client.run_many(calls)
         if outbox:
-            self._apply_outbox(partitions, replies[len(partitions):])
+            times = dict(zip(clocks, replies[2 * len(partitions):], strict=True))
+            self._apply_outbox(partitions, replies[len(partitions):2 * len(partitions)],
+                               [times[node] for node in node_of])
             replies = replies[:len(partitions)]
         hints, failed = [], []
         for partition, reply in zip(partitions, replies, strict=True):
@@ -169,12 +178,13 @@ class Promoter:
         if hints:
             self.client.run_many(hint_commands(keys, hints))
 
-    def _apply_outbox(self, partitions: list[int], oldest: list[object]) -> None:
-        """Flush the partitions whose oldest outbox message is due (a failed read or flush waits
-        for the next pass, or the daemon's scanner)."""
-        due_before = time.time() * 1000 - outbox.WORKER_AGE_MS
-        for partition, created_ms in zip(partitions, oldest, strict=True):
-            if not isinstance(created_ms, float) or created_ms > due_before:
+    def _apply_outbox(self, partitions: list[int], oldest: list[object], server_times: list[object]) -> None:
+        """Flush the partitions whose oldest outbox message is due by its node's clock (a failed
+        read or flush waits for the next pass, or the daemon's scanner)."""
+        for partition, created_ms, server_time in zip(partitions, oldest, server_times, strict=True):
+            if not isinstance(created_ms, float) or isinstance(server_time, Exception):
+                continue
+            if created_ms > server_ms(server_time) - outbox.WORKER_AGE_MS:
                 continue
             try:
                 outbox.flush(self.client, partition, min_age_ms=outbox.WORKER_AGE_MS)

@@ -177,6 +177,14 @@ class InputsPage(NamedTuple):
     inputs: dict[str, str]  # upstream step → input JSON
 
 
+def server_ms(reply: Any) -> int:
+    """A ``TIME`` reply (seconds, microseconds) in milliseconds; an error reply is raised."""
+    if isinstance(reply, Exception):
+        raise reply
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def exec_submit(r: Any) -> SubmitReply:
     return SubmitReply(r[0], r[1], bool(r[2]))
 

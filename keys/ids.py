@@ -39,7 +39,8 @@ def parse_id(text: str, kind: str | None = None) -> tuple[str, int]:
         raise MalformedId(f"an id must be a string, got {type(text).__name__}")
     match = _ID_RE.fullmatch(text)
     if match is None:
-        raise MalformedId(f"malformed id {text!r}: expected like 'e_00a3_' + 19 hex digits")
+        example = kind or KIND_EXECUTION
+        raise MalformedId(f"malformed id {text!r}: expected like '{example}_00a3_' + 19 hex digits")
     if kind is not None and match.group(1) != kind:
         raise MalformedId(f"id {text!r} is not of kind {kind!r}")
     return match.group(1), int(match.group(2), 16)

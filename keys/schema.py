@@ -17,21 +17,28 @@ from keys.ids import InvalidName, check_namespace
 from keys.partitions import DEFAULT_PARTITIONS, check_partition_count, partition_tags
 
 DEFAULT_NAMESPACE = "fs"
-DEFAULT_HINT_LISTS = 4
+DEFAULT_HINT_LISTS = 4  # or the partition count, when smaller (hint_lists=0 asks for this default)
 
 
 @dataclass(frozen=True)
 class KeySpace:
-    """Key builder for one deployment (namespace, partition count)."""
+    """Key builder for one deployment (namespace, partition count).
+
+    ``hint_lists`` 0 (the default) is ``min(DEFAULT_HINT_LISTS, partitions)``, so a deployment
+    of 1 to 3 partitions works without naming it, and every process of one deployment derives
+    the same count from its partition count.
+    """
 
     namespace: str = DEFAULT_NAMESPACE
     partitions: int = DEFAULT_PARTITIONS
-    hint_lists: int = DEFAULT_HINT_LISTS
+    hint_lists: int = 0
     tags: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_partition_count(self.partitions)
         check_namespace(self.namespace)
+        if type(self.hint_lists) is int and self.hint_lists == 0:
+            object.__setattr__(self, "hint_lists", min(DEFAULT_HINT_LISTS, self.partitions))
         if (not isinstance(self.hint_lists, int) or isinstance(self.hint_lists, bool)
                 or not 1 <= self.hint_lists <= self.partitions):
             raise InvalidName(f"hint_lists must be an integer in 1..{self.partitions}, got {self.hint_lists!r}")

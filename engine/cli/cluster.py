@@ -94,10 +94,10 @@ def up(
     """Start a local cluster in the background and record it."""
     _refuse_if_running()
     started_s = time.monotonic()
-    local = LocalCluster(
-        primaries, replicas, standalone, base_dir=base_dir, server=server, detached=True
-    )
     try:
+        local = LocalCluster(
+            primaries, replicas, standalone, base_dir=base_dir, server=server, detached=True
+        )
         local.start()  # stops what it started when it fails
     except LocalClusterError as e:
         raise click.ClickException(str(e)) from e

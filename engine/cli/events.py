@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
@@ -12,6 +11,7 @@ from engine.cli.options import connection_options, emit_json, json_option, json_
 from engine.client import Client
 from engine.errors import EngineError
 from engine.flowrun import duration_text
+from engine.replies import server_ms
 from engine.router import Command
 
 
@@ -93,7 +93,7 @@ def waits(event_name: str | None, limit: int, as_json: bool, url: str | None, na
     if as_json:
         emit_json(rows)
         return
-    now = int(time.time() * 1000)
+    now = server_ms(client.run(Command(("TIME",), client.keys.waiting(0))))  # the clock the times come from
     click.echo(table([[r["flow"] or "-", r["step"], r["wait_event"], r["wait_correlate"],
                        duration_text(now - r["waiting_since_ms"]),
                        duration_text(int(r["deadline_ms"]) - now) if r["deadline_ms"] not in (None, "0") else "-"]

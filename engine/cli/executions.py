@@ -69,7 +69,7 @@ def cancel(execution_id: str, reason: str, as_json: bool, url: str | None, names
 @json_option
 @connection_options
 def retry(execution_id: str, as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
-    """Run a failed, canceled or expired standalone execution again (fresh attempts)."""
+    """Run a failed, canceled or expired standalone execution again (fresh attempts, no deadline)."""
     client = open_client(url, namespace, partitions)
     try:
         previous = Handle(client, execution_id).retry()

@@ -11,6 +11,7 @@ import click
 
 from engine.cli.options import connection_options, emit_json, json_option, open_client, table
 from engine.errors import EngineError
+from engine.states import FlowState
 
 STATE_COLOURS = {"succeeded": "green", "failed": "red", "skipped": "yellow", "canceled": "magenta",
                  "expired": "red", "leased": "cyan", "running": "cyan", "ready": "blue",
@@ -52,7 +53,8 @@ def flow_group() -> None:
 
 
 @flow_group.command("list")
-@click.option("--state", help="Only flows in this state.")
+@click.option("--state", type=click.Choice([s.value for s in FlowState]), default=None,
+              help="Only flows in this state.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only flows with this label.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @json_option
@@ -185,7 +187,8 @@ def _control(verb: str) -> Callable[..., None]:
     command.__doc__ = {"cancel": "Cancel the flow and every unfinished step (idempotent).",
                        "pause": "Hold ready steps; running steps finish (idempotent).",
                        "resume": "Release held steps (idempotent).",
-                       "retry": "Re-run the failed, skipped, expired and canceled steps of a finished flow."}[verb]
+                       "retry": "Re-run the failed, skipped, expired and canceled steps of a finished flow "
+                                "(fresh attempts, no deadline)."}[verb]
     return command
 
 

@@ -1,4 +1,4 @@
-"""``flowslot signal TOKEN`` (complete a wait step from the shell) and ``flowslot secrets rotate``."""
+"""``flowslot signal TOKEN`` (complete a wait from the shell) and ``flowslot secrets rotate``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from engine.errors import EngineError
 
 @click.command()
 @click.argument("token")
-@click.option("--payload", default="null", show_default=True, help="The step's result, as JSON.")
+@click.option("--payload", default="null", show_default=True, help="The payload (a wait step's result), as JSON.")
 @json_option
 @connection_options
 def signal(token: str, payload: str, as_json: bool, url: str | None, namespace: str, partitions: int) -> None:
-    """Complete the wait step TOKEN names (from run.token(step)) with --payload as its result."""
+    """Complete the wait TOKEN names with --payload: a wait step's (run.token(step)), or a
+    handler's wait_for (current_task().token(name))."""
     body = json_option_value(payload, "--payload")
     client = open_client(url, namespace, partitions)
     try:

@@ -12,7 +12,7 @@ import redis
 
 from engine.app import App
 from engine.cli.options import connection_options, given
-from engine.errors import EngineError
+from engine.errors import ContractError, EngineError
 from engine.logs import setup_logging
 
 
@@ -71,10 +71,10 @@ def connect(app: App) -> None:
 @click.option("--lanes", default="default", show_default=True, help="Comma-separated lanes to serve.")
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--lease-ms", default=30_000, show_default=True, type=click.IntRange(100, 86_400_000))
-@click.option("--grace-s", default=30.0, show_default=True, type=float,
+@click.option("--grace-s", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="On SIGTERM, how long running handlers may finish before their leases are released.")
-@click.option("--metrics-port", envvar="FLOWSLOT_WORKER_METRICS_PORT", default=0, show_default=True, type=int,
-              help="Serve /metrics and /healthz on this port (0: off).")
+@click.option("--metrics-port", envvar="FLOWSLOT_WORKER_METRICS_PORT", default=0, show_default=True,
+              type=click.IntRange(0, 65535), help="Serve /metrics and /healthz on this port (0: off).")
 @click.option("--log-json", is_flag=True, envvar="FLOWSLOT_LOG_JSON", help="Log one JSON object per line.")
 @connection_options
 @click.pass_context
@@ -92,12 +92,18 @@ def worker(ctx: click.Context, target: str, lanes: str, concurrency: int, lease_
     apply_deployment(ctx, app, url, namespace, partitions)
     connect(app)
     lane_list = [lane.strip() for lane in lanes.split(",") if lane.strip()]
-    runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
+    try:
+        runner = Worker(app, lane_list, concurrency=concurrency, lease_ms=lease_ms, grace_s=grace_s)
+    except ContractError as e:  # a bad lane
+        raise click.BadParameter(str(e), param_hint="--lanes") from e
     if metrics_port:
         from engine.cli.health import health_report
         from engine.httpd import serve
 
-        serve(metrics_port, lambda: health_report(app.client))
+        try:
+            serve(metrics_port, lambda: health_report(app.client))
+        except OSError as e:  # the port is taken
+            raise click.ClickException(f"cannot serve metrics on port {metrics_port}: {e}") from e
     runner.run()
     if runner.running_handlers:
         # Their leases are handed back; a plain-function handler cannot be interrupted, and

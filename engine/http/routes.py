@@ -48,7 +48,8 @@ class Api:
     async def signal(self, request: Request) -> JSONResponse:
         """``POST /v1/signals/{token}`` → ``signals.signal`` (what ``App.signal`` calls), which
         says whether this call resumed the step or repeated the signal that did:
-        ``{"outcome": "resumed" | "duplicate", "execution_id"}``. The token is the only credential."""
+        ``{"outcome": "resumed" | "stored" | "duplicate", "execution_id"}`` (``stored``: a handler's
+        wait, signalled before it waits). The token is the only credential."""
         try:
             body = await read_object(request, self.body_limit, ("payload",), empty_ok=True)
         except HttpError:  # refused here; a refusal by the engine is counted by signal()

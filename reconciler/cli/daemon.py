@@ -21,6 +21,7 @@ from reconciler import SCANNERS, FlowRetention, Ownership, Reconciler, Retention
 
 QUEUE_DEPTH_EVERY_S = 5.0  # how often the queue-depth gauges are read from the cluster
 SIGNAL_POLL_S = 0.1  # how soon the main thread acts on a SIGTERM/SIGINT
+MAX_INTERVAL_S = 86_400.0  # the longest --scanner interval
 
 
 def build_scanners(intervals: tuple[str, ...], retention_s: float | None,
@@ -44,9 +45,13 @@ def build_scanners(intervals: tuple[str, ...], retention_s: float | None,
             raise click.BadParameter(f"--scanner takes NAME=SECONDS with NAME one of {', '.join(by_name)}, "
                                      f"got {item!r}")
         try:
-            by_name[name].interval_s = float(value)
+            seconds = float(value)
         except ValueError as e:
             raise click.BadParameter(f"--scanner {item!r}: {value!r} is not a number of seconds") from e
+        if not 0 < seconds <= MAX_INTERVAL_S:  # (NaN fails this too)
+            raise click.BadParameter(f"--scanner {item!r}: an interval is a number of seconds in "
+                                     f"(0, {MAX_INTERVAL_S:g}]")
+        by_name[name].interval_s = seconds
     return scanners
 
 
@@ -79,14 +84,15 @@ def refresh_wants(client: Client, partitions: list[int]) -> None:
 
 
 @click.command()
-@click.option("--metrics-port", envvar="FLOWSLOT_METRICS_PORT", default=9464, show_default=True, type=int,
-              help="Port of /metrics and /healthz (0: no endpoint).")
+@click.option("--metrics-port", envvar="FLOWSLOT_METRICS_PORT", default=9464, show_default=True,
+              type=click.IntRange(0, 65535), help="Port of /metrics and /healthz (0: no endpoint).")
 @click.option("--metrics-host", envvar="FLOWSLOT_METRICS_HOST", default="127.0.0.1", show_default=True)
 @click.option("--scanner", "intervals", multiple=True, metavar="NAME=SECONDS",
               help="Override one scanner's interval (repeatable).")
-@click.option("--retention-s", envvar="FLOWSLOT_RETENTION_S", type=float, default=None,
+@click.option("--retention-s", envvar="FLOWSLOT_RETENTION_S", type=click.FloatRange(min=0), default=None,
               help="Delete terminal executions and flows this long after they finished [default: 7 days].")
-@click.option("--lease-ttl-s", envvar="FLOWSLOT_LEASE_TTL_S", default=10.0, show_default=True, type=float,
+@click.option("--lease-ttl-s", envvar="FLOWSLOT_LEASE_TTL_S", default=10.0, show_default=True,
+              type=click.FloatRange(0.1, 86_400),
               help="Partition ownership lease; a dead daemon's partitions move on after this.")
 @click.option("--log-json", is_flag=True, envvar="FLOWSLOT_LOG_JSON", help="Log one JSON object per line.")
 @connection_options
@@ -110,7 +116,10 @@ def daemon(metrics_port: int, metrics_host: str, intervals: tuple[str, ...], ret
         metrics.PARTITIONS_OWNED.set(len(ownership.owned))
 
     reconciler = Reconciler(client, scanners, ownership=ownership, on_result=on_result)
-    server = serve(metrics_port, lambda: health_report(client), metrics_host) if metrics_port else None
+    try:
+        server = serve(metrics_port, lambda: health_report(client), metrics_host) if metrics_port else None
+    except OSError as e:  # the port is taken, or the host is not this machine's
+        raise click.ClickException(f"cannot serve metrics on {metrics_host}:{metrics_port}: {e}") from e
     # The handler only appends (no lock): Event.set() in a signal handler can deadlock on
     # the lock the main thread holds inside Event.wait().
     signals: list[int] = []

@@ -61,6 +61,12 @@ def test_flow_list_filters_by_state_and_label(cli, finished_flow):
     assert json.loads(cli("flow", "list", "--json", "--label", "team=other").output) == []
 
 
+def test_flow_list_refuses_a_state_no_flow_can_be_in_naming_the_states(cli):
+    refused = cli("flow", "list", "--state", "done", ok=False)
+    assert refused.exit_code == 2
+    assert "'done' is not one of 'running', 'pausing', 'paused', 'succeeded', 'failed', 'canceled'" in refused.output
+
+
 def test_flow_show_tree_and_timeline(cli, finished_flow):
     run, _ = finished_flow
     shown = cli("flow", "show", run.id).output
@@ -129,6 +135,39 @@ def test_reconcile_once_and_functions(cli):
     status = json.loads(cli("functions", "status", "--json").output)
     assert set(status["nodes"].values()) == {status["expected"]}
     assert "loaded" in cli("functions", "load").output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--primaries", "0"], "at least 1 primary"),
+    (["--replicas", "-1"], "at least 1 primary and >= 0 replicas"),
+    (["--standalone", "--replicas", "1"], "standalone mode runs one server"),
+])
+def test_cluster_up_with_a_shape_it_cannot_start_fails_with_one_line(monkeypatch, tmp_path, args, message):
+    monkeypatch.setenv("FLOWSLOT_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["cluster", "up", *args])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output
+    assert len(result.output.splitlines()) == 1 and not list(tmp_path.iterdir())  # nothing started
+
+
+@pytest.mark.parametrize("args, message", [
+    (["daemon", "--lease-ttl-s", "-1"], "'--lease-ttl-s': -1.0 is not in the range"),
+    (["daemon", "--metrics-port", "70000"], "'--metrics-port': 70000 is not in the range"),
+    (["daemon", "--scanner", "dependency=-1"], "an interval is a number of seconds in (0, 86400]"),
+    (["daemon", "--scanner", "dependency=nan"], "an interval is a number of seconds in (0, 86400]"),
+    (["daemon", "--retention-s", "-5"], "'--retention-s': -5.0 is not in the range"),
+    (["daemon", "--metrics-host", "192.0.2.1"], "cannot serve metrics on 192.0.2.1:9464"),  # not this host
+    (["worker", "{app}", "--metrics-port", "99999"], "'--metrics-port': 99999 is not in the range"),
+    (["worker", "{app}", "--lanes", ","], "lanes must name at least one lane"),
+    (["worker", "{app}", "--grace-s", "-1"], "'--grace-s': -1.0 is not in the range"),
+])
+def test_a_daemon_or_worker_option_it_cannot_use_fails_with_one_error_line(cli, monkeypatch, tmp_path, args,
+                                                                        message):
+    module = f"audit_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text("from engine import App\napp = App()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = cli(*[arg.replace("{app}", f"{module}:app") for arg in args], ok=False)
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), result.output
+    assert message in result.output and "Traceback" not in result.output
 
 
 def test_commands_without_a_server_fail_with_one_line(monkeypatch, tmp_path):

@@ -182,3 +182,27 @@ def test_a_dispatcher_killed_mid_cascade_leaves_a_record_and_a_second_dispatch_f
     assert status["state"] == "failed"
     assert status["counts"] == {"failed": 1, "skipped": 840}
     assert app.client.run(Command(("ZCARD", pending_key), pending_key)) == 0
+
+
+def test_the_timeline_of_a_flow_on_a_busy_partition_lists_its_events(standalone_server, namespace, make_app):
+    """The partition's stream holds about 10,000 entries (other work's, before the flow's):
+    describe() and timeline() read on from the flow's creation to its end."""
+    from engine import events
+    from engine import executions as X
+
+    app = make_app(standalone_server.url, namespace)
+    correlate = {"order_id": "busy"}
+    partition = events.correlation(correlate).partition(app.client.keys.partitions)
+    ks = app.client.keys
+    for _ in range(21):
+        specs = [app.prepare("basic.add", (1, 2), partition=partition)[0] for _ in range(500)]
+        app.client.run_many([X.submit(ks, spec, partition) for spec in specs])
+    stream = ks.events(partition)
+    assert app.client.run(Command(("XLEN", stream), stream)) > 10_000
+    flow = app.flow("late", correlate=correlate)
+    flow.step("a", "basic.add", 1, 2)
+    run = flow.submit()
+    a = run.step_execution("a")
+    expected = [(None, "", "running"), (a, "", "blocked"), (a, "blocked", "ready")]
+    assert [(e.get("id"), e["from"], e["to"]) for e in run.describe()["timeline"]] == expected
+    assert [(e.get("id"), e["from"], e["to"]) for e in run.timeline()] == expected

@@ -60,3 +60,27 @@ def test_a_webhook_that_beats_its_flow_is_buffered_and_taken_by_the_wait(cluster
     spawn_worker(cluster.url, namespace)
     run = order_flow(app)
     assert run.result("receipt", timeout=15) == {"amount": 7}
+
+
+def test_a_caller_whose_clock_is_hours_behind_reads_durations_by_the_servers_clock(
+        standalone_server, namespace, make_app, monkeypatch):
+    """describe() and ``flowslot waits`` count a live step's time to the server's clock, the one
+    its times were written by: a caller's skewed clock changes none of it."""
+    import time
+
+    app = make_app(standalone_server.url, namespace)
+    flow = app.flow("skewed")
+    flow.wait("approve", timeout_s=3600)
+    flow.step("work", "flow.echo", 1)
+    run = flow.submit()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3 * 3600)
+    steps = {s["step"]: s for s in run.describe()["steps"]}
+    assert 0 <= steps["work"]["queued_ms"] < 60_000
+    [blocker] = steps["approve"]["blockers"]
+    assert blocker.endswith(("times out in 59 min", "times out in 1 h"))
+    [row] = json.loads(flowslot(standalone_server.url, namespace, "waits", "--json"))
+    assert row["step"] == "approve"
+    [line] = [line for line in flowslot(standalone_server.url, namespace, "waits").splitlines()
+              if line.startswith(run.id)]
+    assert line.rstrip().endswith(("59 min", "1 h"))

@@ -424,6 +424,28 @@ def test_exec_retry_runs_a_failed_standalone_execution_again(app):
         Handle(app.client, handle.id).retry()  # ready is not retryable
 
 
+def test_an_expired_step_and_an_expired_execution_retried_run_with_fresh_attempts_and_no_deadline(app):
+    from engine.handle import Handle, read_execution
+
+    flow = app.flow("late")
+    flow.step("x", "t.a", deadline_s=60)
+    run = flow.submit()
+    finish(app, run, "x", "expired")
+    assert run.retry() == "running"
+    handle = app.submit("t.a", deadline_s=60)
+    partition = X.execution_partition(app.client.keys, handle.id)
+    key = app.client.keys.execution(partition, handle.id)
+    app.client.run(Command(("HSET", key, "deadline_ms", 1), key))  # its deadline passed
+    assert handle.id in app.client.run(X.claim(app.client.keys, partition, "default", 10, 30_000, "w")).expired
+    assert Handle(app.client, handle.id).retry() == "expired"
+    for eid in (run.step_execution("x"), handle.id):
+        info = read_execution(app.client, eid)
+        assert (info["state"], info["attempts"], info["deadline_ms"]) == ("ready", "0", "0")
+        deadlines = app.client.keys.deadlines(X.execution_partition(app.client.keys, eid))
+        assert app.client.run(Command(("ZSCORE", deadlines, eid), deadlines)) is None
+    assert claim_step(app, run, "x").attempt == 1  # claimed, not expired again
+
+
 def test_a_succeeded_flow_has_nothing_to_retry(app):
     flow = app.flow("ok")
     flow.step("x", "t.a")
@@ -484,3 +506,21 @@ def test_a_fan_in_submitted_in_many_calls_has_every_edge_once_and_each_out_list_
         m_out = ks.edges_out(p, run.step_execution(f"m{i}"))
         assert app.client.run(Command(("LRANGE", m_out, 0, -1), m_out)) == [run.step_execution("join")]
     assert run.status()["counts"] == {"ready": 1, "blocked": 61}
+
+
+def test_a_flows_timeline_limit_counts_its_own_events_not_the_entries_of_other_work_before_them(app):
+    from engine import events
+
+    correlate = {"order_id": "o-1"}
+    partition = events.correlation(correlate).partition(app.client.keys.partitions)
+    for _ in range(30):  # thirty calls of other work in the flow's partition, each its own entry
+        spec, _ = app.prepare("t.a", partition=partition)
+        app.client.run(X.submit(app.client.keys, spec, partition))
+    flow = app.flow("late", correlate=correlate)
+    flow.step("a", "t.a")
+    run = flow.submit()
+    assert run.partition == partition
+    first = [(e.get("id"), e["from"], e["to"]) for e in run.timeline(limit=3)]
+    a = run.step_execution("a")
+    assert first == [(None, "", "running"), (a, "", "blocked"), (a, "blocked", "ready")]
+    assert len(run.describe(timeline_limit=2)["timeline"]) == 2

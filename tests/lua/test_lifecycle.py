@@ -228,6 +228,14 @@ def test_cancel_of_an_unknown_execution_is_not_found(lua_client):
         lua_client.run(X.cancel(lua_client.keys, new_id("e", P)))
 
 
+def test_canceling_or_retrying_an_unknown_execution_says_no_execution_and_its_id(lua_client):
+    eid = new_id("e", P)
+    for act in (lambda h: h.cancel(), lambda h: h.retry()):
+        with pytest.raises(NotFound) as refused:
+            act(Handle(lua_client, eid, created=False))
+        assert str(refused.value) == f"no execution {eid}"
+
+
 def test_promote_moves_due_delayed_executions_to_ready(lua_client):
     eid = submit(lua_client, delay_ms=1)[0]
     time.sleep(0.01)

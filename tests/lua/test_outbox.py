@@ -110,6 +110,28 @@ def test_a_workers_promotion_pass_applies_due_messages(client, monkeypatch):
     assert total(client) == 1 and pending(client) == []
 
 
+def test_a_workers_promotion_pass_ages_messages_by_the_servers_clock_not_its_own(
+        standalone_server, namespace, monkeypatch):
+    """A worker whose clock runs five minutes behind still applies a message older than a
+    second (on fakeredis the server's clock is the process's, so this needs a real server)."""
+    import time
+
+    from engine.client import Client
+
+    client = Client(standalone_server.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    outbox_lib.load(client)
+    [msg_id] = outbox_lib.send(client, A, B)
+    key = client.keys.outbox(A)
+    seconds, micros = client.run(Command(("TIME",), key))
+    sent_ms = int(seconds) * 1000 + int(micros) // 1000 - 5_000  # sent five seconds ago
+    client.run(Command(("ZADD", key, "XX", sent_ms, msg_id), key))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 300)
+    Promoter(client).promote(list(range(TEST_PARTITIONS)), outbox=True)
+    assert total(client) == 1 and pending(client) == []
+    client.close()
+
+
 def test_a_stuck_message_is_logged_as_an_error_once_and_counted_every_time(client, caplog):
     [unknown] = outbox_lib.send(client, A, B, kind="t_stuck")
     for _ in range(3):

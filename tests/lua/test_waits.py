@@ -165,6 +165,24 @@ def test_a_waiting_steps_hash_holds_only_what_its_readers_need_and_describe_stil
                         step["blockers"][0])
 
 
+def test_a_wait_steps_info_fills_in_the_fields_it_leaves_unstored_at_their_default(app):
+    from engine.handle import read_execution
+
+    flow = app.flow("approve")
+    flow.wait("approve")
+    flow.wait("optional-payment", "payment_received", ORDER, optional=True, timeout_s=60)
+    run = flow.submit()
+    shown = read_execution(app.client, run.step_execution("approve"))
+    assert {k: shown[k] for k in ("optional", "policy", "quorum", "req_total", "soft_done", "deadline_ms",
+                                  "timeout_ms", "on_timeout", "wait_correlate")} == {
+        "optional": "0", "policy": "all", "quorum": "0", "req_total": "0", "soft_done": "0",
+        "deadline_ms": "0", "timeout_ms": "0", "on_timeout": "expire", "wait_correlate": ""}
+    stored = read_execution(app.client, run.step_execution("optional-payment"))
+    assert (stored["optional"], stored["timeout_ms"], stored["wait_correlate"]) == (
+        "1", "60000", '{"order_id":"o-17"}')
+    assert int(stored["deadline_ms"]) > int(stored["created_ms"])
+
+
 def test_a_retried_wait_step_keeps_no_attempts_and_gets_a_fresh_timeout(app):
     run = order_flow(app, timeout_s=60, on_timeout="fail")
     finish(app, run, "place", "succeeded")

@@ -46,6 +46,9 @@ def _slice_live_nobody_told(wapp, worker, wanted, needed):
     want = wapp.want([wanted])
     above = wapp.handle(wapp.slice(wanted)["build"])
     wait_until(lambda: above.state().value == "waiting", what=f"the build to find {needed} missing")
+    # In another partition the upstream want (and the build it starts) arrives by a message the
+    # worker applies just after the build's call: wait for it too.
+    wait_until(lambda: wapp.slice(needed)["state"] == "building", what=f"the build of {needed} to start")
     ks, partition = wapp.client.keys, slice_partition(wapp.client.keys, needed)
     claimed = wapp.client.run(X.claim(ks, partition, "manual", 1, 10_000, "a caller about to die")).claimed
     assert [c.task for c in claimed] == ["wanting.manual"]

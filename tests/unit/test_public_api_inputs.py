@@ -106,6 +106,20 @@ def test_an_id_with_a_trailing_newline_or_of_another_type_is_refused(app, bad_id
     refused(app, lambda: app.run(bad_id), "id")
 
 
+def test_a_malformed_flow_id_is_refused_with_the_shape_of_a_flow_id(app):
+    refused(app, lambda: app.run("nope"), r"expected like 'f_00a3_'")
+    refused(app, lambda: app.handle("nope"), r"expected like 'e_00a3_'")
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3])
+def test_a_deployment_of_fewer_partitions_than_hint_lists_connects_and_takes_work(namespace, partitions):
+    client = fake_client(namespace, partitions)
+    app = App(client=client, namespace=namespace, partitions=partitions)
+    app.task(name="t.echo")(lambda value=None: value)
+    assert app.submit("t.echo", 1).state().value == "ready"
+    assert client.keys.hint_lists == partitions  # each hint list on a partition of its own
+
+
 @pytest.mark.parametrize("options, match", [
     ({"namespace": "a{b}"}, "invalid namespace"),
     ({"namespace": "ns\n"}, "invalid namespace"),
