@@ -61,6 +61,7 @@ class HandlerThreads:
         self._idle = 0  # threads done with their task and not yet promised another
         self._threads: list[threading.Thread] = []
         self._batches: set[_Batch] = set()  # batches with tasks not yet started
+        self._running = threading.local()  # .more: the batch this thread runs has tasks after this one
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -139,12 +140,21 @@ class HandlerThreads:
                 if not batch.items:
                     return
                 args = batch.items.popleft()
-                if not batch.items:
+                more = bool(batch.items)
+                if not more:
                     self._batches.discard(batch)
+            self._running.more = more
             try:
                 fn(*args)
             except BaseException:  # noqa: BLE001 - as in _loop: the batch's other tasks still run
                 log.exception("handler thread task %r failed", fn)
+            finally:
+                self._running.more = False
+
+    def batch_continues(self) -> bool:
+        """Whether the task running on this thread is followed by more of its batch (which
+        this thread runs next unless they are spread)."""
+        return bool(getattr(self._running, "more", False))
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Refuse new tasks; drop queued ones with ``cancel_futures`` (a batch's too); stop the

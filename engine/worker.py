@@ -532,8 +532,9 @@ class Worker:
         if held.started:
             _run_time(held.lane).observe(time.monotonic() - held.started)
         # (not on the event loop of async handlers: the call would hold up the others)
+        # (not for a batch's task with more after it: the recorder groups the batch's outcomes)
         if not (on_handler_thread and self._record_inline and self._handoff.takes(outcome)
-                and self._record_inline_now(outcome)):
+                and not self._pool.batch_continues() and self._record_inline_now(outcome)):
             self._recorder.put(outcome)
         self._release_capacity()
 

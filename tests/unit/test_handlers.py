@@ -148,3 +148,16 @@ def test_shutdown_with_cancel_drops_the_tasks_a_batch_has_not_started():
     gate.set()
     pool.shutdown(wait=True)
     assert ran == [0]
+
+
+def test_a_batch_task_knows_whether_more_of_its_batch_follows_it_on_its_thread():
+    pool = HandlerThreads(2, "t", spread_after_s=60)
+    in_batch: list[bool] = []
+    pool.submit_batch(lambda n: in_batch.append(pool.batch_continues()), [(0,), (1,), (2,)])
+    pool.shutdown(wait=True)
+    assert in_batch == [True, True, False]
+    alone: list[bool] = []
+    pool = HandlerThreads(2, "t")
+    pool.submit(lambda: alone.append(pool.batch_continues()))
+    pool.shutdown(wait=True)
+    assert alone == [False] and not pool.batch_continues()
