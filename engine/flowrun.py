@@ -214,7 +214,12 @@ def _describe_step(step: str, eid: str, f: dict[str, str], edges: dict[str, str]
 
     state = f.get("state", "missing")
     ready, started, finished = ms("ready_ms"), ms("started_ms"), ms("finished_ms")
-    queued = (started or now_ms) - ready if ready and (started is None or started >= ready) else None
+    # queued: from ready to started; queued again (ready after a failed attempt, whose start is
+    # older): from ready until now, or until it ended without starting again
+    if ready and started is not None and started >= ready:
+        queued: int | None = started - ready
+    else:
+        queued = (finished or now_ms) - ready if ready else None
     running = (finished or now_ms) - started if started and state in ("leased", "succeeded", "failed") else None
     return {
         "step": step, "id": eid, "task": f.get("task"), "state": state,
@@ -238,13 +243,18 @@ def _blockers(state: str, f: dict[str, str], edges: dict[str, str], flow_state: 
     if state == "ready":
         return ["waiting for a worker on lane " + f.get("lane", "?")]
     if state == "delayed":
-        return [f"retry back-off until {f.get('due_ms')} (attempt {f.get('attempts')} failed: "
-                f"{f.get('error_kind')})"]
+        return [f"retry back-off, due in {_until(f.get('due_ms'), now_ms)} (attempt {f.get('attempts')} "
+                f"failed: {f.get('error_kind')})"]
     if state == "leased":
-        return [f"running on {f.get('worker')}, lease until {f.get('lease_expiry_ms')}"]
+        return [f"running on {f.get('worker')}, lease ends in {_until(f.get('lease_expiry_ms'), now_ms)}"]
     if state == "waiting":
         return [_waiting_for(f, now_ms)]
     return []
+
+
+def _until(at_ms: str | None, now_ms: int) -> str:
+    """How long from ``now_ms`` (the server's clock) until ``at_ms``, in words (``?`` unknown)."""
+    return duration_text(int(at_ms) - now_ms) if at_ms else "?"
 
 
 def _waiting_for(f: dict[str, str], now_ms: int) -> str:

@@ -524,3 +524,33 @@ def test_a_flows_timeline_limit_counts_its_own_events_not_the_entries_of_other_w
     a = run.step_execution("a")
     assert first == [(None, "", "running"), (a, "", "blocked"), (a, "blocked", "ready")]
     assert len(run.describe(timeline_limit=2)["timeline"]) == 2
+
+
+def test_describe_says_in_words_how_long_a_lease_and_a_retry_back_off_have_left(app):
+    from engine.policy import Retry
+
+    flow = app.flow("blockers")
+    flow.step("a", "t.a", retry=Retry(max_attempts=3, backoff_s=600, backoff_max_s=600))
+    run = flow.submit()
+    claimed = claim_step(app, run, "a")  # leased for 30 s
+    [blocker] = next(s for s in run.describe()["steps"] if s["step"] == "a")["blockers"]
+    assert blocker in ("running on w, lease ends in 29 s", "running on w, lease ends in 30 s")
+    ks, eid = app.client.keys, run.step_execution("a")
+    app.client.run(X.fail(ks, eid, claimed.token, "ValueError", "bad", True, 1.0))  # full back-off: 600 s
+    [blocker] = next(s for s in run.describe()["steps"] if s["step"] == "a")["blockers"]
+    assert blocker in ("retry back-off, due in 9 min (attempt 1 failed: ValueError)",
+                       "retry back-off, due in 10 min (attempt 1 failed: ValueError)")
+
+
+def test_describe_counts_a_step_queued_again_after_a_failed_attempt_from_its_new_ready_time(app):
+    from engine.policy import Retry
+
+    flow = app.flow("requeued")
+    flow.step("a", "t.a", retry=Retry(max_attempts=3, backoff_s=0))
+    run = flow.submit()
+    claimed = claim_step(app, run, "a")
+    app.client.run(X.fail(app.client.keys, run.step_execution("a"), claimed.token, "ValueError", "bad",
+                          True, 0.0))  # no back-off: ready again at once
+    step = next(s for s in run.describe()["steps"] if s["step"] == "a")
+    assert step["state"] == "ready" and step["attempts"] == 1
+    assert step["queued_ms"] is not None and 0 <= step["queued_ms"] < 60_000
