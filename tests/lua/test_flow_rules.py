@@ -33,12 +33,14 @@ def test_a_canceled_required_step_fails_its_flow_even_behind_after_any(app):
     assert run.status()["state"] == "failed"
 
 
-def test_a_canceled_optional_step_does_not_fail_its_flow(app):
-    flow = app.flow("cancel-optional")
+@pytest.mark.parametrize("outcome", ["canceled", "expired"])  # expired: its deadline passed at claim
+def test_an_optional_step_canceled_or_expired_does_not_fail_its_flow(app, outcome):
+    flow = app.flow(f"optional-{outcome}")
     a = flow.step("a", "t.a", optional=True)
     flow.step("b", "t.b", after_any=[a])
     run = flow.submit()
-    finish(app, run, "a", "canceled")
+    finish(app, run, "a", outcome)
+    assert state(run, "a") == outcome
     finish(app, run, "b", "succeeded")
     assert run.status()["state"] == "succeeded"
 

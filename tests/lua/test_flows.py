@@ -333,17 +333,6 @@ def test_a_step_held_at_claim_by_a_pausing_flow_keeps_its_priority(app):
     assert int(float(score)) // 2**41 == 255 - 100  # the ready score's priority band
 
 
-def test_an_optional_step_that_expires_at_claim_does_not_fail_its_flow(app):
-    flow = app.flow("optional-expired")
-    a = flow.step("a", "t.a", optional=True)
-    flow.step("b", "t.b", after_any=[a])
-    run = flow.submit()
-    finish(app, run, "a", "expired")
-    assert state(run, "a") == "expired"
-    finish(app, run, "b", "succeeded")
-    assert run.status()["state"] == "succeeded"
-
-
 def _unchanged(app, build):
     before = snapshot(app.client)
     with pytest.raises(ContractError) as error:
