@@ -375,7 +375,8 @@ end
 
 -- Write what finish() left in `ended` for the whole call: the ids leave the
 -- lease index `leases_key` and enter `terminal`, and each flow gets its
--- outcome check.
+-- outcome check, but for a flow in the set `ended.alive` (a step of it the
+-- call left not terminal: the check could not end it, so it reads nothing).
 local function end_leases(prefix, leases_key, ended, now)
   if #ended > 0 then
     local scored = {}
@@ -386,7 +387,10 @@ local function end_leases(prefix, leases_key, ended, now)
     rcall('ZREM', leases_key, unpack(ended))
     rcall('ZADD', K.terminal(prefix), unpack(scored))
   end
-  for _, fid in ipairs(ended.flows or {}) do maybe_finish_flow(prefix, fid, now) end
+  local alive = ended.alive
+  for _, fid in ipairs(ended.flows or {}) do
+    if not (alive and alive[fid]) then maybe_finish_flow(prefix, fid, now) end
+  end
 end
 
 -- Waits (steps that wait for an event by correlation). A waiting step is a

@@ -223,6 +223,8 @@ local function resolve_edges(prefix, ups, child_id, now, out, settle_child, tall
     settle(prefix, e, now, out, why or ups[n])
   end
   if e.counts then rcall('HSET', e.key, unpack(e.counts)) end
+  -- (a flow with a step not terminal is not finished: its check can be spared)
+  if out.alive and e.flow and not TERMINAL[e.state] then out.alive[e.flow] = true end
 end
 
 -- Validate one decoded step spec; returns nothing, raises BAD_ARGS. A spec is
@@ -793,7 +795,8 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
       for _, child in ipairs(children) do group_add(feeds, child, f) end
     end
   end
-  local out = {ready = {}, skipped = {}, fstates = fstates}
+  local out = {ready = {}, skipped = {}, fstates = fstates, alive = {}}
+  ended.alive = out.alive  -- (end_leases spares these flows' outcome checks)
   local claimed, claimed_lanes, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
   if c.claim_count > 0 then

@@ -135,3 +135,27 @@ def test_a_completed_step_hands_over_its_only_child_with_the_input_it_wrote_with
     assert [c.step for c in reply.claimed] == ["s1"]
     assert dict(reply.claimed[0].inputs) == {"s0": "1"}
     assert read == 0
+
+
+def test_a_chain_steps_completion_that_leases_the_next_step_reads_and_writes_each_hash_once(
+        standalone_server, namespace):
+    app = App(standalone_server.url, namespace=namespace, partitions=TEST_PARTITIONS)
+    app.task(name="t.step")(lambda n: n + 1)
+    raw = redis.Redis.from_url(standalone_server.url)
+    counted = ("hmget", "hget", "hset", "hgetall")
+    try:
+        run = chain(app, "t.step", 3).submit()
+        ks = app.client.keys
+        first = app.client.run(X.claim(ks, run.partition, "default", 10, 30_000, "w")).claimed[0]
+        before = {command: calls(raw, command) for command in counted}
+        reply = app.client.run(X.complete_step(ks, first.execution_id, first.token, "1", 150, 1, 30_000,
+                                               "w", ["default"]))
+        used = {command: calls(raw, command) - before[command] for command in counted}
+    finally:
+        raw.close()
+        app.close()
+    assert [c.step for c in reply.claimed] == ["s1"]
+    # reads: the step (lease check), the flow's state, the child's edge, the child's gate fields,
+    # the child's lease fields; no outcome check of the flow (its child is not terminal)
+    # writes: the step, the child's edge, its input, its state (ready, then leased: twice)
+    assert used == {"hmget": 3, "hget": 2, "hset": 5, "hgetall": 0}
