@@ -200,7 +200,19 @@ local function move(prefix, e, to, fields, detail)
   local pk = PARTITION_KEYS[prefix] or partition_keys(prefix)
   note_event(pk.events, e.id, from, to, e.flow, detail)
   local key = e.key or K.execution(prefix, e.id)  -- (e.key: the reader's, one concatenation less)
-  if fields and #fields > 0 then
+  local held = e.held
+  if held == true then
+    -- the caller moves e again in this call (settle: ready, then leased at once): this
+    -- move's fields are written with that one's, one HSET
+    e.held = fields or {}
+  elseif held then
+    e.held = nil
+    if fields then
+      local n = #held
+      for i = 1, #fields do held[n + i] = fields[i] end
+    end
+    rcall('HSET', key, 'state', to, unpack(held))
+  elseif fields and #fields > 0 then
     rcall('HSET', key, 'state', to, unpack(fields))
   else
     rcall('HSET', key, 'state', to)

@@ -92,8 +92,13 @@ local function settle(prefix, e, now, out, why)
     else
       fields = with_counts(e, {'ready_ms', now})
     end
+    local lease = out.leasable and out.leasable(e)
+    if lease then e.held = true end  -- (its ready fields are written with its lease's: move)
     move(prefix, e, 'ready', fields)
-    if out.lease and out.lease(e) then return end  -- leased at once to the caller (flow_complete)
+    if lease then
+      out.lease(e)  -- leased at once to the caller (flow_complete)
+      return
+    end
     if enqueue_ready(prefix, e, now, out.ready_z) then
       local ready = out.ready  -- (flat: id, lane, id, lane, ...; a table a step costs its reply ~8,000)
       ready[#ready + 1] = e.id
@@ -800,12 +805,18 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
   local claimed, claimed_lanes, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
   if c.claim_count > 0 then
-    out.lease = function(e)
+    -- Whether the child `e` settle() makes ready is leased to the caller at once (its
+    -- lease fields then read into it); then out.lease(e) leases it.
+    out.leasable = function(e)
       if #claimed >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then return false end
-      local more = hash_fields(e.key, {'task', 'payload', 'attempts', 'deadline_ms', 'epoch', 'step'})
-      local deadline = int_of(more.deadline_ms or 0)
+      local v = rcall('HMGET', e.key, 'task', 'payload', 'attempts', 'deadline_ms', 'epoch', 'step')
+      local deadline = int_of(v[4] or 0)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
-      for name, value in pairs(more) do e[name] = value end
+      e.task, e.payload, e.attempts, e.deadline_ms = v[1] or nil, v[2] or nil, v[3] or nil, v[4] or nil
+      e.epoch, e.step = v[5] or nil, v[6] or nil
+      return true
+    end
+    out.lease = function(e)
       local entry
       local edges = int_of(e.req_total or 0) + int_of(e.soft_total or 0)
       if edges == 1 and #e.written / 2 <= inputs_left then

@@ -157,5 +157,5 @@ def test_a_chain_steps_completion_that_leases_the_next_step_reads_and_writes_eac
     assert [c.step for c in reply.claimed] == ["s1"]
     # reads: the step (lease check), the flow's state, the child's edge, the child's gate fields,
     # the child's lease fields; no outcome check of the flow (its child is not terminal)
-    # writes: the step, the child's edge, its input, its state (ready, then leased: twice)
-    assert used == {"hmget": 3, "hget": 2, "hset": 5, "hgetall": 0}
+    # writes: the step, the child's edge, its input, its state (ready, then leased: one write)
+    assert used == {"hmget": 3, "hget": 2, "hset": 4, "hgetall": 0}
