@@ -258,40 +258,9 @@ end
 local EVENT_RECORDS_PER_ENTRY = 200  -- a record is at most 10 values: unpack() stays small
 local COUNTS_HELD = 16  -- distinct counters summed per call; further ones are written at once
 local ev_key, ev_flat, ev_n, ev_records = nil, {}, 0, 0
--- The call's open group: consecutive execution transitions of one kind (the same
--- from, to, flow and detail: a claim's or a batch completion's) kept as their ids
--- and written as one 'g' record (an 'e' record when it holds one) when a
--- transition of another kind comes or the entry is written: a batch of n costs
--- the XADD one field, not n, and n concatenations less.
-local ev_group = {n = 0, ids = {}, from = '', to = '', flow = '', detail = ''}
 -- c_slot[key][field]: the counter's index in c_keys/c_fields/c_deltas (the
 -- per-key tables are dropped at the flush: a call touches one or two keys).
 local c_keys, c_fields, c_deltas, c_n, c_slot = {}, {}, {}, 0, {}
-
--- Write the open group (ev_group) into the pending entry.
-local function close_group()
-  local g = ev_group
-  local n = g.n
-  if n == 0 then return end
-  g.n = 0
-  local m = ev_n
-  if n == 1 then
-    ev_flat[m + 1] = 'e'
-    ev_flat[m + 2] = g.ids[1] .. ' ' .. g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. g.detail
-  else
-    ev_flat[m + 1] = 'g'
-    ev_flat[m + 2] = g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. n .. ' ' .. table.concat(g.ids, ' ', 1, n)
-      .. ' ' .. g.detail
-  end
-  ev_n = m + 2
-end
-
-local function flush_events()
-  close_group()
-  local key, n = ev_key, ev_n
-  ev_key, ev_n, ev_records = nil, 0, 0  -- taken first: a failed XADD leaves nothing behind
-  if n > 0 then rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(ev_flat, 1, n)) end
-end
 
 -- Append one transition record to the call's pending entry of stream `key`:
 -- an execution's or, with `id` nil, a flow's (flow, from, to, detail). An
@@ -305,8 +274,40 @@ end
 -- 'id', or at 'flow' directly followed by 'from' (event_records, here and in
 -- engine/replies.py, reads them all; streams written before the short form hold
 -- the long one). A group counts its transitions towards EVENT_RECORDS_PER_ENTRY.
-local note_event
+local flush_events, note_event
 do
+  -- The call's open group: consecutive execution transitions of one kind (the same
+  -- from, to, flow and detail: a claim's or a batch completion's) kept as their ids
+  -- and written as one 'g' record (an 'e' record when it holds one) when a
+  -- transition of another kind comes or the entry is written: a batch of n costs
+  -- the XADD one field, not n, and n concatenations less.
+  local ev_group = {n = 0, ids = {}, from = '', to = '', flow = '', detail = ''}
+
+  -- Write the open group (ev_group) into the pending entry.
+  local function close_group()
+    local g = ev_group
+    local n = g.n
+    if n == 0 then return end
+    g.n = 0
+    local m = ev_n
+    if n == 1 then
+      ev_flat[m + 1] = 'e'
+      ev_flat[m + 2] = g.ids[1] .. ' ' .. g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. g.detail
+    else
+      ev_flat[m + 1] = 'g'
+      ev_flat[m + 2] = g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. n .. ' ' .. table.concat(g.ids, ' ', 1, n)
+        .. ' ' .. g.detail
+    end
+    ev_n = m + 2
+  end
+
+  flush_events = function()
+    close_group()
+    local key, n = ev_key, ev_n
+    ev_key, ev_n, ev_records = nil, 0, 0  -- taken first: a failed XADD leaves nothing behind
+    if n > 0 then rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(ev_flat, 1, n)) end
+  end
+
   -- Flow ids found free of spaces (a cache, emptied when it holds 4,096): a flow's
   -- transitions skip the search of its id (about 800 instructions each).
   local plain_flows, plain_flows_n = {}, 0
