@@ -645,14 +645,34 @@ def event_records(flat: list[str]) -> list[dict[str, str]]:
     whose value is ``"<id> <from> <to> <flow> <detail>"`` (``note_event`` in
     lua/00_helpers.lua; flow and detail may be empty, detail may hold spaces), or in
     the long form (streams written before it, ids with a space) starts at ``id``
-    (``id, from, to[, flow][, detail]``). A flow's starts at ``flow`` directly followed
-    by ``from`` (``flow, from, to, detail``). Each comes back as a dict with the long
-    form's keys: ``flow`` and ``detail`` only when not empty.
+    (``id, from, to[, flow][, detail]``). Consecutive transitions of one kind (the same
+    from, to, flow and detail: a batch's) share one field ``g`` whose value is
+    ``"<from> <to> <flow> <n> <id 1> ... <id n> <detail>"`` (``close_group``). A flow's
+    starts at ``flow`` directly followed by ``from`` (``flow, from, to, detail``). Each
+    transition comes back as a dict with the long form's keys: ``flow`` and ``detail``
+    only when not empty.
     """
     records: list[dict[str, str]] = []
     current: dict[str, str] | None = None
     for i in range(0, len(flat) - 1, 2):
         name = flat[i]
+        if name == "g":
+            current = None
+            head = flat[i + 1].split(" ", 4)
+            if len(head) < 5 or not head[3].isdigit():
+                continue  # not written by close_group
+            count = int(head[3])
+            rest = head[4].split(" ", count)
+            if len(rest) < count + 1:
+                continue
+            for member in rest[:count]:
+                record = {"id": member, "from": head[0], "to": head[1]}
+                if head[2]:
+                    record["flow"] = head[2]
+                if rest[count]:
+                    record["detail"] = rest[count]
+                records.append(record)
+            continue
         if name == "e":
             parts = flat[i + 1].split(" ", 4)
             if len(parts) < 5:

@@ -262,24 +262,52 @@ local ev_key, ev_flat, ev_n, ev_records = nil, {}, 0, 0
 -- per-key tables are dropped at the flush: a call touches one or two keys).
 local c_keys, c_fields, c_deltas, c_n, c_slot = {}, {}, {}, 0, {}
 
-local function flush_events()
-  local key, n = ev_key, ev_n
-  ev_key, ev_n, ev_records = nil, 0, 0  -- taken first: a failed XADD leaves nothing behind
-  if n > 0 then rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(ev_flat, 1, n)) end
-end
-
 -- Append one transition record to the call's pending entry of stream `key`:
 -- an execution's or, with `id` nil, a flow's (flow, from, to, detail). An
 -- execution's record is one field 'e' whose value is "<id> <from> <to> <flow>
 -- <detail>" (flow and detail may be empty; detail, last, may hold spaces): one
 -- pair, not up to five, per transition, which costs the XADD a third of the
--- arguments. An id or flow id with a space in it (only a raw FCALL could make
--- one) gets the long form: id, from, to[, flow][, detail]. A record starts at
--- 'e', at 'id', or at 'flow' directly followed by 'from' (event_records, here
--- and in engine/replies.py, reads all three; streams written before the short
--- form hold the long one).
-local note_event
+-- arguments. Consecutive ones of one kind (from, to, flow and detail) share one
+-- field 'g': "<from> <to> <flow> <n> <id 1> ... <id n> <detail>" (ev_group). An
+-- id or flow id with a space in it (only a raw FCALL could make one) gets the
+-- long form: id, from, to[, flow][, detail]. A record starts at 'e', at 'g', at
+-- 'id', or at 'flow' directly followed by 'from' (event_records, here and in
+-- engine/replies.py, reads them all; streams written before the short form hold
+-- the long one). A group counts its transitions towards EVENT_RECORDS_PER_ENTRY.
+local flush_events, note_event
 do
+  -- The call's open group: consecutive execution transitions of one kind (the same
+  -- from, to, flow and detail: a claim's or a batch completion's) kept as their ids
+  -- and written as one 'g' record (an 'e' record when it holds one) when a
+  -- transition of another kind comes or the entry is written: a batch of n costs
+  -- the XADD one field, not n, and n concatenations less.
+  local ev_group = {n = 0, ids = {}, from = '', to = '', flow = '', detail = ''}
+
+  -- Write the open group (ev_group) into the pending entry.
+  local function close_group()
+    local g = ev_group
+    local n = g.n
+    if n == 0 then return end
+    g.n = 0
+    local m = ev_n
+    if n == 1 then
+      ev_flat[m + 1] = 'e'
+      ev_flat[m + 2] = g.ids[1] .. ' ' .. g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. g.detail
+    else
+      ev_flat[m + 1] = 'g'
+      ev_flat[m + 2] = g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. n .. ' ' .. table.concat(g.ids, ' ', 1, n)
+        .. ' ' .. g.detail
+    end
+    ev_n = m + 2
+  end
+
+  flush_events = function()
+    close_group()
+    local key, n = ev_key, ev_n
+    ev_key, ev_n, ev_records = nil, 0, 0  -- taken first: a failed XADD leaves nothing behind
+    if n > 0 then rcall('XADD', key, 'MAXLEN', '~', EVENTS_MAXLEN, '*', unpack(ev_flat, 1, n)) end
+  end
+
   -- Flow ids found free of spaces (a cache, emptied when it holds 4,096): a flow's
   -- transitions skip the search of its id (about 800 instructions each).
   local plain_flows, plain_flows_n = {}, 0
@@ -298,11 +326,22 @@ do
       end
     end
     if short then
-      ev_flat[n + 1] = 'e'
-      ev_flat[n + 2] = id .. ' ' .. from .. ' ' .. to .. ' ' .. (flow or '') .. ' ' .. (detail or '')
-      ev_n, ev_records = n + 2, ev_records + 1
+      local g, fl, dt = ev_group, flow or '', detail or ''
+      local m = g.n
+      if m > 0 and g.to == to and g.from == from and g.flow == fl and g.detail == dt then
+        g.ids[m + 1] = id
+        g.n = m + 1
+      else
+        close_group()
+        g.from, g.to, g.flow, g.detail = from, to, fl, dt
+        g.ids[1] = id
+        g.n = 1
+      end
+      ev_records = ev_records + 1
       return
     end
+    close_group()
+    n = ev_n
     if id then
       ev_flat[n + 1] = 'id'; ev_flat[n + 2] = id
       n = n + 2

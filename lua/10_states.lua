@@ -124,14 +124,35 @@ local function op_pending(prefix, op, fid, remaining, now)
 end
 
 -- The transition records of one event-stream entry (its flat field list):
--- an execution's record is one 'e' field (note_event) or, in the long form,
+-- an execution's record is one 'e' field, consecutive ones share a 'g' field
+-- (note_event) or, in the long form,
 -- starts at 'id' (and names its flow after 'to'); a flow's starts at 'flow'
 -- followed by 'from'. engine/replies.py event_records reads entries the same way.
 local function event_records(flat)
   local records, current = {}, nil
   for i = 1, #flat, 2 do
     local name = flat[i]
-    if name == 'e' then
+    if name == 'g' then
+      -- "<from> <to> <flow> <n> <id 1> ... <id n> <detail>" (close_group)
+      local from, to, flow, n, rest = string.match(flat[i + 1], '^(%S*) (%S*) (%S*) (%d+) (.*)$')
+      current = nil
+      local pos, ids = 1, {}
+      for _ = 1, tonumber(n or 0) do  -- (bounded: the ids the record holds)
+        local sp = string.find(rest, ' ', pos, true)
+        if not sp then ids = nil; break end
+        ids[#ids + 1] = string.sub(rest, pos, sp - 1)
+        pos = sp + 1
+      end
+      if ids then  -- (else not written by close_group)
+        local detail = string.sub(rest, pos)
+        for _, id in ipairs(ids) do
+          local record = {id = id, from = from, to = to}
+          if flow ~= '' then record.flow = flow end
+          if detail ~= '' then record.detail = detail end
+          records[#records + 1] = record
+        end
+      end
+    elseif name == 'e' then
       local id, from, to, flow, detail = string.match(flat[i + 1], '^(%S*) (%S*) (%S*) (%S*) (.*)$')
       current = nil
       if id then  -- (else not written by note_event)

@@ -97,6 +97,22 @@ def test_a_leased_execution_without_a_lease_entry_gets_one_at_its_lease_expiry(a
     assert int(float(score(app, leases, eid))) == int(exec_field(app, eid, p, "lease_expiry_ms"))
 
 
+def test_a_drift_of_one_execution_of_a_batch_claim_is_found_through_its_grouped_event_record(app, caplog):
+    """A claim of several executions records its transitions as one 'g' field; the check reads each id."""
+    handles = app.submit_many("t.a", [()] * 5)
+    p = X.execution_partition(app.client.keys, handles[0].id)
+    assert {X.execution_partition(app.client.keys, h.id) for h in handles} == {p}
+    got = app.client.run(X.claim(app.client.keys, p, "default", 5, 30_000, "w")).claimed
+    assert len(got) == 5
+    events = app.client.keys.events(p)
+    assert [field for field in run(app, "XRANGE", events, "-", "+", key=events)[-1][1][::2]] == ["g"]
+    leases = app.client.keys.leases(p)
+    lost = got[3].execution_id
+    run(app, "ZREM", leases, lost, key=leases)
+    repaired_once(app, caplog, "lease_index")
+    assert int(float(score(app, leases, lost))) == int(exec_field(app, lost, p, "lease_expiry_ms"))
+
+
 def test_a_delayed_execution_missing_from_the_delayed_index_is_added_at_its_due_time(app, caplog):
     eid, p = submitted(app, delay_s=3600)
     delayed = app.client.keys.delayed(p)

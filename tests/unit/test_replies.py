@@ -142,6 +142,19 @@ def test_short_execution_records_read_like_long_ones_and_keep_spaces_in_their_de
     ]
 
 
+def test_a_grouped_record_reads_as_one_transition_per_id_and_keeps_spaces_in_its_detail():
+    flat = ["g", "ready leased  3 e1 e2 e3 worker 7", "e", "e4 leased succeeded f1 ",
+            "g", " ready f1 2 e5 e6 ", "g", "ready leased  3 e1 e2", "g", "ready leased  x e1 "]
+    assert replies.event_records(flat) == [
+        {"id": "e1", "from": "ready", "to": "leased", "detail": "worker 7"},
+        {"id": "e2", "from": "ready", "to": "leased", "detail": "worker 7"},
+        {"id": "e3", "from": "ready", "to": "leased", "detail": "worker 7"},
+        {"id": "e4", "from": "leased", "to": "succeeded", "flow": "f1"},
+        {"id": "e5", "from": "", "to": "ready", "flow": "f1"},
+        {"id": "e6", "from": "", "to": "ready", "flow": "f1"},
+    ]  # the last two 'g' fields are malformed (too few ids, no count) and read as nothing
+
+
 def test_an_event_entry_splits_into_its_execution_and_flow_transitions():
     flat = ["id", "e1", "from", "blocked", "to", "ready", "flow", "f1",
             "flow", "f1", "from", "running", "to", "succeeded", "detail", "every step is terminal",
