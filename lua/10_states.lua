@@ -208,61 +208,59 @@ local function lane_field(lane, state)
   return field
 end
 
-local move
-do
-  -- The lane counters of the call's last move() (its counters hash's slot table in
-  -- c_slot, lane, from, to) and their indexes in c_deltas: a batch's next move of
-  -- the same kind adds to them without the lookups. c_slot gets a new table per
-  -- call, so a memo from an earlier call never matches.
-  local m_slots, m_lane, m_from, m_to, m_ifrom, m_ito = nil, nil, nil, nil, nil, nil
-  move = function(prefix, e, to, fields, detail)
-    local from = e.state or ''
-    if from == '' then
-      if INITIAL_STATES[to] ~= 1 then raise('BUG', 'execution ' .. e.id .. ' cannot be created ' .. to) end
-    else
-      local allowed = EXEC_TRANSITIONS[from]  -- (can_move, inline: a call less per transition)
-      if allowed == nil or allowed[to] ~= 1 then
-        raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
-      end
+-- pk (PARTITION_KEYS) also keeps the lane counters of the call's last move() in
+-- its partition (the counters hash's slot table in c_slot, lane, from, to) and
+-- their indexes in c_deltas: a batch's next move of the same kind adds to them
+-- without the lookups. c_slot gets a new table per call, so a memo from an
+-- earlier call never matches.
+local function move(prefix, e, to, fields, detail)
+  local from = e.state or ''
+  if from == '' then
+    if INITIAL_STATES[to] ~= 1 then raise('BUG', 'execution ' .. e.id .. ' cannot be created ' .. to) end
+  else
+    local allowed = EXEC_TRANSITIONS[from]  -- (can_move, inline: a call less per transition)
+    if allowed == nil or allowed[to] ~= 1 then
+      raise('BUG', 'execution ' .. e.id .. ' cannot move from ' .. from .. ' to ' .. to)
     end
-    local pk = PARTITION_KEYS[prefix] or partition_keys(prefix)
-    note_event(pk.events, e.id, from, to, e.flow, detail)
-    local key = e.key or K.execution(prefix, e.id)  -- (e.key: the reader's, one concatenation less)
-    if fields and #fields > 0 then
-      rcall('HSET', key, 'state', to, unpack(fields))
-    else
-      rcall('HSET', key, 'state', to)
+  end
+  local pk = PARTITION_KEYS[prefix] or partition_keys(prefix)
+  note_event(pk.events, e.id, from, to, e.flow, detail)
+  local key = e.key or K.execution(prefix, e.id)  -- (e.key: the reader's, one concatenation less)
+  if fields and #fields > 0 then
+    rcall('HSET', key, 'state', to, unpack(fields))
+  else
+    rcall('HSET', key, 'state', to)
+  end
+  e.state = to
+  local counts, lane = pk.counts, e.lane
+  local slots = c_slot[counts]
+  if slots ~= nil and slots == pk.m_slots and lane == pk.m_lane and from == pk.m_from and to == pk.m_to then
+    local i = pk.m_ito
+    c_deltas[i] = c_deltas[i] + 1
+    i = pk.m_ifrom
+    if i then c_deltas[i] = c_deltas[i] - 1 end
+  else
+    local f_from, f_to = nil, lane_field(lane, to)
+    if from ~= '' then
+      f_from = lane_field(lane, from)
+      note_count(counts, f_from, -1)
     end
-    e.state = to
-    local counts, lane = pk.counts, e.lane
-    local slots = c_slot[counts]
-    if slots ~= nil and slots == m_slots and lane == m_lane and from == m_from and to == m_to then
-      c_deltas[m_ito] = c_deltas[m_ito] + 1
-      if m_ifrom then c_deltas[m_ifrom] = c_deltas[m_ifrom] - 1 end
-    else
-      local f_from, f_to = nil, lane_field(lane, to)
-      if from ~= '' then
-        f_from = lane_field(lane, from)
-        note_count(counts, f_from, -1)
-      end
-      note_count(counts, f_to, 1)
-      slots = c_slot[counts]
-      m_slots, m_lane, m_from, m_to = slots, lane, from, to
-      m_ito = slots and slots[f_to]
-      m_ifrom = f_from and slots and slots[f_from]
-      if not m_ito or (f_from and not m_ifrom) then m_slots = nil end  -- (written at once: no memo)
-    end
-    if e.flow then
-      -- the flow's per-state counters: written at the call's end like the lane's
-      local fkey = K.flow(prefix, e.flow)
-      if from ~= '' then note_count(fkey, 'c:' .. from, -1) end
-      note_count(fkey, 'c:' .. to, 1)
-      -- (a flow this call saw running, e.fstate, is not pausing: only flow_pause makes it so)
-      if from == 'leased' and e.fstate ~= 'running' then
-        local leased, fstate = unpack(rcall('HMGET', fkey, 'c:leased', 'state'))
-        if fstate == 'pausing' and tonumber(leased or 0) + noted_count(fkey, 'c:leased') == 0 then
-          set_flow_state(prefix, e.flow, 'pausing', 'paused', 0, 'last running step finished')
-        end
+    note_count(counts, f_to, 1)
+    slots = c_slot[counts]
+    local i_to, i_from = slots and slots[f_to], f_from and slots and slots[f_from]
+    if not i_to or (f_from and not i_from) then slots = nil end  -- (written at once: no memo)
+    pk.m_slots, pk.m_lane, pk.m_from, pk.m_to, pk.m_ito, pk.m_ifrom = slots, lane, from, to, i_to, i_from
+  end
+  if e.flow then
+    -- the flow's per-state counters: written at the call's end like the lane's
+    local fkey = K.flow(prefix, e.flow)
+    if from ~= '' then note_count(fkey, 'c:' .. from, -1) end
+    note_count(fkey, 'c:' .. to, 1)
+    -- (a flow this call saw running, e.fstate, is not pausing: only flow_pause makes it so)
+    if from == 'leased' and e.fstate ~= 'running' then
+      local leased, fstate = unpack(rcall('HMGET', fkey, 'c:leased', 'state'))
+      if fstate == 'pausing' and tonumber(leased or 0) + noted_count(fkey, 'c:leased') == 0 then
+        set_flow_state(prefix, e.flow, 'pausing', 'paused', 0, 'last running step finished')
       end
     end
   end

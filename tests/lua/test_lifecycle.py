@@ -11,6 +11,7 @@ import time
 import pytest
 
 from engine import executions as X
+from engine.calls import FCall
 from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
 from engine.handle import Handle
 from engine.replies import event_records
@@ -293,6 +294,8 @@ def test_release_hands_the_execution_back_without_counting_the_attempt(lua_clien
     lambda ks: X.claim(ks, P, "default", 5, 1, "w"),
     lambda ks: X.promote(ks, P, 100_000),
     lambda ks: X.expire_leases(ks, P, 10, 2.0),
+    lambda ks: FCall("exec_claim", (ks.delayed(P),), (5, 1000, "w")),  # not a ready set: no lane
+    lambda ks: FCall("exec_claim", (ks.ready(P, ""),), (5, 1000, "w")),
 ])
 def test_bad_arguments_are_refused_before_any_write(lua_client, call):
     submit(lua_client)
