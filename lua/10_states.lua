@@ -208,6 +208,11 @@ local function lane_field(lane, state)
   return field
 end
 
+-- pk (PARTITION_KEYS) also keeps the lane counters of the call's last move() in
+-- its partition (the counters hash's slot table in c_slot, lane, from, to) and
+-- their indexes in c_deltas: a batch's next move of the same kind adds to them
+-- without the lookups. c_slot gets a new table per call, so a memo from an
+-- earlier call never matches.
 local function move(prefix, e, to, fields, detail)
   local from = e.state or ''
   if from == '' then
@@ -239,9 +244,25 @@ local function move(prefix, e, to, fields, detail)
     rcall('HSET', key, 'state', to)
   end
   e.state = to
-  local counts = pk.counts
-  if from ~= '' then note_count(counts, lane_field(e.lane, from), -1) end
-  note_count(counts, lane_field(e.lane, to), 1)
+  local counts, lane = pk.counts, e.lane
+  local slots = c_slot[counts]
+  if slots ~= nil and slots == pk.m_slots and lane == pk.m_lane and from == pk.m_from and to == pk.m_to then
+    local i = pk.m_ito
+    c_deltas[i] = c_deltas[i] + 1
+    i = pk.m_ifrom
+    if i then c_deltas[i] = c_deltas[i] - 1 end
+  else
+    local f_from, f_to = nil, lane_field(lane, to)
+    if from ~= '' then
+      f_from = lane_field(lane, from)
+      note_count(counts, f_from, -1)
+    end
+    note_count(counts, f_to, 1)
+    slots = c_slot[counts]
+    local i_to, i_from = slots and slots[f_to], f_from and slots and slots[f_from]
+    if not i_to or (f_from and not i_from) then slots = nil end  -- (written at once: no memo)
+    pk.m_slots, pk.m_lane, pk.m_from, pk.m_to, pk.m_ito, pk.m_ifrom = slots, lane, from, to, i_to, i_from
+  end
   if e.flow then
     -- the flow's per-state counters: written at the call's end like the lane's
     local fkey = K.flow(prefix, e.flow)

@@ -24,9 +24,24 @@ end
 -- transition and finish(); every field a command argument less to copy. One
 -- table constructor (a table grown field by field is rehashed on the way).
 -- `id`, when the caller knows it (the key was built from it), is not read: each
--- field an HMGET reads costs the call about 2,000 instructions.
-local function complete_fields(key, id)
+-- field an HMGET reads costs the call about 2,000 instructions. With `no_step`
+-- (exec_complete, exec_complete_many: only flow_complete names the step in its
+-- children's inputs) the step is not read either.
+local function complete_fields(key, id, no_step)
   local v
+  if no_step then
+    if id then
+      v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'optional', 'deadline_ms', 'slice', 'watched')
+    else
+      v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'optional', 'deadline_ms', 'slice', 'watched',
+        'id')
+      id = v[9] or nil
+    end
+    -- (`or nil`: a missing field comes back false; readers test for nil)
+    return {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil,
+      flow = v[4] or nil, optional = v[5] or nil, deadline_ms = v[6] or nil, slice = v[7] or nil,
+      watched = v[8] or nil}
+  end
   if id then
     v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice', 'watched')
   else
@@ -34,7 +49,6 @@ local function complete_fields(key, id)
       'id')
     id = v[10] or nil
   end
-  -- (`or nil`: a missing field comes back false; readers test for nil)
   return {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil,
     flow = v[4] or nil, step = v[5] or nil, optional = v[6] or nil, deadline_ms = v[7] or nil, slice = v[8] or nil,
     watched = v[9] or nil}
@@ -53,14 +67,14 @@ do
 end
 
 -- Check that `token` is the live lease of the execution at `key`; returns its
--- fields as `read(key, id)` gives them (complete_fields, lease_fields; `id` when
--- the caller knows it), or all of
+-- fields as `read(key, id, option)` gives them (complete_fields, lease_fields; `id`
+-- when the caller knows it), or all of
 -- them. Read-only, so callers may use it before their first write. Every reader
 -- reads 'watched', so a missing one is '0' (no result waiter) and finish()
 -- needs no read of its own.
-local function leased_execution(key, token, read, id)
+local function leased_execution(key, token, read, id, option)
   local f
-  if read then f = read(key, id) else f = hash_table(rcall('HGETALL', key)) end
+  if read then f = read(key, id, option) else f = hash_table(rcall('HGETALL', key)) end
   if f.state == nil then raise('NOT_FOUND', 'no execution ' .. key) end
   f.watched = f.watched or '0'
   f.epoch = f.epoch or '0'  -- not stored until the first claim (exec_submit)
@@ -94,18 +108,19 @@ local function retry_or_fail(prefix, f, kind, msg, retryable, jitter, now)
   return 'failed', 0, finish(prefix, f, now, true)
 end
 
--- The fields a claim reads of the execution `id` it popped, as a table: one
+-- The fields a claim reads of the execution `id` it popped from the ready set of
+-- `lane`, as a table: one
 -- constructor (a table grown field by field is rehashed each time it outgrows its size).
 -- What only a claim that does not lease needs (`priority` for a held set, `optional`
 -- and `slice` for finish()) is read by exec_claim on those paths: each field an
--- HMGET reads costs the call about 2,000 instructions.
-local function claim_fields(key, id)
-  local v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'task', 'payload', 'attempts',
-    'deadline_ms')
+-- HMGET reads costs the call about 2,000 instructions. The lane is the ready set's
+-- (enqueue_ready and the index check put an execution in its own lane's set only).
+local function claim_fields(key, id, lane)
+  local v = rcall('HMGET', key, 'state', 'epoch', 'flow', 'step', 'task', 'payload', 'attempts', 'deadline_ms')
   -- (`or nil`: a missing field comes back false; readers test for nil)
-  return {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil, flow = v[4] or nil,
-    step = v[5] or nil, task = v[6] or nil, payload = v[7] or nil, attempts = v[8] or nil,
-    deadline_ms = v[9] or nil}
+  return {key = key, id = id, lane = lane, state = v[1] or nil, epoch = v[2] or nil, flow = v[3] or nil,
+    step = v[4] or nil, task = v[5] or nil, payload = v[6] or nil, attempts = v[7] or nil,
+    deadline_ms = v[8] or nil}
 end
 
 -- The inputs of a claimed execution that has none (shared: never written).
@@ -179,6 +194,10 @@ local function exec_claim(keys, args)
   local lease_ms = int_arg(args[2], 'lease_ms', 100, 86400000)
   local worker = str_arg(args[3], 'worker_id', 200)
   local prefix = prefix_of(keys[1])
+  local lane = string.sub(keys[1], #prefix + 7)  -- (K.ready: prefix .. 'ready:' .. lane)
+  if string.sub(keys[1], #prefix + 1, #prefix + 6) ~= 'ready:' or lane == '' then
+    raise('BAD_ARGS', 'not a ready set key: ' .. keys[1])
+  end
   local now = now_ms()
   local popped = rcall('ZPOPMIN', keys[1], max_count)
   local claimed, expired, lease_args = {}, {}, {}
@@ -186,7 +205,7 @@ local function exec_claim(keys, args)
   local fstates = {}  -- flow id -> state, read once per call
   for i = 1, #popped, 2 do
     local id = popped[i]
-    local f = claim_fields(K.execution(prefix, id), id)
+    local f = claim_fields(K.execution(prefix, id), id, lane)
     local fstate = nil
     if f.flow then
       fstate = fstates[f.flow]
@@ -261,7 +280,7 @@ register('exec_renew', exec_renew)
 local function exec_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
-  local f = leased_execution(keys[1], token, complete_fields)
+  local f = leased_execution(keys[1], token, complete_fields, nil, true)
   if f.state == 'succeeded' then return {'succeeded', 0, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
@@ -276,8 +295,8 @@ register('exec_complete', exec_complete)
 local COMPLETE_MANY_MAX = 100
 
 -- exec_complete's checks, read-only: the fields of a live lease that may succeed.
-local function completable(prefix, id, token)
-  local f = leased_execution(K.execution(prefix, id), token, complete_fields, id)
+local function completable(prefix, id, token, no_step)
+  local f = leased_execution(K.execution(prefix, id), token, complete_fields, id, no_step)
   if f.state ~= 'succeeded' then check_move(f.id, f.state, 'succeeded') end
   return f
 end
@@ -287,14 +306,15 @@ end
 -- the reply's flat triples with each refused execution's ("CODE detail", -1, 0) and
 -- each repeat's ('succeeded', 0, 0, also one earlier in this call) filled in, and
 -- a flat list of (j, fields) for the others: their reply starts at out[j], their
--- result is args[first + j + 1], and out[j + 2] is left for the caller.
-local function completable_items(prefix, args, first, n)
+-- result is args[first + j + 1], and out[j + 2] is left for the caller. `no_step`:
+-- as complete_fields (exec_complete_many).
+local function completable_items(prefix, args, first, n, no_step)
   local out, todo, seen = {}, {}, {}
   for i = 1, n do
     local a, j = first + 3 * (i - 1), 3 * i - 2
     local id = str_arg(args[a], 'id', 64)
     local token = str_arg(args[a + 1], 'token', 32)
-    local ok, f = pcall(completable, prefix, id, token)
+    local ok, f = pcall(completable, prefix, id, token, no_step)
     if not ok then
       if type(f) ~= 'table' or not f.fs then error(f) end
       out[j] = f.fs; out[j + 1] = -1; out[j + 2] = 0
@@ -327,7 +347,7 @@ end
 local function exec_complete_many(keys, args)
   local n = batch_count(args, 3, COMPLETE_MANY_MAX, '(id, token, result) triples')
   local prefix = prefix_of(keys[1])
-  local out, todo = completable_items(prefix, args, 1, n)
+  local out, todo = completable_items(prefix, args, 1, n, true)
   if #todo == 0 then return out end
   local now = now_ms()
   local ended = {}

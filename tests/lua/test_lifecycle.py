@@ -11,6 +11,7 @@ import time
 import pytest
 
 from engine import executions as X
+from engine.calls import FCall
 from engine.errors import BadArguments, Canceled, InvalidState, NotFound, StaleLease
 from engine.handle import Handle
 from engine.replies import event_records
@@ -262,6 +263,24 @@ def test_a_deadline_passed_while_ready_expires_at_claim(lua_client):
     assert info(lua_client, eid)["state"] == "expired"
 
 
+def test_a_claim_that_alternates_leasing_and_expiring_counts_and_records_each_kind(lua_client):
+    """move() reuses the last move's counter slots for a move of the same kind only."""
+    kinds = ["leased", "expired", "expired", "leased", "leased", "expired", "leased"]
+    ids = []
+    for kind in kinds:
+        ids.append(submit(lua_client, deadline_in_ms=1 if kind == "expired" else 0)[0])
+        time.sleep(0.002)  # claims take them in this order (by age)
+    submit(lua_client, lane="other")
+    time.sleep(0.01)
+    reply = claim(lua_client)
+    assert [c.execution_id for c in reply.claimed] == [i for i, k in zip(ids, kinds) if k == "leased"]
+    assert reply.expired == [i for i, k in zip(ids, kinds) if k == "expired"]
+    assert counts(lua_client) == {"default:leased": 4, "default:expired": 3, "other:ready": 1}
+    assert [(r["id"], r["to"]) for r in stream_entries(lua_client)[-1]] == list(zip(ids, kinds))
+    claim(lua_client, lane="other")  # the next call starts its counters afresh
+    assert counts(lua_client) == {"default:leased": 4, "default:expired": 3, "other:leased": 1}
+
+
 def test_release_hands_the_execution_back_without_counting_the_attempt(lua_client):
     eid = submit(lua_client)[0]
     token = claim(lua_client).claimed[0].token
@@ -275,6 +294,8 @@ def test_release_hands_the_execution_back_without_counting_the_attempt(lua_clien
     lambda ks: X.claim(ks, P, "default", 5, 1, "w"),
     lambda ks: X.promote(ks, P, 100_000),
     lambda ks: X.expire_leases(ks, P, 10, 2.0),
+    lambda ks: FCall("exec_claim", (ks.delayed(P),), (5, 1000, "w")),  # not a ready set: no lane
+    lambda ks: FCall("exec_claim", (ks.ready(P, ""),), (5, 1000, "w")),
 ])
 def test_bad_arguments_are_refused_before_any_write(lua_client, call):
     submit(lua_client)
