@@ -284,10 +284,10 @@ def test_a_claim_that_alternates_leasing_and_expiring_counts_and_records_each_ki
     submit(lua_client, lane="other")
     time.sleep(0.01)
     reply = claim(lua_client)
-    assert [c.execution_id for c in reply.claimed] == [i for i, k in zip(ids, kinds) if k == "leased"]
-    assert reply.expired == [i for i, k in zip(ids, kinds) if k == "expired"]
+    assert [c.execution_id for c in reply.claimed] == [i for i, k in zip(ids, kinds, strict=True) if k == "leased"]
+    assert reply.expired == [i for i, k in zip(ids, kinds, strict=True) if k == "expired"]
     assert counts(lua_client) == {"default:leased": 4, "default:expired": 3, "other:ready": 1}
-    assert [(r["id"], r["to"]) for r in stream_entries(lua_client)[-1]] == list(zip(ids, kinds))
+    assert [(r["id"], r["to"]) for r in stream_entries(lua_client)[-1]] == list(zip(ids, kinds, strict=True))
     claim(lua_client, lane="other")  # the next call starts its counters afresh
     assert counts(lua_client) == {"default:leased": 4, "default:expired": 3, "other:leased": 1}
 
