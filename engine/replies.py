@@ -207,7 +207,32 @@ def exec_promote(r: Any) -> PromoteReply:
 
 
 def exec_claim(r: Any) -> ClaimReply:
-    return ClaimReply(int(r[0]), _claimed(r[1]), list(r[2]))
+    if len(r) > 3:  # the call's lease expiry after the lists: this library's compact entries
+        return ClaimReply(int(r[0]), _claimed_compact(r[1], int(r[3])), list(r[2]))
+    return ClaimReply(int(r[0]), _claimed(r[1]), list(r[2]))  # an older library's (bench lua-cost --rev)
+
+
+def _claimed_compact(flat: Any, lease_expiry_ms: int) -> list[Claimed]:
+    """``exec_claim``'s flat list: id, token, task, payload, attempt, deadline_ms, n, the n
+    input pairs (or none, n being minus the inputs' count when too many to carry), flow, and
+    the step when flow is not empty; then the next. Every lease ends at ``lease_expiry_ms``."""
+    claimed = []
+    i, end = 0, len(flat)
+    while i < end:
+        n = int(flat[i + 6])
+        j = i + 7
+        inputs, paged = _NO_INPUTS, 0
+        if n > 0:
+            inputs = dict(zip(flat[j:j + 2 * n:2], flat[j + 1:j + 2 * n:2], strict=True))
+            j += 2 * n
+        elif n < 0:
+            paged = -n
+        flow = flat[j]
+        step = flat[j + 1] if flow else ""
+        claimed.append(Claimed(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], int(flat[i + 4]),
+                               int(flat[i + 5]), lease_expiry_ms, inputs, flow, step, paged))
+        i = j + 2 if flow else j + 1
+    return claimed
 
 
 def _claimed(entries: Any) -> list[Claimed]:
@@ -223,8 +248,9 @@ def _claimed(entries: Any) -> list[Claimed]:
 
 
 def _claimed_flat(flat: Any) -> list[Claimed]:
-    """``exec_claim``'s flat list: id, token, task, payload, attempt, deadline_ms,
-    lease_expiry_ms, n, paged, n input pairs, flow, step; then the next."""
+    """An older library's ``exec_claim`` flat list (``bench lua-cost --rev``): id, token,
+    task, payload, attempt, deadline_ms, lease_expiry_ms, n, paged, n input pairs, flow,
+    step; then the next."""
     claimed = []
     i, end = 0, len(flat)
     while i < end:

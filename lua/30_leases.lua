@@ -132,7 +132,10 @@ local NO_INPUTS = {}
 -- With `flat` (exec_claim's reply list), the entry is appended to it as exec_claim
 -- replies it, and the lease expiry is returned in its place: one flat list
 -- converts to a reply with fewer tables than a list of entries (a table costs its
--- reply conversion about 2,300 instructions), and no entry table is built.
+-- reply conversion about 2,300 instructions), and no entry table is built; the
+-- flat entry leaves out what it can (the lease expiry, the call's for all; the
+-- paged count, in the input count's sign; a standalone execution's step), each
+-- reply element costing about 1,300 instructions.
 local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs, flat)
   local id = f.id
   local epoch = int_of(f.epoch or 0) + 1
@@ -160,18 +163,22 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inpu
   end
   local n = #flat
   flat[n + 1] = id; flat[n + 2] = tostring(epoch); flat[n + 3] = f.task; flat[n + 4] = f.payload
-  flat[n + 5] = attempt; flat[n + 6] = int_of(f.deadline_ms or 0); flat[n + 7] = expiry
+  flat[n + 5] = attempt; flat[n + 6] = int_of(f.deadline_ms or 0)
   if paged then
-    flat[n + 8] = 0; flat[n + 9] = paged
-    n = n + 9
+    flat[n + 7] = -paged
+    n = n + 7
   else
     local m = #inputs
-    flat[n + 8] = m / 2; flat[n + 9] = 0
-    n = n + 9
+    flat[n + 7] = m / 2
+    n = n + 7
     for k = 1, m do flat[n + k] = inputs[k] end
     n = n + m
   end
-  flat[n + 1] = f.flow or ''; flat[n + 2] = f.step or ''
+  if f.flow then
+    flat[n + 1] = f.flow; flat[n + 2] = f.step or ''
+  else
+    flat[n + 1] = ''
+  end
   return expiry, inputs_left
 end
 
@@ -181,13 +188,16 @@ end
   Derived: ready, delayed, leases, deadlines, terminal, pending_dispatch, counts, events,
     flows_done, execution, done, edges_out, inputs, flow, flow_held, flow_done, waits, waiting, outbox, outbox_msgs, outbox_seq,
     build_waits, slice, slices
-  Reply:  {remaining_ready, {id, token, task, payload, attempt, deadline_ms,
-           lease_expiry_ms, n, paged, <n pairs upstream_step, input_json>, flow_id, step_id,
-           then the next claimed execution's, ...}, {expired_id, ...}}
-           one flat list (lease_one with `flat`); n input pairs are carried, or n is 0 and
-           paged is the number of inputs when they would take the claim past
-           CLAIM_INPUTS (read inp:<id> with HSCAN). flow_complete, slice_complete and
-           slice_missing carry lease_one's entries as a list of lists instead.
+  Reply:  {remaining_ready, {id, token, task, payload, attempt, deadline_ms, n,
+           <n pairs upstream_step, input_json>, flow_id, <step_id when flow_id is not ''>,
+           then the next claimed execution's, ...}, {expired_id, ...}, lease_expiry_ms}
+           one flat list (lease_one with `flat`); n >= 0 input pairs are carried, or
+           n is minus the number of inputs when they would take the claim past
+           CLAIM_INPUTS (none carried: read inp:<id> with HSCAN); every lease of the
+           call ends at lease_expiry_ms. flow_complete, slice_complete and
+           slice_missing carry lease_one's entries as a list of lists instead
+           ({id, token, task, payload, attempt, deadline_ms, lease_expiry_ms,
+           inputs or their count, flow_id, step_id}).
   Errors: BAD_ARGS ]]
 local function exec_claim(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
@@ -245,7 +255,7 @@ local function exec_claim(keys, args)
   -- ZPOPMIN returning fewer than asked emptied the set.
   local remaining = 0
   if #popped >= 2 * max_count then remaining = rcall('ZCARD', keys[1]) end
-  return {remaining, claimed, expired}
+  return {remaining, claimed, expired, now + lease_ms}
 end
 register('exec_claim', exec_claim)
 

@@ -109,6 +109,17 @@ def test_a_claim_of_three_writes_one_event_entry_naming_each_transition(lua_clie
     assert counts(lua_client) == {"default:leased": 3}
 
 
+def test_every_lease_of_a_claim_ends_when_the_execution_and_the_lease_index_say(lua_client):
+    ids = [submit(lua_client)[0] for _ in range(3)]
+    reply = claim(lua_client, n=3, lease_ms=45_000)
+    assert sorted(c.execution_id for c in reply.claimed) == sorted(ids)
+    leases = lua_client.keys.leases(P)
+    for c in reply.claimed:
+        assert (c.flow, c.step, c.inputs_paged, dict(c.inputs)) == ("", "", 0, {})
+        assert c.lease_expiry_ms == int(info(lua_client, c.execution_id)["lease_expiry_ms"])
+        assert c.lease_expiry_ms == int(lua_client.run(Command(("ZSCORE", leases, c.execution_id), leases)))
+
+
 def test_a_call_with_more_than_200_transitions_splits_its_event_into_entries_of_200(lua_client):
     for _ in range(201):
         submit(lua_client)

@@ -101,7 +101,7 @@ def test_a_claim_carries_its_inputs_or_only_their_count_when_paged():
     assert (dict(second.inputs), second.inputs_paged) == ({}, 3000)
 
 
-def test_exec_claims_flat_list_decodes_like_a_list_of_entries():
+def test_an_older_librarys_flat_claim_list_decodes_like_a_list_of_entries():
     flat = [5, ["e1", "3", "t", "{}", 2, 0, 99, 1, 0, "up", "1", "f1", "s1",
                 "e2", "4", "t", "{}", 1, 0, 99, 0, 3000, "f1", "s2",
                 "e3", "1", "t", "{}", 1, 0, 99, 0, 0, "", ""], ["e9"]]
@@ -109,6 +109,18 @@ def test_exec_claims_flat_list_decodes_like_a_list_of_entries():
                   ["e2", "4", "t", "{}", 1, 0, 99, 3000, "f1", "s2"],
                   ["e3", "1", "t", "{}", 1, 0, 99, [], "", ""]], ["e9"]]
     assert replies.exec_claim(flat) == replies.exec_claim(nested)
+
+
+def test_exec_claims_compact_list_decodes_like_a_list_of_entries_with_the_calls_lease_expiry():
+    compact = [5, ["e1", "3", "t", "{}", 2, 0, 1, "up", "1", "f1", "s1",
+                   "e2", "4", "t", "{}", 1, 0, -3000, "f1", "s2",
+                   "e3", "1", "t", "{}", 1, 7, 0, "",
+                   "e4", "2", "t", "{}", 1, 0, 0, "f2", "s4"], ["e9"], 99]
+    nested = [5, [["e1", "3", "t", "{}", 2, 0, 99, ["up", "1"], "f1", "s1"],
+                  ["e2", "4", "t", "{}", 1, 0, 99, 3000, "f1", "s2"],
+                  ["e3", "1", "t", "{}", 1, 7, 99, [], "", ""],
+                  ["e4", "2", "t", "{}", 1, 0, 99, [], "f2", "s4"]], ["e9"]]
+    assert replies.exec_claim(compact) == replies.exec_claim(nested)
 
 
 def test_complete_many_decodes_flat_triples_with_refusals_in_their_place():
