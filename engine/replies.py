@@ -415,8 +415,16 @@ def flow_resolve(r: Any) -> ResolveReply:
                         ResolveTally(int(satisfied), int(impossible), int(already), int(skipped)), int(r[4]))
 
 
+def _step_claimed(entries: Any, r: Any, at: int) -> list[Claimed]:
+    """``flow_complete(_many)``'s leased children: ``exec_claim``'s flat entries with the call's
+    lease expiry at ``r[at]``, or an older library's list of entries (``bench lua-cost --rev``)."""
+    if len(r) > at:
+        return _claimed_compact(entries, int(r[at]))
+    return _claimed(entries)
+
+
 def flow_complete(r: Any) -> FlowCompleteReply:
-    return FlowCompleteReply(r[0], bool(r[1]), bool(r[2]), _ready(r[3]), list(r[4]), _claimed(r[5]),
+    return FlowCompleteReply(r[0], bool(r[1]), bool(r[2]), _ready(r[3]), list(r[4]), _step_claimed(r[5], r, 8),
                              list(r[6]), int(r[7]))
 
 
@@ -426,7 +434,7 @@ def flow_complete_many(r: Any) -> list[FlowCompleteReply | EngineError]:
     for all of them (children hinted, cascaded and leased; outbox messages) is in the first
     reply that is not an exception; the other replies' lists are empty, so a caller that
     follows up each reply as a ``flow_complete`` one does every follow-up once."""
-    triples, ready, cascade, claimed, lanes, sent = r
+    triples, ready, cascade, claimed, lanes, sent = r[:6]
     out: list[FlowCompleteReply | EngineError] = []
     shared = True
     for i in range(0, len(triples), 3):
@@ -434,7 +442,7 @@ def flow_complete_many(r: Any) -> list[FlowCompleteReply | EngineError]:
             out.append(_refused(triples[i]))
         elif shared:
             out.append(FlowCompleteReply(triples[i], bool(triples[i + 1]), bool(triples[i + 2]), _ready(ready),
-                                         list(cascade), _claimed(claimed), list(lanes), int(sent)))
+                                         list(cascade), _step_claimed(claimed, r, 6), list(lanes), int(sent)))
             shared = False
         else:
             out.append(FlowCompleteReply(triples[i], bool(triples[i + 1]), bool(triples[i + 2]), [], [], [], []))

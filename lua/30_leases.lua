@@ -143,7 +143,8 @@ local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inpu
   local expiry = now + lease_ms
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
     'started_ms', now, 'lease_expiry_ms', expiry}, worker)
-  local inputs, paged = NO_INPUTS, nil  -- paged: the input count, when they are left out
+  -- (f.known_inputs: what the caller wrote as its inputs in this call, with max_inputs 0)
+  local inputs, paged = f.known_inputs or NO_INPUTS, nil  -- paged: the input count, when they are left out
   if f.flow and max_inputs and max_inputs <= inputs_left then
     if max_inputs > 0 then inputs = rcall('HGETALL', K.inputs(prefix, id)) end
     inputs_left = inputs_left - #inputs / 2
@@ -194,8 +195,9 @@ end
            one flat list (lease_one with `flat`); n >= 0 input pairs are carried, or
            n is minus the number of inputs when they would take the claim past
            CLAIM_INPUTS (none carried: read inp:<id> with HSCAN); every lease of the
-           call ends at lease_expiry_ms. flow_complete, slice_complete and
-           slice_missing carry lease_one's entries as a list of lists instead
+           call ends at lease_expiry_ms. flow_complete(_many) reply their leased
+           children the same way; slice_complete and slice_missing carry
+           lease_one's entries as a list of lists instead
            ({id, token, task, payload, attempt, deadline_ms, lease_expiry_ms,
            inputs or their count, flow_id, step_id}).
   Errors: BAD_ARGS ]]

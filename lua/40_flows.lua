@@ -762,7 +762,8 @@ register('flow_resolve', flow_resolve)
 -- on one of the caller's lanes while its flow runs is leased to the caller, up
 -- to claim_count in all, the others are hinted. Returns each step's dispatch
 -- flag (1: the dispatcher resolves its edges), the `out` of the resolution
--- (ready, skipped, sent) and the claimed entries and their lanes.
+-- (ready, skipped, sent), the claimed entries (one flat list, as exec_claim's),
+-- their lanes and their lease expiry (one for the call; 0 when none).
 local function steps_succeeded(prefix, leases_key, steps, now, c)
   local fstates = {}  -- the flows' states, read once per call (before any write)
   local children_of = {}  -- (false: none to resolve here)
@@ -808,7 +809,9 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
     -- Whether the child `e` settle() makes ready is leased to the caller at once (its
     -- lease fields then read into it); then out.lease(e) leases it.
     out.leasable = function(e)
-      if #claimed >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then return false end
+      if #claimed_lanes >= c.claim_count or not c.lanes[e.lane] or fstates[e.flow] ~= 'running' then
+        return false
+      end
       local v = rcall('HMGET', e.key, 'task', 'payload', 'attempts', 'deadline_ms', 'epoch', 'step')
       local deadline = int_of(v[4] or 0)
       if deadline > 0 and deadline <= now then return false end  -- the next claim expires it
@@ -817,19 +820,17 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
       return true
     end
     out.lease = function(e)
-      local entry
+      local expiry
       local edges = int_of(e.req_total or 0) + int_of(e.soft_total or 0)
       if edges == 1 and #e.written / 2 <= inputs_left then
         -- its one edge was resolved just now: its inputs are what that wrote, no read
-        entry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, 0)
-        entry[8] = e.written
-        inputs_left = inputs_left - #e.written / 2
+        e.known_inputs = e.written
+        expiry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, 0, claimed)
       else
-        entry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, edges)
+        expiry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, edges, claimed)
       end
-      claimed[#claimed + 1] = entry
       claimed_lanes[#claimed_lanes + 1] = e.lane
-      lease_args[#lease_args + 1] = entry[7]
+      lease_args[#lease_args + 1] = expiry
       lease_args[#lease_args + 1] = e.id
       return true
     end
@@ -839,7 +840,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
   flush_ready(prefix, out.ready_z)
   end_leases(prefix, leases_key, ended, now)
   if #lease_args > 0 then rcall('ZADD', leases_key, unpack(lease_args)) end
-  return dispatch, out, claimed, claimed_lanes
+  return dispatch, out, claimed, claimed_lanes, lease_args[1] or 0
 end
 
 -- The shared arguments of flow_complete and flow_complete_many, from args[first].
@@ -867,20 +868,22 @@ end
     outbox, outbox_msgs, outbox_seq, build_waits, slice, slices
   Reply:  {state, first (1|0), dispatch (1: the dispatcher resolves this step's edges),
            {id, lane, ... ready, not leased (to hint)}, {skipped id with children (to cascade)...},
-           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...},
-           sent (outbox messages recorded: remote waits that started; the caller flushes)}
+           {claimed entries, one flat list as exec_claim's}, {lane of each claimed entry, ...},
+           sent (outbox messages recorded: remote waits that started; the caller flushes),
+           lease_expiry_ms (of every claimed entry; 0 when none)}
   Errors: BAD_ARGS, NOT_FOUND, STALE_LEASE, CANCELED, INVALID_STATE ]]
 local function flow_complete(keys, args)
   local token = str_arg(args[1], 'token', 32)
   local result = args[2] or ''
   local c = step_claim_args(args, 3)
   local f = leased_execution(keys[1], token, complete_fields)
-  if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0} end
+  if f.state == 'succeeded' then return {'succeeded', 0, 0, {}, {}, {}, {}, 0, 0} end
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
   f.result = result
-  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, K.leases(prefix), {f}, now_ms(), c)
-  return {'succeeded', 1, dispatch[1], out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
+  local dispatch, out, claimed, claimed_lanes, expiry = steps_succeeded(prefix, K.leases(prefix), {f},
+    now_ms(), c)
+  return {'succeeded', 1, dispatch[1], out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0, expiry}
 end
 register('flow_complete', flow_complete)
 
@@ -902,14 +905,15 @@ register('flow_complete', flow_complete)
   Reply:  {{state, first, dispatch, then the next step's three, ...} one flat triple
            per step in ARGV order, as exec_complete_many's,
            {id, lane, ... ready, not leased (to hint)}, {skipped id with children (to cascade)...},
-           {claimed entry as in exec_claim, ...}, {lane of each claimed entry, ...}, sent}
+           {claimed entries, one flat list as exec_claim's}, {lane of each claimed entry, ...}, sent,
+           lease_expiry_ms (of every claimed entry; 0 when none)}
   Errors: BAD_ARGS ]]
 register('flow_complete_many', function(keys, args)
   local c = step_claim_args(args, 1)
   local n = batch_count(args, 3, COMPLETE_MANY_MAX, '(id, token, result) triples', 5)
   local prefix = prefix_of(keys[1])
   local triples, todo = completable_items(prefix, args, 6, n)
-  if #todo == 0 then return {triples, {}, {}, {}, {}, 0} end
+  if #todo == 0 then return {triples, {}, {}, {}, {}, 0, 0} end
   local steps, places = {}, {}
   for k = 1, #todo, 2 do
     local j, f = todo[k], todo[k + 1]
@@ -917,9 +921,9 @@ register('flow_complete_many', function(keys, args)
     steps[#steps + 1] = f
     places[#places + 1] = j
   end
-  local dispatch, out, claimed, claimed_lanes = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
+  local dispatch, out, claimed, claimed_lanes, expiry = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
   for k, j in ipairs(places) do triples[j + 2] = dispatch[k] end
-  return {triples, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0}
+  return {triples, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0, expiry}
 end)
 
 --[[ flow_cancel: cancel the flow, then up to max_count of its non-terminal

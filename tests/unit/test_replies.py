@@ -123,6 +123,17 @@ def test_exec_claims_compact_list_decodes_like_a_list_of_entries_with_the_calls_
     assert replies.exec_claim(compact) == replies.exec_claim(nested)
 
 
+def test_a_step_completions_leased_children_decode_from_claims_compact_list_with_the_calls_lease_expiry():
+    compact = ["e1", "3", "t", "{}", 1, 0, 1, "up", "1", "f1", "s1", "e2", "4", "t", "{}", 1, 0, -3000, "f1", "s2"]
+    nested = [["e1", "3", "t", "{}", 1, 0, 99, ["up", "1"], "f1", "s1"],
+              ["e2", "4", "t", "{}", 1, 0, 99, 3000, "f1", "s2"]]
+    one = replies.flow_complete(["succeeded", 1, 0, [], [], compact, ["a", "a"], 0, 99])
+    older = replies.flow_complete(["succeeded", 1, 0, [], [], nested, ["a", "a"], 0])
+    assert one == older and [c.lease_expiry_ms for c in one.claimed] == [99, 99]
+    (many,) = replies.flow_complete_many([["succeeded", 1, 0], [], [], compact, ["a", "a"], 0, 99])
+    assert many == one
+
+
 def test_complete_many_decodes_flat_triples_with_refusals_in_their_place():
     decoded = replies.exec_complete_many(["succeeded", 1, 0, "STALE_LEASE lease 2 is not 3", -1, 0,
                                           "succeeded", 0, 0])
