@@ -42,12 +42,20 @@ local function gate_fields(prefix, id, fid)
   local key = K.execution(prefix, id)
   local v = rcall('HMGET', key, 'state', 'lane', 'priority', 'req_total',
     'req_ok', 'req_bad', 'soft_total', 'soft_done', 'policy', 'quorum', 'wait_event')
-  -- (`or nil`: a missing field comes back false; readers test for nil)
-  local e = {key = key, id = v[1] and id or nil, state = v[1] or nil, lane = v[2] or nil, flow = v[1] and fid or nil,
-    priority = v[3] or nil, req_total = v[4] or nil,
-    req_ok = v[5] or nil, req_bad = v[6] or nil, soft_total = v[7] or nil, soft_done = v[8] or nil,
-    policy = v[9] or nil, quorum = v[10] or nil, wait_event = v[11] or nil}
-  if e.wait_event then
+  if not v[1] then return {key = key} end  -- (no such step: readers test e.state)
+  -- Only the fields present are set (a missing one comes back false; readers test
+  -- for nil): a field set to nil, in a constructor too, still costs the table a
+  -- new slot (about 250 instructions), and most steps have most of these missing.
+  local e = {key = key, id = id, state = v[1], lane = v[2] or nil, flow = fid, req_total = v[4] or nil}
+  if v[3] then e.priority = v[3] end
+  if v[5] then e.req_ok = v[5] end
+  if v[6] then e.req_bad = v[6] end
+  if v[7] then e.soft_total = v[7] end
+  if v[8] then e.soft_done = v[8] end
+  if v[9] then e.policy = v[9] end
+  if v[10] then e.quorum = v[10] end
+  if v[11] then
+    e.wait_event = v[11]
     local values = rcall('HMGET', key, unpack(WAIT_FIELDS))
     for i, name in ipairs(WAIT_FIELDS) do e[name] = values[i] end
   end
