@@ -135,7 +135,8 @@ local NO_INPUTS = {}
 -- reply conversion about 2,300 instructions), and no entry table is built; the
 -- flat entry leaves out what it can (the lease expiry, the call's for all; the
 -- paged count, in the input count's sign; a standalone execution's step), each
--- reply element costing about 1,300 instructions.
+-- reply element costing about 1,300 instructions. `memo`: move()'s (exec_claim's
+-- leases are a batch of one kind).
 local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs, flat, memo)
   local id = f.id
   local epoch = int_of(f.epoch or 0) + 1
