@@ -268,7 +268,7 @@ local c_keys, c_fields, c_deltas, c_n, c_slot = {}, {}, {}, 0, {}
 -- <detail>" (flow and detail may be empty; detail, last, may hold spaces): one
 -- pair, not up to five, per transition, which costs the XADD a third of the
 -- arguments. Consecutive ones of one kind (from, to, flow and detail) share one
--- field 'g': "<from> <to> <flow> <n> <id 1> ... <id n> <detail>" (ev_group). An
+-- field 'g': "<from> <to> <flow> <n> <id 1> ... <id n> <detail>" (close_group). An
 -- id or flow id with a space in it (only a raw FCALL could make one) gets the
 -- long form: id, from, to[, flow][, detail]. A record starts at 'e', at 'g', at
 -- 'id', or at 'flow' directly followed by 'from' (event_records, here and in
@@ -280,23 +280,23 @@ do
   -- from, to, flow and detail: a claim's or a batch completion's) kept as their ids
   -- and written as one 'g' record (an 'e' record when it holds one) when a
   -- transition of another kind comes or the entry is written: a batch of n costs
-  -- the XADD one field, not n, and n concatenations less.
-  local ev_group = {n = 0, ids = {}, from = '', to = '', flow = '', detail = ''}
+  -- the XADD one field, not n, and n concatenations less. (Upvalues, not a table:
+  -- a transition of another kind than the last pays a few assignments.)
+  local g_n, g_ids, g_from, g_to, g_flow, g_detail = 0, {}, '', '', '', ''
 
-  -- Write the open group (ev_group) into the pending entry.
+  -- Write the open group into the pending entry.
   local function close_group()
-    local g = ev_group
-    local n = g.n
+    local n = g_n
     if n == 0 then return end
-    g.n = 0
+    g_n = 0
     local m = ev_n
     if n == 1 then
       ev_flat[m + 1] = 'e'
-      ev_flat[m + 2] = g.ids[1] .. ' ' .. g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. g.detail
+      ev_flat[m + 2] = g_ids[1] .. ' ' .. g_from .. ' ' .. g_to .. ' ' .. g_flow .. ' ' .. g_detail
     else
       ev_flat[m + 1] = 'g'
-      ev_flat[m + 2] = g.from .. ' ' .. g.to .. ' ' .. g.flow .. ' ' .. n .. ' ' .. table.concat(g.ids, ' ', 1, n)
-        .. ' ' .. g.detail
+      ev_flat[m + 2] = g_from .. ' ' .. g_to .. ' ' .. g_flow .. ' ' .. n .. ' ' .. table.concat(g_ids, ' ', 1, n)
+        .. ' ' .. g_detail
     end
     ev_n = m + 2
   end
@@ -326,22 +326,22 @@ do
       end
     end
     if short then
-      local g, fl, dt = ev_group, flow or '', detail or ''
-      local m = g.n
-      if m > 0 and g.to == to and g.from == from and g.flow == fl and g.detail == dt then
-        g.ids[m + 1] = id
-        g.n = m + 1
+      local fl, dt = flow or '', detail or ''
+      if g_n > 0 and g_to == to and g_from == from and g_flow == fl and g_detail == dt then
+        g_n = g_n + 1
+        g_ids[g_n] = id
       else
-        close_group()
-        g.from, g.to, g.flow, g.detail = from, to, fl, dt
-        g.ids[1] = id
-        g.n = 1
+        if g_n > 0 then close_group() end
+        g_from, g_to, g_flow, g_detail, g_n = from, to, fl, dt, 1
+        g_ids[1] = id
       end
       ev_records = ev_records + 1
       return
     end
-    close_group()
-    n = ev_n
+    if g_n > 0 then
+      close_group()
+      n = ev_n
+    end
     if id then
       ev_flat[n + 1] = 'id'; ev_flat[n + 2] = id
       n = n + 2

@@ -208,12 +208,12 @@ local function lane_field(lane, state)
   return field
 end
 
--- pk (PARTITION_KEYS) also keeps the lane counters of the call's last move() in
--- its partition (the counters hash's slot table in c_slot, lane, from, to) and
--- their indexes in c_deltas: a batch's next move of the same kind adds to them
--- without the lookups. c_slot gets a new table per call, so a memo from an
--- earlier call never matches.
-local function move(prefix, e, to, fields, detail)
+-- `memo`: a table a batch call (exec_claim, exec_complete_many, exec_submit_many)
+-- passes to each of its moves, where move() keeps the lane counters of its last
+-- move (the counters hash's slot table in c_slot, lane, from, to) and their
+-- indexes in c_deltas: the batch's next move of the same kind adds to them
+-- without the lookups. Other callers pass none and pay nothing for it.
+local function move(prefix, e, to, fields, detail, memo)
   local from = e.state or ''
   if from == '' then
     if INITIAL_STATES[to] ~= 1 then raise('BUG', 'execution ' .. e.id .. ' cannot be created ' .. to) end
@@ -245,23 +245,28 @@ local function move(prefix, e, to, fields, detail)
   end
   e.state = to
   local counts, lane = pk.counts, e.lane
-  local slots = c_slot[counts]
-  if slots ~= nil and slots == pk.m_slots and lane == pk.m_lane and from == pk.m_from and to == pk.m_to then
-    local i = pk.m_ito
-    c_deltas[i] = c_deltas[i] + 1
-    i = pk.m_ifrom
-    if i then c_deltas[i] = c_deltas[i] - 1 end
+  if not memo then
+    if from ~= '' then note_count(counts, lane_field(lane, from), -1) end
+    note_count(counts, lane_field(lane, to), 1)
   else
-    local f_from, f_to = nil, lane_field(lane, to)
-    if from ~= '' then
-      f_from = lane_field(lane, from)
-      note_count(counts, f_from, -1)
+    local slots = c_slot[counts]
+    if slots ~= nil and slots == memo.slots and lane == memo.lane and from == memo.from and to == memo.to then
+      local i = memo.ito
+      c_deltas[i] = c_deltas[i] + 1
+      i = memo.ifrom
+      if i then c_deltas[i] = c_deltas[i] - 1 end
+    else
+      local f_from, f_to = nil, lane_field(lane, to)
+      if from ~= '' then
+        f_from = lane_field(lane, from)
+        note_count(counts, f_from, -1)
+      end
+      note_count(counts, f_to, 1)
+      slots = c_slot[counts]
+      local i_to, i_from = slots and slots[f_to], f_from and slots and slots[f_from]
+      if not i_to or (f_from and not i_from) then slots = nil end  -- (written at once: no memo)
+      memo.slots, memo.lane, memo.from, memo.to, memo.ito, memo.ifrom = slots, lane, from, to, i_to, i_from
     end
-    note_count(counts, f_to, 1)
-    slots = c_slot[counts]
-    local i_to, i_from = slots and slots[f_to], f_from and slots and slots[f_from]
-    if not i_to or (f_from and not i_from) then slots = nil end  -- (written at once: no memo)
-    pk.m_slots, pk.m_lane, pk.m_from, pk.m_to, pk.m_ito, pk.m_ifrom = slots, lane, from, to, i_to, i_from
   end
   if e.flow then
     -- the flow's per-state counters: written at the call's end like the lane's

@@ -134,6 +134,7 @@ local function exec_submit_many(keys, args)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local out, ready, lanes, delayed, deadlines, xkeys, made = {}, {}, {}, {}, {}, {}, {}
+  local memo = {}  -- move()'s counters of the last creation, for the next of its kind
   for i = 1, n do xkeys[i] = K.execution(prefix, args[10 * i - 9]) end
   -- One EXISTS for the whole batch (its keys share the partition's slot): fresh ids, the
   -- usual case, cost one command, not one each. Only when one of them exists is each
@@ -164,7 +165,8 @@ local function exec_submit_many(keys, args)
         delayed[#delayed + 1] = now + delay_ms; delayed[#delayed + 1] = id
       end
       move(prefix, {key = key, id = id, lane = lane}, state, submit_fields(id, args[base + 2], lane,
-        args[base + 4] or '', priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms))
+        args[base + 4] or '', priority, int_of(args[base + 7]), int_of(args[base + 8]), int_of(args[base + 9]), now, deadline, delay_ms),
+        nil, memo)
       made[id] = 1
       out[j] = id; out[j + 1] = state; out[j + 2] = 1
     end

@@ -135,14 +135,15 @@ local NO_INPUTS = {}
 -- reply conversion about 2,300 instructions), and no entry table is built; the
 -- flat entry leaves out what it can (the lease expiry, the call's for all; the
 -- paged count, in the input count's sign; a standalone execution's step), each
--- reply element costing about 1,300 instructions.
-local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs, flat)
+-- reply element costing about 1,300 instructions. `memo`: move()'s (exec_claim's
+-- leases are a batch of one kind).
+local function lease_one(prefix, f, now, lease_ms, worker, inputs_left, max_inputs, flat, memo)
   local id = f.id
   local epoch = int_of(f.epoch or 0) + 1
   local attempt = int_of(f.attempts or 0) + 1
   local expiry = now + lease_ms
   move(prefix, f, 'leased', {'epoch', epoch, 'attempts', attempt, 'worker', worker,
-    'started_ms', now, 'lease_expiry_ms', expiry}, worker)
+    'started_ms', now, 'lease_expiry_ms', expiry}, worker, memo)
   -- (f.known_inputs: what the caller wrote as its inputs in this call, with max_inputs 0)
   local inputs, paged = f.known_inputs or NO_INPUTS, nil  -- paged: the input count, when they are left out
   if f.flow and max_inputs and max_inputs <= inputs_left then
@@ -215,6 +216,7 @@ local function exec_claim(keys, args)
   local claimed, expired, lease_args = {}, {}, {}
   local inputs_left = CLAIM_INPUTS
   local fstates = {}  -- flow id -> state, read once per call
+  local memo = {}  -- move()'s counters of the last lease (the batch's leases are of one kind)
   for i = 1, #popped, 2 do
     local id = popped[i]
     local f = claim_fields(K.execution(prefix, id), id, lane)
@@ -247,7 +249,7 @@ local function exec_claim(keys, args)
         expired[#expired + 1] = id  -- the caller dispatches these
       else
         local expiry
-        expiry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left, nil, claimed)
+        expiry, inputs_left = lease_one(prefix, f, now, lease_ms, worker, inputs_left, nil, claimed, memo)
         lease_args[#lease_args + 1] = expiry
         lease_args[#lease_args + 1] = id
       end
@@ -362,10 +364,10 @@ local function exec_complete_many(keys, args)
   local out, todo = completable_items(prefix, args, 1, n, true)
   if #todo == 0 then return out end
   local now = now_ms()
-  local ended = {}
+  local ended, memo = {}, {}  -- (memo: move()'s counters of the last success, for the next)
   for k = 1, #todo, 2 do
     local j, f = todo[k], todo[k + 1]
-    move(prefix, f, 'succeeded', {'result', args[j + 2], 'finished_ms', now})
+    move(prefix, f, 'succeeded', {'result', args[j + 2], 'finished_ms', now}, nil, memo)
     out[j + 2] = finish(prefix, f, now, true, false, ended)
   end
   end_leases(prefix, keys[1], ended, now)

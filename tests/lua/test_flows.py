@@ -420,12 +420,13 @@ def test_an_expired_step_and_an_expired_execution_retried_run_with_fresh_attempt
     flow.step("x", "t.a", deadline_s=60)
     run = flow.submit()
     finish(app, run, "x", "expired")
-    assert run.retry() == "running"
     handle = app.submit("t.a", deadline_s=60)
     partition = X.execution_partition(app.client.keys, handle.id)
     key = app.client.keys.execution(partition, handle.id)
     app.client.run(Command(("HSET", key, "deadline_ms", 1), key))  # its deadline passed
+    # (before the flow's retry: a claim of this partition would lease its step when they share it)
     assert handle.id in app.client.run(X.claim(app.client.keys, partition, "default", 10, 30_000, "w")).expired
+    assert run.retry() == "running"
     assert Handle(app.client, handle.id).retry() == "expired"
     for eid in (run.step_execution("x"), handle.id):
         info = read_execution(app.client, eid)

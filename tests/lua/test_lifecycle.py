@@ -275,7 +275,7 @@ def test_a_deadline_passed_while_ready_expires_at_claim(lua_client):
 
 
 def test_a_claim_that_alternates_leasing_and_expiring_counts_and_records_each_kind(lua_client):
-    """move() reuses the last move's counter slots for a move of the same kind only."""
+    """Leases (move() with the claim's memo of counter slots) and expiries (without) interleave."""
     kinds = ["leased", "expired", "expired", "leased", "leased", "expired", "leased"]
     ids = []
     for kind in kinds:

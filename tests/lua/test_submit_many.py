@@ -48,6 +48,19 @@ def test_several_submissions_are_written_in_one_call_with_one_event_entry_and_on
     assert sorted(c.execution_id for c in claimed) == sorted(s.execution_id for s in specs[:3])
 
 
+def test_a_batch_alternating_lanes_and_states_counts_each_kind(lua_client):
+    """move() reuses the last creation's counter slots for one of the same lane and state only."""
+    specs = [spec(), spec(delay_ms=60_000), spec(delay_ms=60_000), spec(lane="images"), spec(),
+             spec(lane="images", delay_ms=60_000), spec()]
+    lua_client.run(X.submit_many(lua_client.keys, P, specs))
+    counts = run(lua_client, "HGETALL", lua_client.keys.counts(P))
+    assert {k: int(v) for k, v in counts.items()} == {"default:ready": 2 + 1, "default:delayed": 2,
+                                                      "images:ready": 1, "images:delayed": 1}
+    lua_client.run(X.submit_many(lua_client.keys, P, [spec(lane="images")]))  # a new call starts afresh
+    counts = run(lua_client, "HGETALL", lua_client.keys.counts(P))
+    assert int(counts["images:ready"]) == 2 and int(counts["default:ready"]) == 3
+
+
 def test_a_batch_stores_what_exec_submit_stores(lua_client):
     one, batched = spec(deadline_in_ms=60_000), spec(deadline_in_ms=60_000)
     lua_client.run(X.submit(lua_client.keys, one, P))
