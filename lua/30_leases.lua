@@ -37,11 +37,19 @@ local function complete_fields(key, id, no_step)
         'id')
       id = v[9] or nil
     end
-    -- (`or nil`: a missing field comes back false; readers test for nil)
-    return {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil,
-      flow = v[4] or nil, optional = v[5] or nil, deadline_ms = v[6] or nil, slice = v[7] or nil,
+    -- Only the fields present are set (a missing one comes back false; readers test for
+    -- nil): a field set to nil, in a constructor too, still costs the table a slot, and a
+    -- standalone execution has none of flow, optional, slice and most have no deadline.
+    -- (Six in the constructor: two more fit its eight slots without a rehash.)
+    local f = {key = key, id = id, state = v[1] or nil, epoch = v[2] or nil, lane = v[3] or nil,
       watched = v[8] or nil}
+    if v[4] then f.flow = v[4] end
+    if v[5] then f.optional = v[5] end
+    if v[6] then f.deadline_ms = v[6] end
+    if v[7] then f.slice = v[7] end
+    return f
   end
+  -- (`or nil`: a missing field comes back false; readers test for nil)
   if id then
     v = rcall('HMGET', key, 'state', 'epoch', 'lane', 'flow', 'step', 'optional', 'deadline_ms', 'slice', 'watched')
   else
