@@ -74,9 +74,7 @@ MAX_ERROR_MESSAGE = 4096
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _run_time(lane: str) -> Any:
-    """The run-time histogram of one lane (kept: ``labels`` looks it up under a lock)."""
     return metrics.RUN_TIME.labels(lane)
 
 
