@@ -245,24 +245,21 @@ local function move(prefix, e, to, fields, detail, memo)
   end
   e.state = to
   local counts, lane = pk.counts, e.lane
-  if not memo then
-    if from ~= '' then note_count(counts, lane_field(lane, from), -1) end
-    note_count(counts, lane_field(lane, to), 1)
+  if memo and memo.slots and memo.slots == c_slot[counts] and lane == memo.lane and from == memo.from
+      and to == memo.to then
+    local i = memo.ito
+    c_deltas[i] = c_deltas[i] + 1
+    i = memo.ifrom
+    if i then c_deltas[i] = c_deltas[i] - 1 end
   else
-    local slots = c_slot[counts]
-    if slots ~= nil and slots == memo.slots and lane == memo.lane and from == memo.from and to == memo.to then
-      local i = memo.ito
-      c_deltas[i] = c_deltas[i] + 1
-      i = memo.ifrom
-      if i then c_deltas[i] = c_deltas[i] - 1 end
-    else
-      local f_from, f_to = nil, lane_field(lane, to)
-      if from ~= '' then
-        f_from = lane_field(lane, from)
-        note_count(counts, f_from, -1)
-      end
-      note_count(counts, f_to, 1)
-      slots = c_slot[counts]
+    local f_from, f_to = nil, lane_field(lane, to)
+    if from ~= '' then
+      f_from = lane_field(lane, from)
+      note_count(counts, f_from, -1)
+    end
+    note_count(counts, f_to, 1)
+    if memo then
+      local slots = c_slot[counts]
       local i_to, i_from = slots and slots[f_to], f_from and slots and slots[f_from]
       if not i_to or (f_from and not i_from) then slots = nil end  -- (written at once: no memo)
       memo.slots, memo.lane, memo.from, memo.to, memo.ito, memo.ifrom = slots, lane, from, to, i_to, i_from
