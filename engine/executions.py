@@ -36,7 +36,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "exec_cancel": (("exec",), ("reason",)),
     "exec_watch": (("exec",), ()),
-    "exec_promote": (("delayed",), ("max_count",)),
+    "exec_promote": (("delayed",), ("max_count", "min_late_ms")),
     "exec_claim": (("ready",), ("max_count", "lease_ms", "worker_id")),
     "exec_renew": (("exec",), ("token", "lease_ms")),
     "exec_complete": (("exec",), ("token", "result")),
@@ -257,8 +257,9 @@ def watch(ks: KeySpace, execution_id: str) -> FCall:
     return FCall("exec_watch", (_exec_key(ks, execution_id),), (), parse=replies.exec_watch)
 
 
-def promote(ks: KeySpace, partition: int, max_count: int) -> FCall:
-    return FCall("exec_promote", (ks.delayed(partition),), (max_count,),
+def promote(ks: KeySpace, partition: int, max_count: int, min_late_ms: int = 0) -> FCall:
+    """Due delayed work of one partition -> ready: what came due at least ``min_late_ms`` ago."""
+    return FCall("exec_promote", (ks.delayed(partition),), (max_count, min_late_ms),
                  parse=replies.exec_promote)
 
 

@@ -229,17 +229,20 @@ local function exec_watch(keys, args)
 end
 register('exec_watch', exec_watch)
 
---[[ exec_promote: make due delayed executions ready.
+--[[ exec_promote: make due delayed executions ready: those due at least min_late_ms
+  ago by the server's clock (the reconciler's safety net leaves the ones the workers'
+  own timers and passes are about to promote; a worker passes 0).
   KEYS[1] delayed  ZSET   delayed executions by due time
-  ARGV[1] max_count
+  ARGV[1] max_count  ARGV[2] min_late_ms (0: every due one)
   Derived: ready, counts, events, flows_done, execution, flow, flow_held, flow_done
   Reply:  {promoted_count, {lane, ...}}  lanes that received work (to hint)
   Errors: BAD_ARGS ]]
 local function exec_promote(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
+  local late = int_arg(args[2], 'min_late_ms', 0, 1e10)
   local prefix = prefix_of(keys[1])
   local now = now_ms()
-  local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, max_count)
+  local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now - late, 'LIMIT', 0, max_count)
   local lanes, seen, promoted = {}, {}, 0
   for _, id in ipairs(due) do
     local e = hash_table(rcall('HGETALL', K.execution(prefix, id)))

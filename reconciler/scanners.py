@@ -169,13 +169,24 @@ class LeaseExpiry(Scanner):
 
 
 class DelayedPromoter(Scanner):
-    """Due delayed / backing-off executions → ready → hint (``exec_promote``)."""
+    """Delayed / backing-off executions due ``age_s`` ago and still not ready → ready → hint
+    (``exec_promote``).
+
+    The workers promote on time (a timer for their own retries, a pass about once a
+    second for the rest), so what the daemon finds this late is what they missed: a
+    repair. Without the age, a pass landing between a retry's due time and its worker's
+    timer promoted it first and counted a healthy system's retry as repaired.
+    """
 
     name = "delayed"
     default_interval_s = 0.5
 
+    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 2.0) -> None:
+        super().__init__(batch, interval_s)
+        self.age_ms = int(age_s * 1000)
+
     def call(self, client: Client, partition: int) -> FCall:
-        return executions.promote(client.keys, partition, self.batch)
+        return executions.promote(client.keys, partition, self.batch, self.age_ms)
 
     def digest(self, client: Client, partition: int, reply: replies.PromoteReply) -> Digest:
         return Digest(repaired=reply.promoted, hints=[(partition, lane) for lane in reply.lanes],

@@ -255,6 +255,29 @@ def test_promote_moves_due_delayed_executions_to_ready(lua_client):
     assert claim(lua_client).claimed[0].execution_id == eid
 
 
+def test_promote_with_a_minimum_lateness_leaves_work_that_came_due_more_recently(lua_client):
+    """The reconciler's pass (min_late_ms > 0) takes only what the workers' promotion missed."""
+    late, recent = submit(lua_client, delay_ms=1)[0], submit(lua_client, delay_ms=1)[0]
+    delayed = lua_client.keys.delayed(P)
+    now_ms = int(time.time() * 1000)
+    lua_client.run(Command(("ZADD", delayed, now_ms - 60_000, late), delayed))  # due a minute ago
+    lua_client.run(Command(("ZADD", delayed, now_ms - 50, recent), delayed))  # due just now
+    assert lua_client.run(X.promote(lua_client.keys, P, 10, 30_000)) == (1, ["default"])
+    assert (info(lua_client, late)["state"], info(lua_client, recent)["state"]) == ("ready", "delayed")
+    assert lua_client.run(X.promote(lua_client.keys, P, 10)) == (1, ["default"])
+    assert info(lua_client, recent)["state"] == "ready"
+
+
+def test_promote_refuses_a_negative_minimum_lateness_and_changes_nothing(lua_client):
+    eid = submit(lua_client, delay_ms=1)[0]
+    time.sleep(0.01)
+    before = snapshot(lua_client)
+    with pytest.raises(BadArguments, match="min_late_ms"):
+        lua_client.run(X.promote(lua_client.keys, P, 10, -1))
+    assert snapshot(lua_client) == before
+    assert info(lua_client, eid)["state"] == "delayed"
+
+
 def test_expired_leases_are_retried_or_failed(lua_client):
     retried = submit(lua_client, max_attempts=2)[0]
     claim(lua_client, lease_ms=100)

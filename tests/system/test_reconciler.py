@@ -67,6 +67,18 @@ def test_the_delayed_promoter_runs_a_back_dated_delay(cluster, namespace, make_a
     wait_until(lambda: state_of(app, eid, partition) == "succeeded", what="promoted work to run")
 
 
+def test_the_delayed_promoter_leaves_work_the_workers_are_about_to_promote(cluster, namespace, make_app):
+    """Due for less than its age: the workers' timer or pass promotes it on time, so the
+    daemon neither does nor counts it (a healthy system repairs nothing)."""
+    app = make_app(cluster.url, namespace)
+    eid, partition = submit_without_hint(app, "basic.add", 1, 1, delay_ms=10)
+    time.sleep(0.1)
+    assert DelayedPromoter(age_s=2.0).run(app.client, [partition]).repaired == 0
+    assert state_of(app, eid, partition) == "delayed"
+    assert DelayedPromoter(age_s=0.0).run(app.client, [partition]).repaired == 1
+    assert state_of(app, eid, partition) == "ready"
+
+
 def test_deadlines_expire_work_nobody_started(cluster, namespace, make_app):
     app = make_app(cluster.url, namespace)
     eid, partition = submit_without_hint(app, "basic.add", 1, 1, deadline_in_ms=100)
