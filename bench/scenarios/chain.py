@@ -34,7 +34,10 @@ from engine.flowrun import FlowRun
 from engine.states import FlowState
 
 NAME = "chain"
-TARGET_FLOWS_PER_S, TARGET_P50_C1_MS = 100.0, 20.0
+# Issue 12's targets (an earlier issue asked for 100 flows/s and 20 ms): p50 at concurrency 1,
+# and flows/s at concurrency 16 twice the 185-209 measured before it on the reference VM.
+TARGET_P50_C1_MS = 5.0
+TARGET_FLOWS_PER_S_C16 = 400.0
 
 
 def submit_chain(app: App, steps: int, pad: str) -> tuple[FlowRun, str]:
@@ -128,10 +131,12 @@ def _result(params: Params, levels: list[tuple[int, int]], measured: dict[int, d
             workers: list[dict[str, Any]]) -> Result:
     best = max(m["ops_per_s"] for m in measured.values())
     p50_c1 = measured[1]["p50_ms"] if 1 in measured else None
+    at_16 = measured[16]["ops_per_s"] if 16 in measured else None
     notes = [(f"each row: N = {dict(levels)} flows of {params.extra['steps']} steps kept c at a "
-             "time in flight; ops/s = flows/s, p50/p99 = submit -> wait per flow, .../job = per flow"),
-             (f"target >= {TARGET_FLOWS_PER_S:g} flows/s at the best concurrency: "
-             f"{verdict(best >= TARGET_FLOWS_PER_S)} ({best})")]
+             "time in flight; ops/s = flows/s, p50/p99 = submit -> wait per flow, .../job = per flow")]
+    if at_16 is not None:
+        notes.append(f"target >= {TARGET_FLOWS_PER_S_C16:g} flows/s at concurrency 16: "
+                     f"{verdict(at_16 >= TARGET_FLOWS_PER_S_C16)} ({at_16})")
     if p50_c1 is not None:
         notes.append(f"target p50 <= {TARGET_P50_C1_MS:g} ms at concurrency 1: "
                      f"{verdict(p50_c1 <= TARGET_P50_C1_MS)} ({p50_c1} ms)")
@@ -143,7 +148,8 @@ def _result(params: Params, levels: list[tuple[int, int]], measured: dict[int, d
             **{f"c={c}": m for c, m in measured.items()},
             "tasks": min(flows for _, flows in levels), "workers": params.workers,
             "concurrency": params.concurrency, "payload_bytes": params.payload_bytes,
-            "targets": {"best_flows_per_s": best, "best_flows_per_s_met": best >= TARGET_FLOWS_PER_S,
+            "targets": {"best_flows_per_s": best, "flows_per_s_c16": at_16,
+                        "flows_per_s_c16_met": None if at_16 is None else at_16 >= TARGET_FLOWS_PER_S_C16,
                         "p50_ms_c1": p50_c1,
                         "p50_ms_c1_met": None if p50_c1 is None else p50_c1 <= TARGET_P50_C1_MS},
             "worker_stats": workers, "notes": notes}

@@ -32,6 +32,11 @@ def test_chain_reports_each_concurrency_and_every_flow_ends_with_the_step_count(
         assert row["flows"] == 5 and row["all_correct"] is True
         for key in ("flows_per_s", "p50_ms", "p99_ms", "server_p50_ms"):
             assert isinstance(row[key], (int, float)), key
+    # issue 12's targets: p50 at concurrency 1 judged; flows/s judged at 16 only, not measured here
+    targets = out["targets"]
+    assert targets["p50_ms_c1_met"] == (targets["p50_ms_c1"] <= 5.0)
+    assert targets["flows_per_s_c16"] is None and targets["flows_per_s_c16_met"] is None
+    assert any(note.startswith("target p50 <= 5 ms at concurrency 1") for note in out["notes"])
 
 
 def test_fanout_join_gets_the_sum_of_every_middle_result() -> None:
