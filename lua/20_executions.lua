@@ -233,13 +233,15 @@ register('exec_watch', exec_watch)
   ago by the server's clock (the reconciler's safety net leaves the ones the workers'
   own timers and passes are about to promote; a worker passes 0).
   KEYS[1] delayed  ZSET   delayed executions by due time
-  ARGV[1] max_count  ARGV[2] min_late_ms (0: every due one)
+  ARGV[1] max_count  ARGV[2] min_late_ms (0, or left out as a worker older than it
+  leaves it: every due one)
   Derived: ready, counts, events, flows_done, execution, flow, flow_held, flow_done
   Reply:  {promoted_count, {lane, ...}}  lanes that received work (to hint)
   Errors: BAD_ARGS ]]
 local function exec_promote(keys, args)
   local max_count = int_arg(args[1], 'max_count', 1, MAX_BATCH)
-  local late = int_arg(args[2], 'min_late_ms', 0, 1e10)
+  local late = 0
+  if args[2] ~= nil then late = int_arg(args[2], 'min_late_ms', 0, 1e10) end
   local prefix = prefix_of(keys[1])
   local now = now_ms()
   local due = rcall('ZRANGEBYSCORE', keys[1], '-inf', now - late, 'LIMIT', 0, max_count)

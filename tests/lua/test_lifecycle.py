@@ -268,6 +268,15 @@ def test_promote_with_a_minimum_lateness_leaves_work_that_came_due_more_recently
     assert info(lua_client, recent)["state"] == "ready"
 
 
+def test_promote_called_without_a_minimum_lateness_promotes_every_due_one(lua_client):
+    """As a worker from before min_late_ms calls it during an upgrade."""
+    eid = submit(lua_client, delay_ms=1)[0]
+    time.sleep(0.01)
+    old_call = FCall("exec_promote", (lua_client.keys.delayed(P),), (10,))
+    assert lua_client.run(old_call) == [1, ["default"]]
+    assert info(lua_client, eid)["state"] == "ready"
+
+
 def test_promote_refuses_a_negative_minimum_lateness_and_changes_nothing(lua_client):
     eid = submit(lua_client, delay_ms=1)[0]
     time.sleep(0.01)
