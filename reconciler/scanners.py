@@ -135,14 +135,24 @@ class Scanner:
                          "scanner %s skipped %s: %s: %s", self.name, where, type(error).__name__, error)
 
 
-class DependencyScanner(Scanner):
+class AgedScanner(Scanner):
+    """A scanner that repairs only what has waited ``age_s`` (its ``default_age_s`` unless
+    given): a younger one is most likely still in the hands of the process that made it."""
+
+    default_batch = 200
+    default_age_s = 0.0
+
+    def __init__(self, batch: int | None = None, interval_s: float | None = None,
+                 age_s: float | None = None) -> None:
+        super().__init__(self.default_batch if batch is None else batch, interval_s)
+        self.age_ms = int((self.default_age_s if age_s is None else age_s) * 1000)
+
+
+class DependencyScanner(AgedScanner):
     """``pending_dispatch`` records older than a threshold → dispatch (a crashed cascade)."""
 
     name = "dependency"
-
-    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 5.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_age_s = 5.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return FCall("rec_due", (client.keys.pending_dispatch(partition),), (self.age_ms, self.batch),
@@ -168,7 +178,7 @@ class LeaseExpiry(Scanner):
                       full=len(reply) >= self.batch)
 
 
-class DelayedPromoter(Scanner):
+class DelayedPromoter(AgedScanner):
     """Delayed / backing-off executions due ``age_s`` ago and still not ready → ready → hint
     (``exec_promote``).
 
@@ -180,10 +190,7 @@ class DelayedPromoter(Scanner):
 
     name = "delayed"
     default_interval_s = 0.5
-
-    def __init__(self, batch: int = 200, interval_s: float | None = None, age_s: float = 2.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_age_s = 2.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return executions.promote(client.keys, partition, self.batch, self.age_ms)
@@ -193,15 +200,13 @@ class DelayedPromoter(Scanner):
                       full=reply.promoted >= self.batch)
 
 
-class HintRepair(Scanner):
+class HintRepair(AgedScanner):
     """Ready work waiting longer than a threshold → hint again (its hint was lost)."""
 
     name = "hint_repair"
     default_interval_s = 5.0
-
-    def __init__(self, batch: int = 100, interval_s: float | None = None, age_s: float = 10.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_batch = 100
+    default_age_s = 10.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return FCall("rec_stale_ready", (client.keys.counts(partition),), (self.age_ms, self.batch),
@@ -228,15 +233,13 @@ class DeadlineExpiry(Scanner):
                       full=len(expired) >= self.batch)
 
 
-class UnsealedFlows(Scanner):
+class UnsealedFlows(AgedScanner):
     """Flows whose batched submit never finished → canceled (never half-runnable)."""
 
     name = "unsealed_flows"
     default_interval_s = 10.0
-
-    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 300.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_batch = 50
+    default_age_s = 300.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return FCall("rec_due", (client.keys.unsealed(partition),), (self.age_ms, self.batch),
@@ -249,16 +252,14 @@ class UnsealedFlows(Scanner):
         return Digest(repaired=len(flow_ids), details=flow_ids)
 
 
-class FlowOps(Scanner):
+class FlowOps(AgedScanner):
     """Multi-call flow operations (seal, cancel, resume, retry) a crashed caller left
     half-done → finished, from the ``flow_ops`` index."""
 
     name = "flow_ops"
     default_interval_s = 5.0
-
-    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 30.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_batch = 50
+    default_age_s = 30.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return FCall("rec_due", (client.keys.flow_ops(partition),), (self.age_ms, self.batch),
@@ -363,7 +364,7 @@ class IndexCheck(Scanner):
                       dispatch=audit.dispatch, full=audit.more, details=list(audit.repairs))
 
 
-class OutboxScanner(Scanner):
+class OutboxScanner(AgedScanner):
     """Outbox messages nobody acknowledged for ``age_s`` (their sender died before flushing, or
     a flush failed) → applied on their target partition, then acknowledged (engine/outbox.py);
     applying one twice is a no-op. The same call (``outbox_sweep``) forgets inbox ids older
@@ -371,11 +372,8 @@ class OutboxScanner(Scanner):
 
     name = "outbox"
     default_interval_s = 5.0
-
-    def __init__(self, batch: int = outbox.FLUSH_BATCH, interval_s: float | None = None,
-                 age_s: float = outbox.SCANNER_AGE_MS / 1000) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_batch = outbox.FLUSH_BATCH
+    default_age_s = outbox.SCANNER_AGE_MS / 1000
 
     def call(self, client: Client, partition: int) -> FCall:
         return outbox.sweep_call(client.keys, partition, self.age_ms, self.batch)
@@ -409,7 +407,7 @@ class WantDeadlines(Scanner):
                       full=reply.read >= self.batch, details=[*reply.breached, *reply.expired])
 
 
-class WantCycles(Scanner):
+class WantCycles(AgedScanner):
     """Builds waiting for missing slices longer than ``age_s`` whose wait leads, through the
     builds of those slices, back to their own slice (a cycle none of the builds could see:
     each was started by a want of its own before any found its input missing) → failed for
@@ -417,10 +415,8 @@ class WantCycles(Scanner):
 
     name = "want_cycles"
     default_interval_s = 10.0
-
-    def __init__(self, batch: int = 50, interval_s: float | None = None, age_s: float = 30.0) -> None:
-        super().__init__(batch, interval_s)
-        self.age_ms = int(age_s * 1000)
+    default_batch = 50
+    default_age_s = 30.0
 
     def call(self, client: Client, partition: int) -> FCall:
         return FCall("rec_due", (client.keys.build_waits(partition),), (self.age_ms, self.batch),
