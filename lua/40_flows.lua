@@ -106,17 +106,14 @@ local function lease_child(prefix, out, e, fields)
   e.epoch, e.step = v[5] or nil, v[6] or nil
   e.held = true  -- (its ready fields are written with its lease's: move)
   move(prefix, e, 'ready', fields)
-  local expiry
-  local inputs_left = out.inputs_left
-  local edges = int_of(e.req_total or 0) + int_of(e.soft_total or 0)
-  if edges == 1 and #e.written / 2 <= inputs_left then
+  local max_inputs = int_of(e.req_total or 0) + int_of(e.soft_total or 0)  -- (its edges)
+  if max_inputs == 1 and #e.written / 2 <= out.inputs_left then
     -- its one edge was resolved just now: its inputs are what that wrote, no read
-    e.known_inputs = e.written
-    expiry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, 0, out.claimed)
-  else
-    expiry, inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, inputs_left, edges, out.claimed)
+    e.known_inputs, max_inputs = e.written, 0
   end
-  out.inputs_left = inputs_left
+  local expiry
+  expiry, out.inputs_left = lease_one(prefix, e, now, c.lease_ms, c.worker, out.inputs_left, max_inputs,
+    out.claimed)
   local lanes, args = out.claimed_lanes, out.lease_args
   lanes[#lanes + 1] = e.lane
   args[#args + 1] = expiry
@@ -798,8 +795,9 @@ register('flow_resolve', flow_resolve)
 -- on one of the caller's lanes while its flow runs is leased to the caller, up
 -- to claim_count in all, the others are hinted. Returns each step's dispatch
 -- flag (1: the dispatcher resolves its edges), the `out` of the resolution
--- (ready, skipped, sent), the claimed entries (one flat list, as exec_claim's),
--- their lanes and their lease expiry (one for the call; 0 when none).
+-- (ready, skipped, sent; claimed: the claimed entries, one flat list as
+-- exec_claim's; claimed_lanes: their lanes) and their lease expiry (one for the
+-- call; 0 when none).
 local function steps_succeeded(prefix, leases_key, steps, now, c)
   local fstates = {}  -- the flows' states, read once per call (before any write)
   local children_of = {}  -- (false: none to resolve here)
@@ -848,7 +846,7 @@ local function steps_succeeded(prefix, leases_key, steps, now, c)
   end_leases(prefix, leases_key, ended, now)
   local lease_args = out.lease_args
   if #lease_args > 0 then rcall('ZADD', leases_key, unpack(lease_args)) end
-  return dispatch, out, out.claimed, out.claimed_lanes, lease_args[1] or 0
+  return dispatch, out, lease_args[1] or 0
 end
 
 -- The shared arguments of flow_complete and flow_complete_many, from args[first].
@@ -903,9 +901,9 @@ local function flow_complete(keys, args)
   check_move(f.id, f.state, 'succeeded')
   local prefix = prefix_of(keys[1])
   f.result = result
-  local dispatch, out, claimed, claimed_lanes, expiry = steps_succeeded(prefix, K.leases(prefix), {f},
-    now_ms(), c)
-  return {'succeeded', 1, dispatch[1], out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0, expiry}
+  local dispatch, out, expiry = steps_succeeded(prefix, K.leases(prefix), {f}, now_ms(), c)
+  return {'succeeded', 1, dispatch[1], out.ready, out.skipped, out.claimed, out.claimed_lanes, out.sent or 0,
+    expiry}
 end
 register('flow_complete', flow_complete)
 
@@ -943,9 +941,9 @@ register('flow_complete_many', function(keys, args)
     steps[#steps + 1] = f
     places[#places + 1] = j
   end
-  local dispatch, out, claimed, claimed_lanes, expiry = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
+  local dispatch, out, expiry = steps_succeeded(prefix, keys[1], steps, now_ms(), c)
   for k, j in ipairs(places) do triples[j + 2] = dispatch[k] end
-  return {triples, out.ready, out.skipped, claimed, claimed_lanes, out.sent or 0, expiry}
+  return {triples, out.ready, out.skipped, out.claimed, out.claimed_lanes, out.sent or 0, expiry}
 end)
 
 --[[ flow_cancel: cancel the flow, then up to max_count of its non-terminal
